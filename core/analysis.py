@@ -1,0 +1,108 @@
+"""From stored runs to comparison tables (pandas): mean and 95 % CI over seeds, gain over scratch."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+GROUP = ["task", "backbone", "weights", "strategy", "source", "examples_per_class"]
+
+
+def t_ci95(values: np.ndarray) -> float:
+    """Half-width of the 95 % confidence interval of the mean (Student t); NaN for fewer than 2 values."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return float("nan")
+    return float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
+
+
+def _welch_ci95(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy import stats
+
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return 0.0
+    dof = (va + vb) ** 2 / ((va**2 / (len(a) - 1)) + (vb**2 / (len(b) - 1)))
+    return float(stats.t.ppf(0.975, dof) * se)
+
+
+def _weights_label(row: pd.Series) -> str:
+    if isinstance(row.get("source"), str) and row["source"]:
+        return f"pretrained on {row['source']}"
+    weights = row["weights"]
+    return "random init" if weights == "none" else weights
+
+
+def summarize(runs: pd.DataFrame, metric: str = "test_accuracy") -> pd.DataFrame:
+    """Mean, 95 % CI and seed count per configuration and size, with the gain over scratch.
+
+    Only succeeded training runs count (pretrain jobs are inputs, not results). The gain compares each
+    configuration with the ``scratch`` runs of the same task, backbone-independent, at the same size;
+    its CI is Welch's.
+    """
+    columns = ["task", "backbone", "weights", "strategy", "source", "examples_per_class", "n", "mean", "ci95",
+               "gain_vs_scratch", "gain_ci95", "label"]
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+    ok = runs[(runs["status"] == "succeeded") & (runs["kind"] == "train")].copy()
+    if ok.empty:
+        return pd.DataFrame(columns=columns)
+    ok["source"] = ok["source"].fillna("")
+    ok["examples_per_class"] = ok["examples_per_class"].fillna(-1).astype(int)
+    rows = []
+    for key, group in ok.groupby(GROUP, dropna=False, sort=True):
+        values = group[metric].to_numpy(dtype=float)
+        rows.append(dict(zip(GROUP, key), n=len(values), mean=float(values.mean()), ci95=t_ci95(values),
+                         _values=values))
+    table = pd.DataFrame(rows)
+    gains, gain_cis = [], []
+    for _, row in table.iterrows():
+        scratch = table[(table["task"] == row["task"]) & (table["strategy"] == "scratch")
+                        & (table["examples_per_class"] == row["examples_per_class"])]
+        if scratch.empty or row["strategy"] == "scratch":
+            gains.append(float("nan") if scratch.empty else 0.0)
+            gain_cis.append(float("nan"))
+            continue
+        ref = scratch.iloc[0]
+        gains.append(row["mean"] - ref["mean"])
+        gain_cis.append(_welch_ci95(row["_values"], ref["_values"]))
+    table["gain_vs_scratch"] = gains
+    table["gain_ci95"] = gain_cis
+    table["label"] = table.apply(lambda r: f"{r['backbone']} · {_weights_label(r)} · {r['strategy']}", axis=1)
+    table["examples_per_class"] = table["examples_per_class"].replace(-1, np.nan)
+    return table.drop(columns="_values")[columns]
+
+
+def format_summary(table: pd.DataFrame) -> str:
+    """The summary as a text table: one row per configuration, one column per training-set size."""
+    if table.empty:
+        return "No succeeded runs to summarise."
+    sizes = sorted(table["examples_per_class"].dropna().unique())
+    cell = lambda m, c: f"{m:.3f} ± {c:.3f}" if np.isfinite(c) else f"{m:.3f}"  # noqa: E731
+    gain = lambda g, c: "" if not np.isfinite(g) else (f"{g:+.3f} ± {c:.3f}" if np.isfinite(c) else f"{g:+.3f}")  # noqa: E731
+    lines = []
+    for task, per_task in table.groupby("task"):
+        header = [f"{task}: test accuracy, mean ± 95% CI over seeds (gain over scratch)"]
+        width = max(len(label) for label in per_task["label"]) + 2
+        head = "configuration".ljust(width) + "".join(f"{int(s):>6d}/class".rjust(36) for s in sizes)
+        lines += header + [head, "-" * len(head)]
+        for label, rows in per_task.groupby("label", sort=False):
+            text = label.ljust(width)
+            for size in sizes:
+                match = rows[rows["examples_per_class"] == size]
+                if match.empty:
+                    text += "—".rjust(36)
+                    continue
+                r = match.iloc[0]
+                g = gain(r["gain_vs_scratch"], r["gain_ci95"]) if r["strategy"] != "scratch" else ""
+                text += (cell(r["mean"], r["ci95"]) + (f" ({g})" if g else "") + f" n={int(r['n'])}").rjust(36)
+            lines.append(text)
+        lines.append("")
+    return "\n".join(lines)

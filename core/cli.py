@@ -1,0 +1,293 @@
+"""The ``transferlab`` command line. User errors print one message and exit with status 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Sequence
+
+from transferlab.errors import TransferlabError, UserError
+
+TABLE_STRATEGY_CLASSES = 10
+
+
+def _csv_list(text: str | None, cast=str) -> list[Any] | None:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    try:
+        return [cast(t) for t in items]
+    except ValueError:
+        raise UserError(f"Expected a comma-separated list of {cast.__name__}s. Received: {text!r}") from None
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns}
+    line = "  ".join(c.ljust(widths[c]) for c in columns)
+    out = [line, "  ".join("-" * widths[c] for c in columns)]
+    out += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(out)
+
+
+def _registry():
+    from transferlab.registry import get_registry
+
+    return get_registry()
+
+
+# -------------------------------------------------------------------------------------------- commands
+
+def cmd_plugins(args) -> int:
+    health = _registry().health()
+    if args.json:
+        print(json.dumps(health, indent=2))
+        return 0
+    rows = [dict(name=h["name"], version=h["version"], hooks=",".join(h["hooks"]),
+                 registered="; ".join(f"{k}: {', '.join(v)}" for k, v in h["registered"].items()),
+                 status=h["status"], error=h["error"] or "") for h in health]
+    print(_table(rows, ["name", "version", "hooks", "registered", "status", "error"]))
+    return 0
+
+
+def cmd_tasks(args) -> int:
+    reg = _registry()
+    rows = [dict(name=t.name, classes=t.num_classes, offline="yes" if t.available() else "no",
+                 stub="STUB" if t.stub else "", plugin=reg.owner[("task", t.name)], description=t.description)
+            for t in reg.tasks.values()]
+    print(_table(rows, ["name", "classes", "offline", "stub", "plugin", "description"]))
+    return 0
+
+
+def cmd_strategies(args) -> int:
+    reg = _registry()
+    rows = [dict(name=s.name, phases=" -> ".join(f"{p.name}({p.train})" for p in s.phases),
+                 batchnorm=s.batchnorm, plugin=reg.owner[("strategy", s.name)], description=s.description)
+            for s in reg.strategies.values()]
+    print(_table(rows, ["name", "phases", "batchnorm", "plugin", "description"]))
+    return 0
+
+
+def backbone_table(registry, names: list[str] | None = None, fine_tune_layers: int = 20) -> list[dict[str, Any]]:
+    """Parameter counts of each backbone (with a 10-class head) under every strategy, built with no weights."""
+    import keras
+
+    from transferlab.runner import count_params, model_weights, set_trainable
+
+    rows = []
+    for spec in registry.backbones.values():
+        if names and spec.name not in names:
+            continue
+        size = spec.default_input_size
+        base = spec.build((size, size, 3), None)
+        inputs = keras.Input((size, size, 3))
+        model = keras.Model(inputs, keras.layers.Dense(TABLE_STRATEGY_CLASSES)(base(inputs, training=False)))
+        row = dict(backbone=spec.name, total_params=count_params(model_weights(model)), min_input=spec.min_input_size,
+                   default_input=size, imagenet_top1=spec.imagenet_top1, published_params=spec.published_params,
+                   weights=",".join(["none"] + [w.name + ("" if w.available() else " (online)") for w in spec.weight_sources]))
+        for strategy in registry.strategies.values():
+            phase = strategy.phases[-1]
+            set_trainable(base, phase, fine_tune_layers, strategy.batchnorm)
+            row[f"trainable:{strategy.name}"] = count_params(model.trainable_weights)
+        rows.append(row)
+        keras.backend.clear_session()
+    return rows
+
+
+def cmd_backbones(args) -> int:
+    from transferlab.progress import bar
+
+    reg = _registry()
+    names = _csv_list(args.only)
+    with bar("building backbones", total=len(names or reg.backbones), unit="model") as progress:
+        rows = []
+        for name in names or list(reg.backbones):
+            reg.backbone(name)
+            rows += backbone_table(reg, [name], args.fine_tune_layers)
+            progress.update(1)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    strategy_cols = [c for c in rows[0] if c.startswith("trainable:")] if rows else []
+    print(f"Parameter counts with a {TABLE_STRATEGY_CLASSES}-class head; trainable under each strategy's last phase "
+          f"(fine_tune_top_k: top {args.fine_tune_layers} layers). '(online)': downloads on first use.")
+    print(_table(rows, ["backbone", "total_params", *strategy_cols, "min_input", "default_input", "imagenet_top1",
+                        "weights"]))
+    return 0
+
+
+def _job_options(args) -> dict[str, Any]:
+    options = {}
+    for name in ("input_size", "epochs", "fine_tune_epochs", "batch_size", "learning_rate", "fine_tune_learning_rate",
+                 "fine_tune_layers", "class_weight", "fraction"):
+        value = getattr(args, name, None)
+        if value is not None:
+            options[name] = value
+    if getattr(args, "augment", False):
+        options["augment"] = True
+    return options
+
+
+def _execute(jobs, workers: int) -> int:
+    from transferlab.analysis import format_summary, summarize
+    from transferlab.executor import run_jobs
+    from transferlab.store import Store
+
+    store = Store()
+    counts = run_jobs(jobs, store, workers=workers)
+    frame = store.runs_frame(run_id=[j.job_id for j in jobs])
+    print(format_summary(summarize(frame)))
+    print("status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    failed = frame[frame["status"].isin(["failed", "nan", "interrupted"])]
+    for _, row in failed.iterrows():
+        print(f"  {row['status']}: {row['run_id']} {row['task']}/{row['backbone']}/{row['strategy']}: "
+              f"{str(row['error']).splitlines()[0] if row['error'] else ''}")
+    return 0 if failed.empty else 1
+
+
+def cmd_run(args) -> int:
+    from transferlab.jobs import expand_grid
+
+    grid = dict(tasks=[args.task], backbones=[args.backbone], strategies=[args.strategy], weights=[args.weights],
+                examples_per_class=[args.examples_per_class] if args.examples_per_class else None, seeds=[args.seed],
+                sources=[args.source] if args.source else None)
+    jobs = expand_grid(_registry(), grid, _job_options(args))
+    return _execute(jobs, args.workers)
+
+
+def cmd_sweep(args) -> int:
+    from transferlab.jobs import expand_grid, load_sweep_file
+
+    grid, options = load_sweep_file(args.file) if args.file else ({}, {})
+    flags = dict(tasks=_csv_list(args.tasks), backbones=_csv_list(args.backbones), weights=_csv_list(args.weights),
+                 strategies=_csv_list(args.strategies), examples_per_class=_csv_list(args.examples_per_class, int),
+                 seeds=_csv_list(args.seeds, int), sources=_csv_list(args.sources))
+    grid.update({k: v for k, v in flags.items() if v is not None})
+    options.update(_job_options(args))
+    jobs = expand_grid(_registry(), grid, options)
+    if args.dry_run:
+        for job in jobs:
+            print(job.job_id, job.label())
+        print(f"{len(jobs)} jobs")
+        return 0
+    return _execute(jobs, args.workers)
+
+
+def cmd_runs(args) -> int:
+    from transferlab.store import CSV_COLUMNS, Store
+
+    store = Store()
+    store.mark_stale()
+    frame = store.runs_frame(task=args.task, status=args.status, strategy=args.strategy, backbone=args.backbone)
+    if not args.all:
+        frame = frame[frame["kind"] == "train"] if not frame.empty else frame
+    if args.csv:
+        frame.reindex(columns=CSV_COLUMNS).to_csv(sys.stdout, index=False)
+        return 0
+    if frame.empty:
+        print("No runs in the store yet. Try `transferlab demo`.")
+        return 0
+    view = frame.reindex(columns=["run_id", "task", "backbone", "weights", "strategy", "examples_per_class", "seed",
+                                  "status", "test_accuracy", "trainable_params", "wall_seconds"])
+    print(view.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from transferlab.demo import demo_jobs
+
+    jobs = demo_jobs(_registry(), sizes=_csv_list(args.sizes, int), seeds=_csv_list(args.seeds, int))
+    print(f"transferlab demo: {len([j for j in jobs if j.kind == 'train'])} runs on Animal-MNIST "
+          f"(+{len([j for j in jobs if j.kind == 'pretrain'])} source pretraining jobs), store: "
+          f"{os.environ.get('TRANSFERLAB_STORE') or 'TRANSFERLAB_HOME'}")
+    return _execute(jobs, args.workers)
+
+
+# -------------------------------------------------------------------------------------------- parser
+
+def _add_job_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input-size", dest="input_size", type=int, help="pixels (default: the backbone's default)")
+    p.add_argument("--epochs", type=int, help="head-stage epochs (default 10)")
+    p.add_argument("--fine-tune-epochs", dest="fine_tune_epochs", type=int, help="fine-tune-stage epochs (default 5)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, help="default 32")
+    p.add_argument("--learning-rate", dest="learning_rate", type=float, help="head-stage learning rate (default 1e-3)")
+    p.add_argument("--fine-tune-learning-rate", dest="fine_tune_learning_rate", type=float, help="default 1e-5")
+    p.add_argument("--fine-tune-layers", dest="fine_tune_layers", type=int, help="top k layers for fine_tune_top_k (default 20)")
+    p.add_argument("--class-weight", dest="class_weight", choices=["none", "balanced"])
+    p.add_argument("--fraction", type=float, help="training-set size as a fraction of the pool (instead of examples per class)")
+    p.add_argument("--augment", action="store_true", help="rotation, shift, flip and zoom augmentation")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1; 0 runs in this process)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``transferlab`` command."""
+    parser = argparse.ArgumentParser(prog="transferlab", description="Compare transfer-learning strategies and backbones.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plugins", help="plugin health table")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plugins)
+    sub.add_parser("tasks", help="registered tasks").set_defaults(func=cmd_tasks)
+    sub.add_parser("strategies", help="registered strategies").set_defaults(func=cmd_strategies)
+
+    p = sub.add_parser("backbones", help="backbones with parameter counts under each strategy")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--only", help="comma-separated backbone names")
+    p.add_argument("--fine-tune-layers", dest="fine_tune_layers", type=int, default=20)
+    p.set_defaults(func=cmd_backbones)
+
+    p = sub.add_parser("run", help="run one job")
+    p.add_argument("--task", required=True)
+    p.add_argument("--backbone", required=True)
+    p.add_argument("--strategy", required=True)
+    p.add_argument("--weights", default="none", help="none, a weight source (e.g. imagenet) or PATH.weights.h5")
+    p.add_argument("--examples-per-class", dest="examples_per_class", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--source", help="pretrain the backbone on TASK or TASK:shuffled first, then transfer")
+    _add_job_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sweep", help="run a grid of jobs (flags or --file sweep.toml); resumable")
+    p.add_argument("--file", help="TOML file with [grid] and [options] tables")
+    for axis in ("tasks", "backbones", "weights", "strategies", "sources"):
+        p.add_argument(f"--{axis}", help="comma-separated")
+    p.add_argument("--examples-per-class", dest="examples_per_class", help="comma-separated ints")
+    p.add_argument("--seeds", help="comma-separated ints")
+    p.add_argument("--dry-run", action="store_true", help="list the jobs without running them")
+    _add_job_options(p)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("runs", help="list stored runs")
+    p.add_argument("--csv", action="store_true")
+    p.add_argument("--all", action="store_true", help="include source-pretraining runs")
+    for column in ("task", "status", "strategy", "backbone"):
+        p.add_argument(f"--{column}")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("demo", help="the embedded offline comparison on Animal-MNIST (~15 min on 2 cores)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--sizes", help="examples per class, comma-separated (default 5,20,100)")
+    p.add_argument("--seeds", help="comma-separated (default 0,1,2)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse, run, and turn user errors into one message with exit status 2."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"transferlab: error: {exc}", file=sys.stderr)
+        return 2
+    except TransferlabError as exc:
+        print(f"transferlab: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("transferlab: interrupted; finished runs are kept, `transferlab sweep` resumes.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

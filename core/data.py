@@ -1,0 +1,217 @@
+"""Task data: fixed splits, deterministic training subsets, and tf.data input pipelines.
+
+The test and validation splits depend only on the task (a fixed seed), never on the job's seed or
+training-set size. Training subsets are nested: for a given seed, the 20-per-class subset contains the
+5-per-class one, so curves over size compare like with like.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from transferlab.errors import UserError
+
+#: Seed of the fixed test/validation split of every task without an official split.
+SPLIT_SEED = 1729
+TEST_FRACTION = 0.2
+VAL_FRACTION = 0.1
+VAL_MAX_PER_CLASS = 50
+
+
+@dataclass
+class TaskData:
+    """What a task's ``load()`` returns.
+
+    ``images``: uint8 array (N, H, W, C) with C in {1, 3}; ``labels``: int array (N,) in
+    ``range(len(class_names))``; ``test_indices``: the official test split, or None for a fixed,
+    seeded, stratified one made by core; ``provenance``: where the data came from (files, hashes).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    test_indices: np.ndarray | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.images.ndim == 3:
+            self.images = self.images[..., None]
+        if self.images.ndim != 4 or self.images.shape[-1] not in (1, 3) or self.images.dtype != np.uint8:
+            raise UserError(
+                "Task images must be a uint8 array of shape (N, H, W, 1 or 3). "
+                f"Received: images.shape={self.images.shape}, images.dtype={self.images.dtype}"
+            )
+        self.labels = np.asarray(self.labels).astype(np.int64)
+        if len(self.labels) != len(self.images):
+            raise UserError(f"Task has {len(self.images)} images but {len(self.labels)} labels.")
+        present = np.unique(self.labels)
+        if len(present) < 2:
+            raise UserError(f"A classification task needs at least 2 classes; this one has {len(present)}.")
+        if present.min() < 0 or present.max() >= len(self.class_names):
+            raise UserError(
+                f"Labels must lie in 0..{len(self.class_names) - 1} (one per class name). "
+                f"Received: labels in {present.min()}..{present.max()}"
+            )
+
+
+_TASK_DATA: dict[str, TaskData] = {}
+
+
+def load_task_data(registry: Any, task_name: str) -> TaskData:
+    """A task's data, loaded once per process."""
+    if task_name not in _TASK_DATA:
+        data = registry.task(task_name).load()
+        if not isinstance(data, TaskData):
+            raise UserError(f"Task {task_name!r}: load() must return transferlab.data.TaskData. Received: {type(data).__name__}")
+        _TASK_DATA[task_name] = data
+    return _TASK_DATA[task_name]
+
+
+def check_jobs_fit_data(registry: Any, jobs: list[Any]) -> None:
+    """Fail before anything is stored when a job asks for more examples per class than its task has."""
+    needed: dict[str, int] = {}
+    for job in jobs:
+        if job.examples_per_class:
+            needed[job.task] = max(needed.get(job.task, 0), job.examples_per_class)
+    for task_name, most in needed.items():
+        data = load_task_data(registry, task_name)
+        splits = make_splits(data)
+        available = max_examples_per_class(data.labels, splits.pool)
+        if most > available:
+            raise UserError(
+                f"Task {task_name!r} has only {available} labelled training examples in its smallest class (after "
+                f"holding out the test and validation splits). Received: examples_per_class={most}. "
+                "Ask for at most that, or use --fraction."
+            )
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Indices into the task's arrays: fixed test and validation splits, and the training pool."""
+
+    test: np.ndarray
+    val: np.ndarray
+    pool: np.ndarray
+    method: str
+
+
+def _stratified_take(indices: np.ndarray, labels: np.ndarray, fraction: float, cap: int | None, rng) -> np.ndarray:
+    taken = []
+    for cls in np.unique(labels[indices]):
+        members = indices[labels[indices] == cls]
+        n = max(1, int(round(fraction * len(members))))
+        if cap is not None:
+            n = min(n, cap)
+        n = min(n, len(members) - 1) if len(members) > 1 else 0
+        taken.append(rng.permutation(members)[:n])
+    return np.sort(np.concatenate(taken)) if taken else np.array([], dtype=np.int64)
+
+
+def make_splits(data: TaskData) -> Splits:
+    """The fixed test, validation and pool split of a task (same for every job on that task)."""
+    rng = np.random.default_rng(SPLIT_SEED)
+    all_idx = np.arange(len(data.labels))
+    if data.test_indices is not None:
+        test = np.sort(np.asarray(data.test_indices, dtype=np.int64))
+        method = "official test split; validation: stratified, seed %d" % SPLIT_SEED
+    else:
+        test = _stratified_take(all_idx, data.labels, TEST_FRACTION, None, rng)
+        method = f"stratified {TEST_FRACTION:.0%} test, seed {SPLIT_SEED}"
+    rest = np.setdiff1d(all_idx, test)
+    val = _stratified_take(rest, data.labels, VAL_FRACTION, VAL_MAX_PER_CLASS, rng)
+    pool = np.setdiff1d(rest, val)
+    return Splits(test=test, val=val, pool=pool, method=method + f"; validation {VAL_FRACTION:.0%} (max {VAL_MAX_PER_CLASS}/class)")
+
+
+def max_examples_per_class(labels: np.ndarray, pool: np.ndarray) -> int:
+    """The largest examples-per-class that every class of the pool can supply."""
+    return int(np.bincount(labels[pool]).min()) if len(pool) else 0
+
+
+def sample_subset(
+    labels: np.ndarray,
+    pool: np.ndarray,
+    seed: int,
+    examples_per_class: int | None = None,
+    fraction: float | None = None,
+    task_name: str = "task",
+) -> np.ndarray:
+    """Deterministic, stratified, nested training subset of ``pool``.
+
+    Each class's pool is permuted by ``(seed, class)`` and the first n are taken, so growing n for the
+    same seed only adds examples. ``None`` for both sizes means the whole pool.
+    """
+    chosen = []
+    classes = np.unique(labels[pool])
+    for cls in classes:
+        members = np.sort(pool[labels[pool] == cls])
+        perm = np.random.default_rng([int(seed), int(cls)]).permutation(members)
+        if examples_per_class is not None:
+            if examples_per_class > len(members):
+                raise UserError(
+                    f"Task {task_name!r} has only {max_examples_per_class(labels, pool)} labelled training examples "
+                    f"in its smallest class (after holding out the test and validation splits). "
+                    f"Received: examples_per_class={examples_per_class}. Ask for at most that, or use --fraction."
+                )
+            n = examples_per_class
+        elif fraction is not None:
+            n = max(1, int(round(fraction * len(members))))
+        else:
+            n = len(members)
+        chosen.append(perm[:n])
+    return np.concatenate(chosen)
+
+
+def indices_hash(indices: np.ndarray) -> str:
+    """A short content hash of a set of indices (order-independent)."""
+    return hashlib.sha256(np.sort(np.asarray(indices, dtype=np.int64)).tobytes()).hexdigest()[:16]
+
+
+def shuffled_labels(labels: np.ndarray, seed: int) -> np.ndarray:
+    """A label permutation for corrupted-source controls: class frequencies kept, content destroyed."""
+    return np.random.default_rng([int(seed), 7919]).permutation(labels)
+
+
+def balanced_class_weight(labels: np.ndarray, num_classes: int) -> dict[int, float]:
+    """scikit-learn's ``balanced`` class weights, as the dict Keras ``fit`` takes."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    present = np.unique(labels)
+    weights = compute_class_weight("balanced", classes=present, y=labels)
+    out = {int(c): 1.0 for c in range(num_classes)}
+    out.update({int(c): float(w) for c, w in zip(present, weights)})
+    return out
+
+
+def make_image_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    input_size: int,
+    preprocess: Callable[[Any], Any],
+    batch_size: int,
+    shuffle_seed: int | None = None,
+):
+    """A tf.data pipeline: resize to the backbone's input size, its preprocessing, cache, batch, prefetch.
+
+    Resizing and preprocessing run once per image (batched, before ``cache``); shuffling, when a seed is
+    given, happens after the cache so each epoch reshuffles without redoing the work.
+    """
+    import tensorflow as tf
+
+    def prepare(x, y):
+        x = tf.cast(x, tf.float32)
+        if x.shape[-1] == 1:
+            x = tf.image.grayscale_to_rgb(x)
+        x = tf.image.resize(x, (input_size, input_size))
+        return preprocess(x), y
+
+    ds = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int64)))
+    ds = ds.batch(256).map(prepare, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    # unbatch() forgets the length; restoring it lets Keras size epochs and progress bars exactly.
+    ds = ds.apply(tf.data.experimental.assert_cardinality(len(labels))).cache()
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

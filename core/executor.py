@@ -1,0 +1,161 @@
+"""Running queued jobs: in worker processes (default one) that claim runs from the store.
+
+Each worker is a separate process so TensorFlow's memory and threads are its own; with N workers each
+gets cores/N intra-op threads so they do not fight. A heartbeat thread keeps a running run marked
+alive; a run whose worker vanished is noticed through its stale heartbeat and marked interrupted.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Iterable
+
+from transferlab.errors import FreezeViolationError, NaNLossError, TransferlabError, UserError
+from transferlab.jobs import JobSpec
+from transferlab.store import Store, worker_name
+
+HEARTBEAT_EVERY_S = 10.0
+
+
+def _configure_threads(workers: int) -> None:
+    import tensorflow as tf
+
+    cores = os.cpu_count() or 1
+    intra = max(1, cores // max(1, workers))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        tf.config.threading.set_inter_op_parallelism_threads(1 if workers > 1 else 0)
+    except RuntimeError:
+        pass  # already initialised in this process (in-process runs): keep what is set
+
+
+def _weights_resolver(store: Store):
+    def resolve(run_id: str) -> tuple[Path, str]:
+        import json
+
+        row = store.get(run_id)
+        if row is None or row["status"] != "succeeded":
+            raise TransferlabError(f"Run {run_id} (source weights) has not succeeded.")
+        manifest = json.loads(row["manifest_json"] or "{}")
+        if "weights_file" not in manifest:
+            raise TransferlabError(f"Run {run_id} saved no weights.")
+        return Path(manifest["weights_file"]), manifest["weights_file_sha256"]
+
+    return resolve
+
+
+def run_one(store: Store, job: JobSpec, registry=None) -> str:
+    """Run a claimed job and store its outcome; returns the final status. Never raises for a job's failure."""
+    from transferlab.progress import say
+    from transferlab.registry import get_registry
+    from transferlab.runner import Runner
+
+    registry = registry or get_registry()
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(HEARTBEAT_EVERY_S):
+            try:
+                store.heartbeat(job.job_id)
+            except Exception:
+                pass  # a missed heartbeat is harmless; the next one retries
+
+    threading.Thread(target=beat, daemon=True).start()
+    runner = Runner(
+        registry,
+        log_epoch=lambda epoch, phase, metrics, seconds: store.log_epoch(job.job_id, epoch, phase, metrics, seconds),
+        weights_file=_weights_resolver(store),
+    )
+    try:
+        result = runner.run(job)
+    except NaNLossError as exc:
+        store.finish(job.job_id, "nan", error=str(exc))
+        say(f"  nan    {job.label()}: {exc}")
+        return "nan"
+    except (UserError, FreezeViolationError, TransferlabError) as exc:
+        store.finish(job.job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        say(f"  failed {job.label()}: {exc}")
+        return "failed"
+    except Exception as exc:  # a bug or a plugin's error: keep the sweep going, keep the trace
+        store.finish(job.job_id, "failed", error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}")
+        say(f"  failed {job.label()}: {type(exc).__name__}: {exc}")
+        return "failed"
+    finally:
+        stop.set()
+    store.finish(job.job_id, "succeeded", **result.store_values())
+    say(f"  done   {job.label()}: test accuracy {result.test_accuracy:.3f} ({result.wall_seconds:.0f} s)")
+    return "succeeded"
+
+
+def work(store: Store, among: Iterable[str], worker: str, registry=None, poll_s: float = 0.5) -> dict[str, int]:
+    """Claim and run jobs from ``among`` until none is queued. Returns counts by final status."""
+    among = list(among)
+    counts: dict[str, int] = {}
+    while True:
+        job = store.claim(worker, among)
+        if job is None:
+            if store.pending(among) == 0:
+                return counts
+            store.mark_stale()
+            time.sleep(poll_s)  # dependencies still running in another worker
+            continue
+        status = run_one(store, job, registry)
+        counts[status] = counts.get(status, 0) + 1
+
+
+def _worker_main(store_url: str, among: list[str], index: int, workers: int) -> None:
+    from transferlab.progress import import_tensorflow_quietly
+
+    os.environ["TRANSFERLAB_BAR_POSITION"] = str(index)
+    import_tensorflow_quietly()
+    _configure_threads(workers)
+    work(Store(store_url), among, worker_name(index))
+
+
+def run_jobs(jobs: list[JobSpec], store: Store, workers: int = 1) -> dict[str, int]:
+    """Submit jobs and run them to the end; ``workers=0`` runs in this process.
+
+    Succeeded runs are never redone. Returns the store's status counts for these jobs.
+    """
+    from transferlab.data import check_jobs_fit_data
+    from transferlab.registry import get_registry
+
+    check_jobs_fit_data(get_registry(), jobs)
+    store.mark_stale()
+    submitted = store.submit(jobs)
+    ids = [j.job_id for j in jobs]
+    from transferlab.progress import say
+
+    say(f"{len(ids)} jobs: {submitted['queued']} to run, {submitted['kept']} already in the store.")
+    if submitted["queued"]:
+        if workers <= 0:
+            from transferlab.progress import import_tensorflow_quietly
+
+            import_tensorflow_quietly()
+            work(store, ids, worker_name(0))
+        else:
+            ctx = mp.get_context("spawn")
+            procs = [ctx.Process(target=_worker_main, args=(store.url, ids, i, workers), daemon=False)
+                     for i in range(workers)]
+            for proc in procs:
+                proc.start()
+            try:
+                for proc in procs:
+                    proc.join()
+            except KeyboardInterrupt:
+                for proc in procs:
+                    proc.terminate()
+                for proc in procs:
+                    proc.join()
+                for i, proc in enumerate(procs):
+                    store.interrupt_worker(f"{worker_name(i).rsplit(':', 2)[0]}:{proc.pid}:{i}")
+                raise
+            for i, proc in enumerate(procs):
+                if proc.exitcode != 0:
+                    store.interrupt_worker(f"{worker_name(i).rsplit(':', 2)[0]}:{proc.pid}:{i}")
+    frame = store.runs_frame(run_id=ids)
+    return frame["status"].value_counts().to_dict()

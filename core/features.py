@@ -1,0 +1,79 @@
+"""Cached backbone features for frozen-base strategies.
+
+Features are computed once per (backbone, weights, task, subset, input size, preprocessing) and reused
+by every head, epoch, seed and learning rate that shares them. The cache survives restarts, is keyed
+by content, and a file that fails its hash check is recomputed rather than loaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from transferlab.data import TaskData, indices_hash, make_image_dataset
+
+FEATURE_CACHE_VERSION = 1
+
+
+def feature_key(backbone_name: str, weights: str, weights_sha256: str | None, task: str, data: TaskData,
+                indices: np.ndarray, input_size: int, preprocessing: str) -> str:
+    """The content key of one feature matrix."""
+    payload = dict(
+        version=FEATURE_CACHE_VERSION, backbone=backbone_name, weights=weights, weights_sha256=weights_sha256,
+        task=task, provenance=data.provenance, n_images=int(len(data.images)), indices=indices_hash(indices),
+        input_size=int(input_size), preprocessing=preprocessing,
+    )
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _paths(key: str) -> tuple[Path, Path]:
+    from transferlab.paths import cache_dir
+
+    folder = cache_dir("features")
+    return folder / f"{key}.npy", folder / f"{key}.npy.sha256"
+
+
+def load_cached(key: str) -> np.ndarray | None:
+    """The cached features for ``key``, or None when absent or failing their hash check."""
+    from transferlab.progress import say
+    from transferlab.safe_io import sha256_file
+
+    path, sidecar = _paths(key)
+    if not (path.is_file() and sidecar.is_file()):
+        return None
+    if sha256_file(path) != sidecar.read_text().strip():
+        say(f"Feature cache {path.name} failed its hash check; recomputing it.")
+        return None
+    return np.load(path, allow_pickle=False)
+
+
+def store_cached(key: str, features: np.ndarray) -> None:
+    """Write features atomically, then their hash."""
+    from transferlab.safe_io import atomic_path, sha256_file
+
+    path, sidecar = _paths(key)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, features, allow_pickle=False)
+    with atomic_path(sidecar) as tmp:
+        tmp.write_text(sha256_file(path))
+
+
+def cached_features(base: Any, backbone: Any, job: Any, data: TaskData, indices: np.ndarray, split: str) -> np.ndarray:
+    """Features of ``data.images[indices]`` through the frozen ``base``, from the cache when possible."""
+    from transferlab.progress import keras_bar_callback
+
+    key = feature_key(backbone.name, job.weights, job.weights_sha256, job.task, data, indices, job.input_size,
+                      backbone.preprocessing)
+    hit = load_cached(key)
+    if hit is not None and len(hit) == len(indices):
+        return hit
+    ds = make_image_dataset(data.images[indices], data.labels[indices], job.input_size, backbone.preprocess, 64)
+    bar = keras_bar_callback(f"features {backbone.name} · {split}", math.ceil(len(indices) / 64), "batch")
+    features = base.predict(ds.map(lambda x, y: x), verbose=0, callbacks=[bar]).astype(np.float32)
+    store_cached(key, features)
+    return features

@@ -1,0 +1,211 @@
+"""Loading plugins and collecting what they register, one plugin and one hook at a time.
+
+pluggy's ``load_setuptools_entrypoints`` stops at the first broken entry point, so each entry point is
+loaded on its own and each hook implementation is called on its own: a broken plugin is recorded in
+the health table under its own name and everything else keeps working.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import pluggy
+
+from transferlab import hookspecs
+from transferlab.errors import PluginError, UnknownNameError
+from transferlab.specs import BackboneSpec, StrategySpec, TaskSpec
+
+ENTRY_POINT_GROUP = "transferlab"
+
+#: Built-in plugins, loaded like any other plugin through the public hooks.
+DEFAULT_PLUGINS = (
+    "transferlab.plugins.keras_backbones",
+    "transferlab.plugins.efficientnet_lite",
+    "transferlab.plugins.small_cnn",
+    "transferlab.plugins.strategies",
+    "transferlab.plugins.image_tasks",
+)
+
+_KIND = {"register_backbones": "backbone", "register_tasks": "task", "register_strategies": "strategy"}
+
+
+@dataclass
+class PluginHealth:
+    """One row of the plugin health table."""
+
+    name: str
+    version: str
+    builtin: bool
+    hooks: list[str] = field(default_factory=list)
+    registered: dict[str, list[str]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        """``ok`` or ``error``."""
+        return "error" if self.errors else "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as plain JSON-able data."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "builtin": self.builtin,
+            "hooks": list(self.hooks),
+            "registered": {k: list(v) for k, v in self.registered.items()},
+            "status": self.status,
+            "error": "; ".join(self.errors) or None,
+        }
+
+
+@dataclass
+class Registry:
+    """Everything the loaded plugins registered, with the plugin that registered each name."""
+
+    backbones: dict[str, BackboneSpec] = field(default_factory=dict)
+    tasks: dict[str, TaskSpec] = field(default_factory=dict)
+    strategies: dict[str, StrategySpec] = field(default_factory=dict)
+    owner: dict[tuple[str, str], str] = field(default_factory=dict)
+    plugins: list[PluginHealth] = field(default_factory=list)
+
+    def backbone(self, name: str) -> BackboneSpec:
+        """The backbone called ``name``; an unknown name lists the valid ones."""
+        if name not in self.backbones:
+            raise UnknownNameError("backbone", name, list(self.backbones))
+        return self.backbones[name]
+
+    def task(self, name: str) -> TaskSpec:
+        """The task called ``name``; an unknown name lists the valid ones."""
+        if name not in self.tasks:
+            raise UnknownNameError("task", name, list(self.tasks))
+        return self.tasks[name]
+
+    def strategy(self, name: str) -> StrategySpec:
+        """The strategy called ``name``; an unknown name lists the valid ones."""
+        if name not in self.strategies:
+            raise UnknownNameError("strategy", name, list(self.strategies))
+        return self.strategies[name]
+
+    def health(self) -> list[dict[str, Any]]:
+        """The plugin health table as a list of dicts."""
+        return [p.as_dict() for p in self.plugins]
+
+
+def _strict() -> bool:
+    return os.environ.get("TRANSFERLAB_STRICT_PLUGINS", "").strip().lower() in ("1", "true", "yes")
+
+
+def _fail(health: PluginHealth, message: str) -> None:
+    health.errors.append(message)
+    if _strict():
+        raise PluginError(f"Plugin {health.name!r}: {message} (TRANSFERLAB_STRICT_PLUGINS is set)")
+
+
+def _short_error(exc: BaseException) -> str:
+    frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" ({frame[0].filename.rsplit('/', 1)[-1]}:{frame[0].lineno})" if frame else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _allowed_external() -> set[str] | None:
+    raw = os.environ.get("TRANSFERLAB_PLUGINS")
+    if raw is None:
+        return None
+    return {n.strip() for n in raw.split(",") if n.strip()}
+
+
+def _candidates(extra_plugins: Iterable[tuple[str, Any]]) -> list[tuple[PluginHealth, Any]]:
+    """Import built-ins and entry points one by one; failures become health rows."""
+    from transferlab import __version__
+
+    found: list[tuple[PluginHealth, Any]] = []
+    for module_name in DEFAULT_PLUGINS:
+        health = PluginHealth(name=module_name, version=__version__, builtin=True)
+        try:
+            found.append((health, importlib.import_module(module_name)))
+        except Exception as exc:  # a broken built-in must not take the others down either
+            _fail(health, f"failed to import: {_short_error(exc)}")
+            found.append((health, None))
+    allowed = _allowed_external()
+    for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        if allowed is not None and ep.name not in allowed:
+            continue
+        version = getattr(getattr(ep, "dist", None), "version", None) or "?"
+        health = PluginHealth(name=ep.name, version=version, builtin=False)
+        try:
+            found.append((health, ep.load()))
+        except Exception as exc:
+            _fail(health, f"failed to import: {_short_error(exc)}")
+            found.append((health, None))
+    for name, obj in extra_plugins:
+        found.append((PluginHealth(name=name, version="-", builtin=False), obj))
+    return found
+
+
+def load_registry(extra_plugins: Iterable[tuple[str, Any]] = ()) -> Registry:
+    """Load every plugin and collect what it registers.
+
+    ``extra_plugins`` are ``(name, object)`` pairs registered after the built-ins and entry points
+    (tests use it for tiny backbones). ``TRANSFERLAB_PLUGINS=a,b`` loads only the named entry points
+    (empty: none); ``TRANSFERLAB_STRICT_PLUGINS=1`` raises :class:`PluginError` at the first problem.
+    """
+    registry = Registry()
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    marker = f"{hookspecs.PROJECT}_impl"
+    for health, obj in _candidates(extra_plugins):
+        registry.plugins.append(health)
+        if obj is None:
+            continue
+        hook_names = sorted(n for n in dir(obj) if hasattr(getattr(obj, n, None), marker))
+        unknown = [n for n in hook_names if n not in hookspecs.HOOK_RESULT_TYPES]
+        if unknown:
+            _fail(health, f"implements unknown hook(s) {unknown}; valid hooks: {sorted(hookspecs.HOOK_RESULT_TYPES)}")
+            continue
+        try:
+            pm.register(obj, name=health.name)
+        except Exception as exc:  # signature mismatch with the hookspec, or a name clash
+            _fail(health, f"failed to register: {_short_error(exc)}")
+            continue
+        health.hooks = hook_names
+        for hook_name in hook_names:
+            _collect(registry, health, hook_name, getattr(obj, hook_name))
+    return registry
+
+
+def _collect(registry: Registry, health: PluginHealth, hook_name: str, impl: Any) -> None:
+    expected = hookspecs.HOOK_RESULT_TYPES[hook_name]
+    kind = _KIND[hook_name]
+    try:
+        result = impl()
+    except Exception as exc:
+        _fail(health, f"{hook_name} raised {_short_error(exc)}")
+        return
+    if not isinstance(result, (list, tuple)) or not all(isinstance(item, expected) for item in result):
+        got = type(result).__name__ if not isinstance(result, (list, tuple)) else [type(i).__name__ for i in result]
+        _fail(health, f"{hook_name} must return a list of {expected.__name__}. Received: {got}")
+        return
+    target: dict[str, Any] = getattr(registry, {"backbone": "backbones", "task": "tasks", "strategy": "strategies"}[kind])
+    for item in result:
+        if item.name in target:
+            other = registry.owner[(kind, item.name)]
+            _fail(health, f"{kind} {item.name!r} is already registered by plugin {other!r}; left out")
+            continue
+        target[item.name] = item
+        registry.owner[(kind, item.name)] = health.name
+        health.registered.setdefault(kind, []).append(item.name)
+
+
+_CACHED: dict[tuple[str | None, str | None], Registry] = {}
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loaded once per plugin-selection environment."""
+    key = (os.environ.get("TRANSFERLAB_PLUGINS"), os.environ.get("TRANSFERLAB_STRICT_PLUGINS"))
+    if key not in _CACHED:
+        _CACHED[key] = load_registry()
+    return _CACHED[key]

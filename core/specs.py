@@ -1,0 +1,190 @@
+"""The frozen dataclasses that plugins return from their hooks.
+
+Each spec validates itself when it is created, with messages in the Keras manner: what was expected,
+then ``Received: name=value``. Core attributes every spec to the plugin that returned it.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from transferlab.errors import SpecError
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.\-]*$")
+
+
+def _check_name(kind: str, name: Any) -> None:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise SpecError(
+            f"A {kind} name must be a lower-case identifier (letters, digits, '_', '-', '.'). "
+            f"Received: name={name!r}"
+        )
+
+
+def _check_callable(kind: str, name: str, attr: str, value: Any, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not callable(value):
+        raise SpecError(f"{kind} {name!r}: `{attr}` must be callable. Received: {attr}={value!r}")
+
+
+@dataclass(frozen=True)
+class WeightSourceSpec:
+    """A named set of pretrained weights a backbone can start from (e.g. ``imagenet``).
+
+    ``available`` answers, without network access, whether the weights can be loaded right now on this
+    machine (bundled in an installed package, or already in the Keras cache). ``pretrained_on`` names
+    the source task, shown in negative-transfer comparisons.
+    """
+
+    name: str
+    description: str
+    pretrained_on: str
+    available: Callable[[], bool] = lambda: True
+
+    def __post_init__(self) -> None:
+        _check_name("weight source", self.name)
+        if self.name in ("none",) or self.name.startswith(("run:", "file:")):
+            raise SpecError(f"Weight source names 'none', 'run:*' and 'file:*' are reserved. Received: name={self.name!r}")
+        _check_callable("Weight source", self.name, "available", self.available)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A feature extractor that tasks put a head on.
+
+    ``build(input_shape, weights)`` returns a ``keras.Model`` mapping preprocessed images of
+    ``input_shape`` to a pooled feature vector; ``weights`` is ``None`` (random init) or the name of one
+    of ``weight_sources``. ``preprocess`` maps float images in [0, 255] to the backbone's input scale
+    and must work on TensorFlow tensors; ``preprocessing`` names it (part of feature-cache keys).
+    The builder imports Keras itself, so registering a backbone never imports TensorFlow.
+    """
+
+    name: str
+    build: Callable[..., Any]
+    preprocess: Callable[[Any], Any]
+    preprocessing: str
+    min_input_size: int = 32
+    default_input_size: int = 224
+    weight_sources: tuple[WeightSourceSpec, ...] = ()
+    imagenet_top1: float | None = None
+    published_params: int | None = None
+    family: str = ""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _check_name("backbone", self.name)
+        _check_callable("Backbone", self.name, "build", self.build)
+        _check_callable("Backbone", self.name, "preprocess", self.preprocess)
+        if not isinstance(self.min_input_size, int) or self.min_input_size < 1:
+            raise SpecError(
+                f"Backbone {self.name!r}: min_input_size must be a positive int. Received: min_input_size={self.min_input_size!r}"
+            )
+        if not isinstance(self.default_input_size, int) or self.default_input_size < self.min_input_size:
+            raise SpecError(
+                f"Backbone {self.name!r}: default_input_size must be an int >= min_input_size ({self.min_input_size}). "
+                f"Received: default_input_size={self.default_input_size!r}"
+            )
+        if not isinstance(self.weight_sources, tuple) or not all(
+            isinstance(w, WeightSourceSpec) for w in self.weight_sources
+        ):
+            raise SpecError(
+                f"Backbone {self.name!r}: weight_sources must be a tuple of WeightSourceSpec. "
+                f"Received: weight_sources={self.weight_sources!r}"
+            )
+        if self.imagenet_top1 is not None and not 0 < self.imagenet_top1 <= 1:
+            raise SpecError(
+                f"Backbone {self.name!r}: imagenet_top1 is a fraction in (0, 1]. Received: imagenet_top1={self.imagenet_top1!r}"
+            )
+
+    def weight_source(self, name: str) -> WeightSourceSpec | None:
+        """The weight source called ``name``, or None."""
+        return next((w for w in self.weight_sources if w.name == name), None)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A labelled image-classification task.
+
+    ``load()`` returns a :class:`transferlab.data.TaskData` (uint8 images, integer labels, class names,
+    optionally an official test split) or raises :class:`DatasetUnavailableError` with a message that
+    says how to get the data. ``available()`` answers cheaply whether ``load`` will work offline.
+    A ``stub`` task is listed but refuses to run.
+    """
+
+    name: str
+    description: str
+    load: Callable[[], Any]
+    num_classes: int
+    available: Callable[[], bool] = lambda: True
+    kind: str = "image_classification"
+    stub: bool = False
+    metric: str = "accuracy"
+
+    def __post_init__(self) -> None:
+        _check_name("task", self.name)
+        _check_callable("Task", self.name, "load", self.load)
+        _check_callable("Task", self.name, "available", self.available)
+        if not isinstance(self.num_classes, int) or self.num_classes < 2:
+            raise SpecError(f"Task {self.name!r}: num_classes must be an int >= 2. Received: num_classes={self.num_classes!r}")
+
+
+TRAIN_WHAT = ("head", "top", "all")
+STAGES = ("head", "fine_tune")
+
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    """One phase of a strategy.
+
+    ``train``: ``head`` (base frozen), ``top`` (the top ``fine_tune_layers`` layers of the base and the
+    head) or ``all``. ``stage`` picks the job's hyper-parameters: ``head`` uses ``epochs`` and
+    ``learning_rate``; ``fine_tune`` uses ``fine_tune_epochs`` and ``fine_tune_learning_rate``.
+    """
+
+    name: str
+    train: str
+    stage: str = "head"
+
+    def __post_init__(self) -> None:
+        if self.train not in TRAIN_WHAT:
+            raise SpecError(f"Phase {self.name!r}: train must be one of {TRAIN_WHAT}. Received: train={self.train!r}")
+        if self.stage not in STAGES:
+            raise SpecError(f"Phase {self.name!r}: stage must be one of {STAGES}. Received: stage={self.stage!r}")
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """How a backbone is trained on a task: a list of phases.
+
+    ``random_init``: the backbone always starts from random weights (jobs are normalised to
+    ``weights="none"``). ``batchnorm``: ``inference`` calls the base with ``training=False`` so
+    BatchNorm statistics stay frozen (the Keras transfer-learning guide); ``train`` updates them.
+    ``cached_features``: the base runs once per image and the head trains on stored features.
+    """
+
+    name: str
+    description: str
+    phases: tuple[PhaseSpec, ...]
+    random_init: bool = False
+    batchnorm: str = "inference"
+    cached_features: bool = False
+    label: str = ""
+    extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _check_name("strategy", self.name)
+        if not isinstance(self.phases, tuple) or not self.phases or not all(isinstance(p, PhaseSpec) for p in self.phases):
+            raise SpecError(
+                f"Strategy {self.name!r}: phases must be a non-empty tuple of PhaseSpec. Received: phases={self.phases!r}"
+            )
+        if self.batchnorm not in ("inference", "train"):
+            raise SpecError(
+                f"Strategy {self.name!r}: batchnorm must be 'inference' or 'train'. Received: batchnorm={self.batchnorm!r}"
+            )
+        if self.cached_features and any(p.train != "head" for p in self.phases):
+            raise SpecError(
+                f"Strategy {self.name!r}: cached_features only works when every phase trains the head alone. "
+                f"Received: phases={[p.train for p in self.phases]!r}"
+            )

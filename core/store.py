@@ -1,0 +1,298 @@
+"""The run store: every job and its results, in SQLite (default) or any SQLAlchemy database.
+
+One transaction per write; SQLite runs in WAL mode so the dashboard reads while workers write.
+A run goes queued -> running -> succeeded | failed | nan | interrupted. Workers claim queued runs
+with a conditional UPDATE, so no run is claimed twice.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from typing import Any, Iterable
+
+import sqlalchemy as sa
+
+from transferlab.errors import StoreError
+from transferlab.jobs import JobSpec
+
+SCHEMA_VERSION = 1
+STATUSES = ("queued", "running", "succeeded", "failed", "nan", "interrupted")
+FINAL_KEEP = ("succeeded", "nan")  # never redone when a sweep is submitted again
+HEARTBEAT_TIMEOUT_S = 90.0
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(32), primary_key=True),
+    sa.Column("spec_json", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("task", sa.String(128), nullable=False, index=True),
+    sa.Column("backbone", sa.String(128), nullable=False),
+    sa.Column("weights", sa.String(512), nullable=False),
+    sa.Column("strategy", sa.String(128), nullable=False),
+    sa.Column("source", sa.String(256)),
+    sa.Column("examples_per_class", sa.Integer),
+    sa.Column("fraction", sa.Float),
+    sa.Column("seed", sa.Integer, nullable=False),
+    sa.Column("input_size", sa.Integer),
+    sa.Column("depends_on", sa.Text, nullable=False, default="[]"),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("error", sa.Text),
+    sa.Column("test_accuracy", sa.Float),
+    sa.Column("test_loss", sa.Float),
+    sa.Column("balanced_accuracy", sa.Float),
+    sa.Column("trainable_params", sa.BigInteger),
+    sa.Column("total_params", sa.BigInteger),
+    sa.Column("wall_seconds", sa.Float),
+    sa.Column("images_per_second", sa.Float),
+    sa.Column("phases_json", sa.Text),
+    sa.Column("manifest_json", sa.Text),
+    sa.Column("confusion_json", sa.Text),
+    sa.Column("progress_json", sa.Text),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("heartbeat_at", sa.Float),
+    sa.Column("worker", sa.String(128)),
+)
+
+epochs = sa.Table(
+    "epochs",
+    metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.run_id"), primary_key=True),
+    sa.Column("epoch", sa.Integer, primary_key=True),
+    sa.Column("phase", sa.String(64), nullable=False),
+    sa.Column("train_loss", sa.Float),
+    sa.Column("train_accuracy", sa.Float),
+    sa.Column("val_loss", sa.Float),
+    sa.Column("val_accuracy", sa.Float),
+    sa.Column("seconds", sa.Float),
+)
+
+meta = sa.Table("meta", metadata, sa.Column("key", sa.String(64), primary_key=True), sa.Column("value", sa.Text))
+
+#: columns of ``transferlab runs --csv``, in order
+CSV_COLUMNS = [
+    "run_id", "task", "backbone", "weights", "strategy", "source", "examples_per_class", "seed", "status",
+    "test_accuracy", "balanced_accuracy", "trainable_params", "total_params", "wall_seconds",
+    "fraction", "input_size", "kind", "test_loss", "images_per_second", "error",
+]
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class Store:
+    """Access to the runs and epochs tables. Safe to share across threads; open one per process."""
+
+    def __init__(self, url: str | None = None, read_only: bool = False):
+        from transferlab.paths import default_store_url
+
+        self.url = url or default_store_url()
+        self.read_only = read_only
+        kwargs: dict[str, Any] = {}
+        if self.url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30}
+        try:
+            self.engine = sa.create_engine(self.url, **kwargs)
+        except Exception as exc:
+            raise StoreError(f"Cannot use store URL {self.url!r}: {exc}") from None
+        if self.url.startswith("sqlite"):
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._init_schema()
+
+    def _init_schema(self) -> None:
+        try:
+            with self.engine.begin() as conn:
+                if not self.read_only:
+                    metadata.create_all(conn)
+                    conn.execute(
+                        sa.text("INSERT INTO meta (key, value) SELECT 'schema_version', :v WHERE NOT EXISTS "
+                                "(SELECT 1 FROM meta WHERE key = 'schema_version')"),
+                        {"v": str(SCHEMA_VERSION)},
+                    )
+                version = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+        except sa.exc.DatabaseError as exc:
+            raise StoreError(
+                f"The store at {self.url} is not a transferlab database ({type(exc.orig).__name__}: {exc.orig}). "
+                "Point TRANSFERLAB_STORE or TRANSFERLAB_HOME somewhere else, or move that file away."
+            ) from None
+        if version is not None and int(version) > SCHEMA_VERSION:
+            raise StoreError(
+                f"The store at {self.url} has schema version {version}, newer than this transferlab understands "
+                f"({SCHEMA_VERSION}). Upgrade transferlab."
+            )
+
+    # ------------------------------------------------------------------------------------ submit
+
+    def submit(self, jobs: Iterable[JobSpec]) -> dict[str, int]:
+        """Queue jobs in one transaction. Succeeded and nan runs are kept; others are re-queued.
+
+        Returns counts: ``queued`` (new or re-queued) and ``kept`` (already finished).
+        """
+        now = time.time()
+        counts = {"queued": 0, "kept": 0}
+        with self.engine.begin() as conn:
+            for job in jobs:
+                row = conn.execute(sa.select(runs.c.status).where(runs.c.run_id == job.job_id)).first()
+                if row is None:
+                    conn.execute(runs.insert().values(**_job_columns(job), status="queued", created_at=now))
+                    counts["queued"] += 1
+                elif row.status in FINAL_KEEP or row.status in ("queued", "running"):
+                    counts["kept"] += 1
+                else:
+                    conn.execute(
+                        runs.update().where(runs.c.run_id == job.job_id).values(status="queued", error=None, worker=None)
+                    )
+                    counts["queued"] += 1
+        return counts
+
+    # ------------------------------------------------------------------------------------ claim
+
+    def claim(self, worker: str, among: Iterable[str] | None = None) -> JobSpec | None:
+        """Atomically take one queued run whose dependencies all succeeded; None if there is none now.
+
+        Runs whose dependency ended in anything but success are failed with a message naming it.
+        """
+        among = set(among) if among is not None else None
+        with self.engine.begin() as conn:
+            queued = conn.execute(
+                sa.select(runs.c.run_id, runs.c.spec_json, runs.c.depends_on)
+                .where(runs.c.status == "queued")
+                .order_by(runs.c.created_at, runs.c.run_id)
+            ).all()
+            statuses = dict(conn.execute(sa.select(runs.c.run_id, runs.c.status)).all())
+        for run_id, spec_json, depends_json in queued:
+            if among is not None and run_id not in among:
+                continue
+            deps = json.loads(depends_json or "[]")
+            bad = [d for d in deps if statuses.get(d) in ("failed", "nan", "interrupted") or d not in statuses]
+            if bad:
+                self.finish(run_id, "failed", error=f"dependency {bad[0]} did not succeed ({statuses.get(bad[0], 'missing')})",
+                            only_if="queued")
+                continue
+            if any(statuses.get(d) != "succeeded" for d in deps):
+                continue
+            now = time.time()
+            with self.engine.begin() as conn:
+                result = conn.execute(
+                    runs.update()
+                    .where(runs.c.run_id == run_id, runs.c.status == "queued")
+                    .values(status="running", worker=worker, started_at=now, heartbeat_at=now, error=None)
+                )
+                if result.rowcount == 1:
+                    conn.execute(epochs.delete().where(epochs.c.run_id == run_id))
+                    return JobSpec.from_json(spec_json)
+        return None
+
+    def pending(self, among: Iterable[str]) -> int:
+        """How many of ``among`` are still queued or running."""
+        ids = list(among)
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.count()).select_from(runs)
+                .where(runs.c.run_id.in_(ids), runs.c.status.in_(("queued", "running")))
+            ).scalar_one()
+
+    # ------------------------------------------------------------------------------------ progress
+
+    def heartbeat(self, run_id: str, progress: dict[str, Any] | None = None) -> None:
+        """Mark a running run alive, optionally with its live progress (phase, epoch, metrics)."""
+        values: dict[str, Any] = {"heartbeat_at": time.time()}
+        if progress is not None:
+            values["progress_json"] = json.dumps(progress)
+        with self.engine.begin() as conn:
+            conn.execute(runs.update().where(runs.c.run_id == run_id, runs.c.status == "running").values(**values))
+
+    def log_epoch(self, run_id: str, epoch: int, phase: str, metrics: dict[str, float], seconds: float) -> None:
+        """Store one epoch's metrics (one transaction)."""
+        row = dict(run_id=run_id, epoch=epoch, phase=phase, seconds=seconds,
+                   train_loss=metrics.get("loss"), train_accuracy=metrics.get("accuracy"),
+                   val_loss=metrics.get("val_loss"), val_accuracy=metrics.get("val_accuracy"))
+        with self.engine.begin() as conn:
+            conn.execute(epochs.delete().where(epochs.c.run_id == run_id, epochs.c.epoch == epoch))
+            conn.execute(epochs.insert().values(**row))
+            conn.execute(runs.update().where(runs.c.run_id == run_id).values(heartbeat_at=time.time()))
+
+    def finish(self, run_id: str, status: str, only_if: str | None = "running", **results: Any) -> None:
+        """Set a run's final status and results in one transaction."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}. Received: status={status!r}")
+        values = {k: (json.dumps(v) if k.endswith("_json") and not isinstance(v, str) else v) for k, v in results.items()}
+        values.update(status=status, finished_at=time.time())
+        query = runs.update().where(runs.c.run_id == run_id)
+        if only_if:
+            query = query.where(runs.c.status == only_if)
+        with self.engine.begin() as conn:
+            conn.execute(query.values(**values))
+
+    def mark_stale(self, timeout_s: float = HEARTBEAT_TIMEOUT_S, worker_prefix: str | None = None) -> int:
+        """Running runs whose heartbeat stopped become ``interrupted``. Returns how many."""
+        cutoff = time.time() - timeout_s
+        query = runs.update().where(runs.c.status == "running", runs.c.heartbeat_at < cutoff)
+        if worker_prefix:
+            query = query.where(runs.c.worker.like(f"{worker_prefix}%"))
+        with self.engine.begin() as conn:
+            return conn.execute(query.values(status="interrupted", error="worker stopped (heartbeat lost)")).rowcount
+
+    def interrupt_worker(self, worker: str) -> int:
+        """Runs held by a worker that is gone become ``interrupted``."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                runs.update().where(runs.c.status == "running", runs.c.worker == worker)
+                .values(status="interrupted", error="worker stopped", finished_at=time.time())
+            ).rowcount
+
+    # ------------------------------------------------------------------------------------ read
+
+    def runs_frame(self, **filters: Any):
+        """Runs as a pandas DataFrame; ``filters`` are column=value (lists allowed)."""
+        import pandas as pd
+
+        query = sa.select(runs)
+        for column, value in filters.items():
+            if value is None:
+                continue
+            col = runs.c[column]
+            query = query.where(col.in_(value) if isinstance(value, (list, tuple, set)) else col == value)
+        with self.engine.connect() as conn:
+            frame = pd.read_sql(query.order_by(runs.c.created_at, runs.c.run_id), conn)
+        return frame
+
+    def epochs_frame(self, run_ids: Iterable[str] | None = None):
+        """Per-epoch metrics as a pandas DataFrame."""
+        import pandas as pd
+
+        query = sa.select(epochs).order_by(epochs.c.run_id, epochs.c.epoch)
+        if run_ids is not None:
+            query = query.where(epochs.c.run_id.in_(list(run_ids)))
+        with self.engine.connect() as conn:
+            return pd.read_sql(query, conn)
+
+    def get(self, run_id: str) -> dict[str, Any] | None:
+        """One run as a dict, or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).mappings().first()
+        return dict(row) if row else None
+
+
+def _job_columns(job: JobSpec) -> dict[str, Any]:
+    return dict(
+        run_id=job.job_id, spec_json=job.canonical_json(), kind=job.kind, task=job.task, backbone=job.backbone,
+        weights=job.weights, strategy=job.strategy, source=job.source, examples_per_class=job.examples_per_class,
+        fraction=job.fraction, seed=job.seed, input_size=job.input_size, depends_on=json.dumps(sorted(job.depends_on)),
+    )
+
+
+def worker_name(index: int = 0) -> str:
+    """A worker's name: host, pid and index."""
+    return f"{socket.gethostname()}:{os.getpid()}:{index}"
