@@ -55,6 +55,8 @@ def summarize(runs: pd.DataFrame, metric: str = "test_accuracy") -> pd.DataFrame
     if ok.empty:
         return pd.DataFrame(columns=columns)
     ok["source"] = ok["source"].fillna("")
+    # Transfer runs start from a per-seed pretrain run (weights "run:<id>"); they group by their source.
+    ok.loc[ok["source"] != "", "weights"] = "pretrained"
     ok["examples_per_class"] = ok["examples_per_class"].fillna(-1).astype(int)
     rows = []
     for key, group in ok.groupby(GROUP, dropna=False, sort=True):

@@ -116,15 +116,17 @@ def _worker_main(store_url: str, among: list[str], index: int, workers: int) -> 
     work(Store(store_url), among, worker_name(index))
 
 
-def run_jobs(jobs: list[JobSpec], store: Store, workers: int = 1) -> dict[str, int]:
+def run_jobs(jobs: list[JobSpec], store: Store, workers: int = 1, registry=None) -> dict[str, int]:
     """Submit jobs and run them to the end; ``workers=0`` runs in this process.
 
-    Succeeded runs are never redone. Returns the store's status counts for these jobs.
+    Succeeded runs are never redone. Returns the store's status counts for these jobs. ``registry``
+    (default: the installed plugins) is used in-process; worker processes load the installed plugins.
     """
     from transferlab.data import check_jobs_fit_data
     from transferlab.registry import get_registry
 
-    check_jobs_fit_data(get_registry(), jobs)
+    registry = registry or get_registry()
+    check_jobs_fit_data(registry, jobs)
     store.mark_stale()
     submitted = store.submit(jobs)
     ids = [j.job_id for j in jobs]
@@ -136,7 +138,7 @@ def run_jobs(jobs: list[JobSpec], store: Store, workers: int = 1) -> dict[str, i
             from transferlab.progress import import_tensorflow_quietly
 
             import_tensorflow_quietly()
-            work(store, ids, worker_name(0))
+            work(store, ids, worker_name(0), registry)
         else:
             ctx = mp.get_context("spawn")
             procs = [ctx.Process(target=_worker_main, args=(store.url, ids, i, workers), daemon=False)

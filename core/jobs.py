@@ -249,7 +249,10 @@ def load_sweep_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
     except FileNotFoundError:
         raise UserError(f"Sweep file {path} does not exist.") from None
     except tomllib.TOMLDecodeError as exc:
-        raise UserError(f"Sweep file {path} is not valid TOML: {exc}. Fix that line and try again.") from None
+        where = str(exc)
+        if "line" not in where:  # e.g. "Unclosed array (at end of document)": point at the last line
+            where += f" (line {len(path.read_text().splitlines())})"
+        raise UserError(f"Sweep file {path} is not valid TOML: {where}. Fix that line and try again.") from None
     unknown = sorted(set(data) - {"grid", "options"})
     if unknown:
         raise UserError(f"Sweep file {path}: unknown table(s) {unknown}. Valid tables: ['grid', 'options']")

@@ -134,15 +134,17 @@ def set_trainable(base: Any, phase: PhaseSpec, top_layers: int, batchnorm: str =
     """
     import keras
 
-    if phase.train == "head":
-        base.trainable = False
-    elif phase.train == "all":
-        base.trainable = True
-    else:
-        base.trainable = True
+    # Every layer is set explicitly: in Keras 3, `model.trainable = True` does not undo a `False` set
+    # earlier on a sublayer (a top-k phase followed by a full phase would keep the bottom frozen).
+    train = phase.train != "head"
+    base.trainable = train
+    for layer in _all_layers(base):
+        layer.trainable = train
+    if phase.train == "top":
         layers = base.layers
         for layer in layers[: max(0, len(layers) - top_layers)]:
-            layer.trainable = False
+            for sub in [layer, *_all_layers(layer)] if hasattr(layer, "layers") else [layer]:
+                sub.trainable = False
     if batchnorm == "inference" and phase.train != "head":
         for layer in _all_layers(base):
             if isinstance(layer, keras.layers.BatchNormalization):
@@ -150,6 +152,31 @@ def set_trainable(base: Any, phase: PhaseSpec, top_layers: int, batchnorm: str =
 
 
 # ------------------------------------------------------------------------------------------ helpers
+
+def load_weights_strictly(model: Any, path: Path, backbone_name: str) -> None:
+    """``model.load_weights`` that refuses a file for another architecture.
+
+    Keras loads what matches and only warns about parts of the file it skips, which would leave some
+    layers at their random init without an error; any such warning is turned into a WeightsError.
+    """
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+        except Exception as exc:
+            raise WeightsError(
+                f"Weights file {path} does not fit backbone {backbone_name!r}: {str(exc)[:300]}. "
+                "Use a .weights.h5 saved from the same architecture."
+            ) from None
+    skipped = [str(w.message) for w in caught if "Skipping" in str(w.message) or "freshly-initialized" in str(w.message)]
+    if skipped:
+        raise WeightsError(
+            f"Weights file {path} does not fit backbone {backbone_name!r}: {skipped[0][:300]} "
+            "Use a .weights.h5 saved from the same architecture."
+        )
+
 
 def _package_versions() -> dict[str, str]:
     out = {}
@@ -237,13 +264,7 @@ class Runner:
             if sha:
                 check_sha256(path, sha, "Weights file")
             base = backbone.build(shape, None)
-            try:
-                base.load_weights(path)
-            except Exception as exc:
-                raise WeightsError(
-                    f"Weights file {path} does not fit backbone {backbone.name!r}: {str(exc)[:300]}. "
-                    "Use a .weights.h5 saved from the same architecture."
-                ) from None
+            load_weights_strictly(base, path, backbone.name)
             return base, sha
         return backbone.build(shape, weights), None
 
@@ -336,7 +357,7 @@ class Runner:
             confusion=confusion_matrix(y_test, pred, labels=list(range(num_classes))).tolist(),
         )
 
-    def _fit_phase(self, model, phase_name, expected, train_ds, val_ds, epochs, offset, lr, class_weight, steps, label):
+    def _fit_phase(self, model, phase_name, train_ds, val_ds, epochs, offset, lr, class_weight, steps, label):
         """Compile and fit one phase; returns seconds spent. Raises NaNLossError on a non-finite loss."""
         import keras
 
@@ -380,7 +401,7 @@ class Runner:
             total = count_params(model_weights(model))
             before = snapshot(model)
             expected = expected_to_change(model, strategy.batchnorm)
-            seconds += self._fit_phase(model, phase.name, expected, train_ds, val_ds, epochs, offset, lr, class_weight,
+            seconds += self._fit_phase(model, phase.name, train_ds, val_ds, epochs, offset, lr, class_weight,
                                        steps, job.label())
             verify_phase(model, before, expected, phase.name)
             images += len(train_idx) * epochs
@@ -413,7 +434,7 @@ class Runner:
         phase = strategy.phases[0]
         before = snapshot(head)
         expected = expected_to_change(head, "inference")
-        seconds = self._fit_phase(head, phase.name, expected, train_ds, val_ds, job.epochs, 0, job.learning_rate,
+        seconds = self._fit_phase(head, phase.name, train_ds, val_ds, job.epochs, 0, job.learning_rate,
                                   class_weight, math.ceil(len(y_train) / job.batch_size), job.label())
         verify_phase(head, before, expected, phase.name)
         head_params = count_params(head.trainable_weights)

@@ -1,0 +1,30 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup demo test test-slow clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+# Installs the project with its test and dashboard extras; then asserts torch never came in.
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet -e ".[test,dashboard]"
+	@$(BIN)/python -c "import importlib.util, sys; sys.exit('torch was installed: remove it and the package that pulled it in' if importlib.util.find_spec('torch') else 0)"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/transferlab demo
+
+test: setup
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-slow: setup
+	$(BIN)/python -m pytest -m slow -q
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,73 @@
+"""Splits and training subsets: fixed test split, deterministic, stratified and nested subsets."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from transferlab.data import TaskData, make_splits, max_examples_per_class, sample_subset
+from transferlab.errors import UserError
+
+
+def _task(n_per_class=(30, 40, 50)):
+    labels = np.concatenate([np.full(n, c) for c, n in enumerate(n_per_class)])
+    images = np.zeros((len(labels), 4, 4, 1), np.uint8)
+    return TaskData(images=images, labels=labels, class_names=tuple(str(c) for c in range(len(n_per_class))))
+
+
+def test_splits_are_fixed_disjoint_and_stratified():
+    data = _task()
+    a, b = make_splits(data), make_splits(data)
+    assert np.array_equal(a.test, b.test) and np.array_equal(a.val, b.val)
+    assert not set(a.test) & set(a.pool) and not set(a.val) & set(a.pool) and not set(a.test) & set(a.val)
+    assert len(a.test) + len(a.val) + len(a.pool) == len(data.labels)
+    assert np.bincount(data.labels[a.test]).tolist() == [6, 8, 10]
+
+
+def test_official_test_split_is_used():
+    data = _task()
+    data.test_indices = np.arange(10)
+    assert make_splits(data).test.tolist() == list(range(10))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), small=st.integers(1, 8), extra=st.integers(0, 10))
+def test_subsets_deterministic_stratified_nested(seed, small, extra):
+    data = _task()
+    splits = make_splits(data)
+    a = sample_subset(data.labels, splits.pool, seed, small)
+    assert np.array_equal(a, sample_subset(data.labels, splits.pool, seed, small))
+    assert np.bincount(data.labels[a]).tolist() == [small] * 3
+    bigger = sample_subset(data.labels, splits.pool, seed, small + extra)
+    assert set(a) <= set(bigger)
+    assert set(a) <= set(splits.pool)
+
+
+def test_different_seeds_give_different_subsets():
+    data = _task()
+    splits = make_splits(data)
+    assert set(sample_subset(data.labels, splits.pool, 0, 5)) != set(sample_subset(data.labels, splits.pool, 1, 5))
+
+
+def test_too_many_examples_per_class_says_the_maximum():
+    data = _task()
+    splits = make_splits(data)
+    most = max_examples_per_class(data.labels, splits.pool)
+    with pytest.raises(UserError, match=f"only {most} labelled training examples.*examples_per_class={most + 1}"):
+        sample_subset(data.labels, splits.pool, 0, most + 1, task_name="toy")
+
+
+def test_fraction_subset():
+    data = _task()
+    splits = make_splits(data)
+    sub = sample_subset(data.labels, splits.pool, 0, fraction=0.5)
+    pool_counts = np.bincount(data.labels[splits.pool])
+    assert np.bincount(data.labels[sub]).tolist() == [int(round(c / 2)) for c in pool_counts]
+
+
+def test_task_data_rejects_bad_arrays():
+    with pytest.raises(UserError, match="uint8"):
+        TaskData(images=np.zeros((4, 4, 4, 3), np.float32), labels=[0, 1, 0, 1], class_names=("a", "b"))
+    with pytest.raises(UserError, match="at least 2 classes"):
+        TaskData(images=np.zeros((4, 4, 4, 3), np.uint8), labels=[0, 0, 0, 0], class_names=("a", "b"))

@@ -1,0 +1,111 @@
+"""The runner: every strategy end to end on a tiny backbone, freeze verification, parameter counts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from transferlab.errors import FreezeViolationError, NaNLossError
+from transferlab.jobs import make_job
+from transferlab.runner import Runner
+
+FAST = dict(task="digits", backbone="tiny", examples_per_class=5, input_size=16, epochs=1, fine_tune_epochs=1,
+            batch_size=16, fine_tune_layers=3)
+
+
+def _epochs_logged():
+    logged = []
+    return logged, lambda epoch, phase, metrics, seconds: logged.append((epoch, phase, metrics))
+
+
+@pytest.mark.parametrize("strategy", ["scratch", "feature_extraction", "frozen_features", "fine_tune_top_k",
+                                      "full_fine_tune", "lp_ft"])
+def test_every_strategy_runs_and_verifies_its_freeze(registry, strategy):
+    job = make_job(registry, strategy=strategy, **FAST)
+    logged, log = _epochs_logged()
+    result = Runner(registry, log_epoch=log).run(job)
+    spec = registry.strategy(strategy)
+    assert [p["phase"] for p in result.phases] == [p.name for p in spec.phases]
+    assert all(p["verified"] for p in result.phases)
+    assert 0.0 <= result.test_accuracy <= 1.0 and np.isfinite(result.test_loss)
+    assert len(result.confusion) == 10 and sum(map(sum, result.confusion)) == result.manifest["n_test"]
+    assert [e for e, _, _ in logged] == list(range(1, len(spec.phases) + 1))
+    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(logged[0][2])
+    head_params = 8 * 10 + 10  # Dense(10) on 8 features
+    first = result.phases[0]
+    if spec.phases[0].train == "head":
+        assert first["trainable_params"] == head_params
+    else:
+        assert first["trainable_params"] > head_params
+    assert first["trainable_params"] + first["frozen_params"] == result.total_params
+    assert result.manifest["subset_indices_sha"] and result.manifest["test_indices_sha"]
+
+
+def test_top_k_unfreezes_only_the_top_layers_and_keeps_batchnorm_frozen(registry):
+    job = make_job(registry, strategy="fine_tune_top_k", **FAST)
+    result = Runner(registry).run(job)
+    head = 8 * 10 + 10
+    conv2 = 3 * 3 * 4 * 8 + 8  # tiny_conv2 is within the top 3 layers; tiny_conv1 and the BatchNorm are not
+    assert result.phases[1]["trainable_params"] == head + conv2
+
+
+def test_full_fine_tune_keeps_batchnorm_statistics(registry):
+    job = make_job(registry, strategy="full_fine_tune", **FAST)
+    result = Runner(registry).run(job)
+    bn_params = 4 * 4  # gamma, beta, moving mean and variance of 4 channels: all frozen in inference mode
+    assert result.phases[0]["frozen_params"] == bn_params
+
+
+def test_broken_freeze_is_caught_and_names_the_layer(registry):
+    job = make_job(registry, strategy="feature_extraction", **dict(FAST, backbone="leaky"))
+    with pytest.raises(FreezeViolationError, match=r"frozen weights changed in layers \['leaky_counter'\]"):
+        Runner(registry).run(job)
+
+
+def test_nan_loss_raises(registry):
+    job = make_job(registry, strategy="scratch", **dict(FAST, backbone="nan_net"))
+    logged, log = _epochs_logged()
+    with pytest.raises(NaNLossError, match="NaN"):
+        Runner(registry, log_epoch=log).run(job)
+
+
+def test_cached_features_are_reused_and_keyed_by_content(registry, tl_home):
+    job = make_job(registry, strategy="frozen_features", **FAST)
+    Runner(registry).run(job)
+    files = sorted((tl_home / "cache" / "features").glob("*.npy"))
+    assert len(files) == 3  # train, val, test
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    other_seed = make_job(registry, strategy="frozen_features", seed=1, **FAST)
+    Runner(registry).run(other_seed)
+    files_after = sorted((tl_home / "cache" / "features").glob("*.npy"))
+    assert len(files_after) == 4  # only the new training subset was computed
+    assert all(f.stat().st_mtime_ns == stamps[f] for f in files)
+    bigger = make_job(registry, strategy="frozen_features", **dict(FAST, input_size=24))
+    Runner(registry).run(bigger)
+    assert len(sorted((tl_home / "cache" / "features").glob("*.npy"))) == 7  # a new input size: all new
+
+
+def test_altered_feature_cache_is_recomputed(registry, tl_home):
+    job = make_job(registry, strategy="frozen_features", **FAST)
+    first = Runner(registry).run(job)
+    for f in (tl_home / "cache" / "features").glob("*.npy"):
+        f.write_bytes(f.read_bytes()[:-16] + b"\0" * 16)
+    again = Runner(registry).run(job)
+    assert again.test_accuracy == pytest.approx(first.test_accuracy)
+
+
+def test_shuffled_labels_and_balanced_weights_run(registry):
+    job = make_job(registry, strategy="scratch", class_weight="balanced", augment=True, **FAST)
+    assert Runner(registry).run(job).phases[0]["verified"]
+
+
+def test_backbone_table_counts_match_what_runs_train(registry):
+    from transferlab.cli import backbone_table
+
+    (row,) = backbone_table(registry, ["tiny"], fine_tune_layers=3)
+    head = 8 * 10 + 10
+    conv1, bn, conv2 = 3 * 3 * 3 * 4, 4 * 4, 3 * 3 * 4 * 8 + 8
+    assert row["total_params"] == head + conv1 + bn + conv2
+    assert row["trainable:feature_extraction"] == row["trainable:frozen_features"] == head
+    assert row["trainable:fine_tune_top_k"] == head + conv2
+    assert row["trainable:lp_ft"] == row["trainable:full_fine_tune"] == head + conv1 + conv2  # BatchNorm frozen
+    assert row["trainable:scratch"] == head + conv1 + 2 * 4 + conv2  # gamma and beta train; moving stats do not
