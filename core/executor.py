@@ -69,6 +69,7 @@ def run_one(store: Store, job: JobSpec, registry=None) -> str:
         registry,
         log_epoch=lambda epoch, phase, metrics, seconds: store.log_epoch(job.job_id, epoch, phase, metrics, seconds),
         weights_file=_weights_resolver(store),
+        report_progress=lambda progress: store.heartbeat(job.job_id, progress),
     )
     try:
         result = runner.run(job)

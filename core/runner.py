@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Callable
@@ -45,7 +45,7 @@ class RunResult:
     phases: list[dict[str, Any]]
     confusion: list[list[int]]
     manifest: dict[str, Any]
-    extra: dict[str, Any] = field(default_factory=dict)
+    transferability: float | None = None
 
     def store_values(self) -> dict[str, Any]:
         """The columns the store keeps for a succeeded run."""
@@ -53,7 +53,7 @@ class RunResult:
             test_accuracy=self.test_accuracy, test_loss=self.test_loss, balanced_accuracy=self.balanced_accuracy,
             trainable_params=self.trainable_params, total_params=self.total_params,
             images_per_second=self.images_per_second, wall_seconds=self.wall_seconds,
-            phases_json=self.phases, confusion_json=self.confusion, manifest_json=self.manifest,
+            transferability=self.transferability, phases_json=self.phases, confusion_json=self.confusion, manifest_json=self.manifest,
         )
 
 
@@ -231,17 +231,24 @@ def augmentation_layers():
 # ------------------------------------------------------------------------------------------ the runner
 
 class Runner:
-    """Runs one job. ``weights_file(run_id)`` resolves ``run:<id>`` weights; ``log_epoch`` stores epochs."""
+    """Runs one job.
+
+    ``log_epoch(epoch, phase, metrics, seconds)`` receives each epoch's metrics; ``weights_file(run_id)``
+    resolves ``run:<id>`` weights to (path, sha256); ``report_progress(dict)`` receives live progress
+    (phase, epoch, step) a few times a second at most.
+    """
 
     def __init__(
         self,
         registry: Registry,
         log_epoch: EpochLogger | None = None,
         weights_file: Callable[[str], tuple[Path, str]] | None = None,
+        report_progress: Callable[[dict[str, Any]], None] | None = None,
     ):
         self.registry = registry
         self.log_epoch = log_epoch
         self.weights_file = weights_file
+        self.report_progress = report_progress
 
     # --------------------------------------------------------------------------- building
     def build_base(self, backbone: BackboneSpec, job: JobSpec) -> tuple[Any, str | None]:
@@ -290,6 +297,7 @@ class Runner:
         keras.utils.set_random_seed(job.seed)
 
         base, weights_sha = self.build_base(backbone, job)
+        transferability = self._transferability(base, backbone, job, data, train_idx, y_train)
         class_weight = balanced_class_weight(y_train, num_classes) if job.class_weight == "balanced" else None
         context = dict(job=job, task=task, backbone=backbone, strategy=strategy, data=data, splits=splits,
                        train_idx=train_idx, y_train=y_train, num_classes=num_classes, base=base,
@@ -327,13 +335,23 @@ class Runner:
             trainable_params=trainable, total_params=total,
             images_per_second=train_images / train_seconds if train_seconds > 0 else 0.0,
             wall_seconds=time.perf_counter() - t_start, phases=phases, confusion=result["confusion"],
-            manifest=manifest,
+            manifest=manifest, transferability=transferability,
         )
+
+    def _transferability(self, base, backbone, job, data, train_idx, y_train) -> float | None:
+        """LogME of the starting backbone's features on the training subset, before any training."""
+        from transferlab.features import cached_features
+        from transferlab.transferability import logme
+
+        if job.kind == "pretrain":
+            return None
+        features = cached_features(base, backbone, job, data, train_idx, "train")
+        return logme(features, y_train)
 
     @staticmethod
     def _source_sha(backbone: BackboneSpec, weights: str) -> str | None:
         source = backbone.weight_source(weights)
-        return getattr(source, "sha256", None) if source else None
+        return source.sha256 if source else None
 
     def _save_pretrained(self, base: Any, job: JobSpec) -> dict[str, Any]:
         from transferlab.paths import cache_dir
@@ -367,9 +385,12 @@ class Runner:
         guard = _nan_guard()
         epoch_log = _EpochLog(self.log_epoch, phase_name, offset)
         bar = keras_bar_callback(f"{label} · {phase_name}", steps * epochs, "batch")
+        callbacks = [guard, epoch_log.callback(), bar]
+        if self.report_progress is not None:
+            callbacks.append(_progress_callback(self.report_progress, phase_name, offset, epochs, steps))
         t0 = time.perf_counter()
         model.fit(train_ds, validation_data=val_ds, epochs=offset + epochs, initial_epoch=offset, shuffle=False,
-                  class_weight=class_weight, verbose=0, callbacks=[guard, epoch_log.callback(), bar])
+                  class_weight=class_weight, verbose=0, callbacks=callbacks)
         seconds = time.perf_counter() - t0
         if guard.hit or not _finite_weights(model):
             raise NaNLossError(f"Loss or weights became NaN/inf during phase {phase_name!r}; lower the learning rate.")
@@ -470,3 +491,38 @@ class _EpochLog:
                     outer.log_epoch(epoch + 1, outer.phase, metrics, time.perf_counter() - self.t0)
 
         return _Callback()
+
+
+def _progress_callback(report: Callable[[dict[str, Any]], None], phase: str, offset: int, epochs: int, steps: int,
+                       every_s: float = 2.0):
+    """A Keras callback that reports (phase, epoch, step, loss) at most every ``every_s`` seconds."""
+    import keras
+
+    class _Progress(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.last = 0.0
+            self.epoch = offset
+            self.metrics: dict[str, float] = {}
+
+        def _send(self, step: int, force: bool = False) -> None:
+            now = time.perf_counter()
+            if force or now - self.last >= every_s:
+                self.last = now
+                report(dict(phase=phase, epoch=self.epoch + 1, first_epoch=offset + 1, last_epoch=offset + epochs,
+                            step=step, steps=steps, metrics=self.metrics))
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+            self._send(0, force=True)
+
+        def on_train_batch_end(self, batch, logs=None):
+            if logs and "loss" in logs:
+                self.metrics["loss"] = float(logs["loss"])
+            self._send(batch + 1)
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.metrics = {k: float(v) for k, v in (logs or {}).items()}
+            self._send(steps, force=True)
+
+    return _Progress()

@@ -35,13 +35,15 @@ class WeightSourceSpec:
 
     ``available`` answers, without network access, whether the weights can be loaded right now on this
     machine (bundled in an installed package, or already in the Keras cache). ``pretrained_on`` names
-    the source task, shown in negative-transfer comparisons.
+    the source task, shown in negative-transfer comparisons. ``sha256`` pins the source file, when
+    the plugin knows it; it is recorded in every run's manifest.
     """
 
     name: str
     description: str
     pretrained_on: str
     available: Callable[[], bool] = lambda: True
+    sha256: str | None = None
 
     def __post_init__(self) -> None:
         _check_name("weight source", self.name)

@@ -49,6 +49,7 @@ runs = sa.Table(
     sa.Column("total_params", sa.BigInteger),
     sa.Column("wall_seconds", sa.Float),
     sa.Column("images_per_second", sa.Float),
+    sa.Column("transferability", sa.Float),
     sa.Column("phases_json", sa.Text),
     sa.Column("manifest_json", sa.Text),
     sa.Column("confusion_json", sa.Text),
@@ -79,7 +80,7 @@ meta = sa.Table("meta", metadata, sa.Column("key", sa.String(64), primary_key=Tr
 CSV_COLUMNS = [
     "run_id", "task", "backbone", "weights", "strategy", "source", "examples_per_class", "seed", "status",
     "test_accuracy", "balanced_accuracy", "trainable_params", "total_params", "wall_seconds",
-    "fraction", "input_size", "kind", "test_loss", "images_per_second", "error",
+    "fraction", "input_size", "kind", "test_loss", "images_per_second", "transferability", "error",
 ]
 
 

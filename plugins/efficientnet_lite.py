@@ -435,6 +435,7 @@ def register_backbones() -> list[BackboneSpec]:
                     "without torch (offline).",
                     pretrained_on="imagenet",
                     available=_checkpoint_installed,
+                    sha256=LITE0_SHA256,
                 ),
             ),
             imagenet_top1=0.751,

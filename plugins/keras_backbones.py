@@ -143,6 +143,7 @@ def register_backbones() -> list[BackboneSpec]:
                     "pretrained, but for a different task.",
                     pretrained_on="bsds500-edges",
                     available=lambda: hed_weights_path() is not None,
+                    sha256=HED_WEIGHTS_SHA256,
                 )
             )
         specs.append(

@@ -105,3 +105,13 @@ def test_lite0_imagenet_weights_are_converted_once_and_checked(tl_home):
     path.write_bytes(path.read_bytes()[:1000])  # truncated: detected and rebuilt
     third = spec.build((32, 32, 3), "imagenet")
     assert np.array_equal(first.get_layer("top_conv").kernel.numpy(), third.get_layer("top_conv").kernel.numpy())
+
+
+def test_pretrained_runs_record_the_weights_sha256(registry):
+    from transferlab.plugins.efficientnet_lite import LITE0_SHA256
+
+    job = make_job(registry, task="lfw_faces", backbone="efficientnet_lite0", weights="imagenet",
+                   strategy="frozen_features", examples_per_class=5, input_size=32, epochs=1)
+    result = Runner(registry).run(job)
+    assert result.manifest["weights_sha256"] == LITE0_SHA256
+    assert result.phases[0]["frozen_params"] == result.total_params - result.phases[0]["trainable_params"]

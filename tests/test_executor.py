@@ -24,6 +24,9 @@ def test_resubmitted_sweep_skips_finished_runs(registry, store):
     assert store.runs_frame().set_index("run_id")["finished_at"].to_dict() == before
     frame = store.runs_frame()
     assert frame["trainable_params"].notna().all() and (frame["wall_seconds"] > 0).all()
+    assert frame["transferability"].notna().all()  # LogME of the starting features, before training
+    progress = json.loads(frame["progress_json"].iloc[0])
+    assert progress["step"] == progress["steps"] and {"loss", "val_accuracy"} <= set(progress["metrics"])
     manifest = json.loads(frame["manifest_json"].iloc[0])
     assert {"packages", "subset_indices_sha", "seed", "weights"} <= set(manifest)
     epochs = store.epochs_frame()
