@@ -121,6 +121,7 @@ class Store:
                                 "(SELECT 1 FROM meta WHERE key = 'schema_version')"),
                         {"v": str(SCHEMA_VERSION)},
                     )
+                    _add_missing_columns(conn)
                 version = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
         except sa.exc.DatabaseError as exc:
             raise StoreError(
@@ -284,6 +285,16 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).mappings().first()
         return dict(row) if row else None
+
+
+def _add_missing_columns(conn) -> None:
+    """Add nullable columns that this version defines but an older store of the same schema lacks."""
+    for table in (runs, epochs):
+        present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present and column.nullable:
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 def _job_columns(job: JobSpec) -> dict[str, Any]:
