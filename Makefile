@@ -11,7 +11,7 @@ $(BIN)/activate:
 # Installs the project with its test and dashboard extras; then asserts torch never came in.
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e ".[test,dashboard]"
+	$(BIN)/python -m pip install --quiet -e ".[all,test]"
 	@$(BIN)/python -c "import importlib.util, sys; sys.exit('torch was installed: remove it and the package that pulled it in' if importlib.util.find_spec('torch') else 0)"
 	touch $@
 

@@ -108,3 +108,19 @@ def format_summary(table: pd.DataFrame) -> str:
             lines.append(text)
         lines.append("")
     return "\n".join(lines)
+
+
+def differing_settings(runs: pd.DataFrame) -> pd.DataFrame:
+    """The job settings (from each run's spec) that differ between the given runs, one row per run."""
+    import json
+
+    if runs.empty:
+        return pd.DataFrame(columns=["run_id"])
+    specs = pd.DataFrame([json.loads(s) for s in runs["spec_json"]], index=runs.index)
+    specs = specs.drop(columns=["depends_on", "weights_sha256"], errors="ignore")
+    varying = [c for c in specs.columns if specs[c].astype(str).nunique() > 1]
+    out = specs[varying].copy()
+    out.insert(0, "run_id", runs["run_id"])
+    if "test_accuracy" in runs:
+        out["test_accuracy"] = runs["test_accuracy"]
+    return out.reset_index(drop=True)

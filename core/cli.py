@@ -158,6 +158,10 @@ def cmd_run(args) -> int:
 def cmd_sweep(args) -> int:
     from transferlab.jobs import expand_grid, load_sweep_file
 
+    if args.jobs:
+        from transferlab.launch import read_jobs_file
+
+        return _execute(read_jobs_file(args.jobs), args.workers)
     grid, options = load_sweep_file(args.file) if args.file else ({}, {})
     flags = dict(tasks=_csv_list(args.tasks), backbones=_csv_list(args.backbones), weights=_csv_list(args.weights),
                  strategies=_csv_list(args.strategies), examples_per_class=_csv_list(args.examples_per_class, int),
@@ -249,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sweep", help="run a grid of jobs (flags or --file sweep.toml); resumable")
     p.add_argument("--file", help="TOML file with [grid] and [options] tables")
+    p.add_argument("--jobs", help="JSON list of job specs (as the dashboard writes them)")
     for axis in ("tasks", "backbones", "weights", "strategies", "sources"):
         p.add_argument(f"--{axis}", help="comma-separated")
     p.add_argument("--examples-per-class", dest="examples_per_class", help="comma-separated ints")

@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import time
+from pathlib import Path
 from typing import Any, Iterable
 
 import sqlalchemy as sa
@@ -93,7 +94,11 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
 
 
 class Store:
-    """Access to the runs and epochs tables. Safe to share across threads; open one per process."""
+    """Access to the runs and epochs tables. Safe to share across threads; open one per process.
+
+    ``read_only=True`` opens an existing store without creating or changing anything (SQLite's
+    read-only mode), for the hosted dashboard.
+    """
 
     def __init__(self, url: str | None = None, read_only: bool = False):
         from transferlab.paths import default_store_url
@@ -101,13 +106,20 @@ class Store:
         self.url = url or default_store_url()
         self.read_only = read_only
         kwargs: dict[str, Any] = {}
+        engine_url = self.url
         if self.url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30}
+            if read_only:
+                path = self.url.split(":///", 1)[-1]
+                if not Path(path).is_file():
+                    raise StoreError(f"There is no store at {path} yet. Run `transferlab demo` or a sweep to create one.")
+                # SQLite's own read-only mode: writes fail in the database, not only in this code.
+                engine_url = f"sqlite:///file:{path}?mode=ro&uri=true"
         try:
-            self.engine = sa.create_engine(self.url, **kwargs)
+            self.engine = sa.create_engine(engine_url, **kwargs)
         except Exception as exc:
             raise StoreError(f"Cannot use store URL {self.url!r}: {exc}") from None
-        if self.url.startswith("sqlite"):
+        if self.url.startswith("sqlite") and not read_only:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._init_schema()
 
@@ -245,6 +257,14 @@ class Store:
             query = query.where(runs.c.worker.like(f"{worker_prefix}%"))
         with self.engine.begin() as conn:
             return conn.execute(query.values(status="interrupted", error="worker stopped (heartbeat lost)")).rowcount
+
+    def cancel(self, run_ids: Iterable[str], reason: str = "cancelled by the user") -> int:
+        """Queued or running runs among ``run_ids`` become ``interrupted``. Returns how many."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                runs.update().where(runs.c.run_id.in_(list(run_ids)), runs.c.status.in_(("queued", "running")))
+                .values(status="interrupted", error=reason, finished_at=time.time())
+            ).rowcount
 
     def interrupt_worker(self, worker: str) -> int:
         """Runs held by a worker that is gone become ``interrupted``."""

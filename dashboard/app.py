@@ -1,18 +1,22 @@
-"""Placeholder dashboard: lists the runs in the store. The full comparison dashboard is its own issue.
+"""transferlab dashboard: ``streamlit run dashboard/app.py``.
 
-Run with ``streamlit run dashboard/app.py``. It only reads the store and never imports TensorFlow.
+Navigation only; each page is a thin script in ``pages/``. In read-only mode (``TRANSFERLAB_READ_ONLY=1``)
+the Run page is not offered and error details are never shown.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
-from transferlab.store import CSV_COLUMNS, Store
+from transferlab.dashboard.common import page_list, read_only
 
-st.set_page_config(page_title="transferlab", layout="wide")
-st.title("transferlab")
-st.caption("Runs in the store. Start a comparison with `transferlab demo` or `transferlab sweep`.")
-runs = Store().runs_frame()
-if runs.empty:
-    st.info("The store is empty. Run `transferlab demo` to fill it.")
-else:
-    st.dataframe(runs.reindex(columns=CSV_COLUMNS), hide_index=True)
+HERE = Path(__file__).parent / "pages"
+
+st.set_page_config(page_title="transferlab", page_icon="🔬", layout="wide")
+if read_only():
+    st.set_option("client.showErrorDetails", False)
+
+pages = [st.Page(HERE / name, title=title, icon=icon, default=i == 0)
+         for i, (name, title, icon) in enumerate(page_list(read_only()))]
+st.navigation(pages).run()

@@ -40,3 +40,32 @@ def store(tl_home):
     from transferlab.store import Store
 
     return Store()
+
+
+@pytest.fixture(scope="session")
+def seeded_home(tmp_path_factory):
+    """A store with real runs: scratch, frozen features and a corrupted-source transfer, 2 sizes x 2 seeds."""
+    home = tmp_path_factory.mktemp("seeded-home")
+    saved = os.environ.get("TRANSFERLAB_HOME")
+    os.environ["TRANSFERLAB_HOME"] = str(home)
+    try:
+        from transferlab.executor import run_jobs
+        from transferlab.jobs import expand_grid
+        from transferlab.registry import load_registry
+        from transferlab.store import Store
+
+        registry = load_registry()
+        options = dict(input_size=16, epochs=2, fine_tune_epochs=2, batch_size=16, fine_tune_learning_rate=1e-3,
+                       pretrain_epochs=1)
+        jobs = expand_grid(registry, dict(tasks=["digits"], backbones=["small_cnn"],
+                                          strategies=["scratch", "frozen_features", "full_fine_tune"],
+                                          examples_per_class=[5, 10], seeds=[0, 1],
+                                          sources=["none", "lfw_faces:shuffled"]), options)
+        counts = run_jobs(jobs, Store(), workers=0, registry=registry)
+        assert counts == {"succeeded": len(jobs)}
+    finally:
+        if saved is None:
+            os.environ.pop("TRANSFERLAB_HOME", None)
+        else:
+            os.environ["TRANSFERLAB_HOME"] = saved
+    return home

@@ -1,0 +1,305 @@
+"""Comparison tables for the dashboard (pandas): learning curves over seeds, crossovers, negative transfer.
+
+Every function takes frames from the run store (``Store.runs_frame``, ``Store.epochs_frame``) or the
+table of :func:`transferlab.analysis.summarize`, and returns a new frame. On empty input, or when nothing
+qualifies, the result is an empty frame with the documented columns, so pages and charts never need to
+special-case a store that is still filling up.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from transferlab.analysis import _weights_label, summarize, t_ci95
+from transferlab.errors import UserError
+
+CURVE_COLUMNS = ["group", "task", "label", "examples_per_class", "epoch", "split", "mean", "low", "high", "n_seeds"]
+CROSSOVER_COLUMNS = ["task", "leader_before", "leader_after", "between_low", "between_high", "x", "y"]
+NEGATIVE_COLUMNS = ["task", "starting_point", "examples_per_class", "n", "gain", "gain_ci95",
+                    "significant_negative", "significant_positive"]
+GAIN_COLUMNS = ["run_id", "task", "label", "examples_per_class", "seed", "test_accuracy", "gain", "transferability"]
+FREEZE_COLUMNS = ["run_id", "label", "phase", "trainable_params", "frozen_params", "verified"]
+PARAMETER_COLUMNS = ["backbone", "strategy", "trainable_params", "total_params", "n_runs", "published_params"]
+
+CURVE_STATUSES = ("succeeded", "running")
+_SIZE_NONE = -1  # stands for "all examples" (NaN) where pandas needs a comparable key
+
+
+def config_label(row_or_frame: pd.Series | pd.DataFrame) -> str | pd.Series:
+    """The configuration label of a run row, or a Series of labels for a runs frame.
+
+    Same text as the ``label`` column of :func:`~transferlab.analysis.summarize`, so runs and summary rows
+    join on it: ``backbone · starting point · strategy``, where the starting point is ``pretrained on
+    <source>`` for a transfer run, ``random init`` for ``weights='none'``, else the weights name.
+    """
+    if isinstance(row_or_frame, pd.DataFrame):
+        if row_or_frame.empty:
+            return pd.Series([], index=row_or_frame.index, dtype=object)
+        return row_or_frame.apply(config_label, axis=1)
+    row = row_or_frame
+    return f"{row.get('backbone')} · {_weights_label(row)} · {row.get('strategy')}"
+
+
+def _succeeded_train(runs: pd.DataFrame) -> pd.DataFrame:
+    if runs.empty:
+        return runs.iloc[0:0]
+    return runs[(runs["status"] == "succeeded") & (runs["kind"] == "train")]
+
+
+def _size_key(sizes: pd.Series) -> pd.Series:
+    return pd.to_numeric(sizes, errors="coerce").fillna(_SIZE_NONE).astype(int)
+
+
+def _size_value(key: int) -> float:
+    return float("nan") if key == _SIZE_NONE else float(key)
+
+
+def _size_text(size: float) -> str:
+    return "all" if not np.isfinite(size) else f"{int(size)}"
+
+
+# ---------------------------------------------------------------------------------------- learning curves
+
+def curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accuracy", band: str = "minmax",
+           smoothing: float = 0.0, statuses: tuple[str, ...] = CURVE_STATUSES) -> pd.DataFrame:
+    """Learning curves aggregated over seeds: per group, epoch and split the mean and a band.
+
+    Runs that differ only by seed form a group (same task, label and examples per class; pretrain runs form
+    groups of their own). ``metric`` is ``accuracy`` or ``loss``; ``band`` is ``minmax`` (lowest..highest
+    seed) or ``ci95`` (mean ± Student-t 95 % CI). With one seed the band collapses onto the mean.
+    ``smoothing`` in [0, 1) is the weight of the past in an exponential moving average applied to each run
+    before aggregating (0 = raw, 0.9 = heavy). Only runs whose status is in ``statuses`` count: running runs
+    by default, so curves fill in live, but not failed or NaN runs, whose partial curves would drag the mean.
+    The frame's ``attrs`` record ``metric`` and ``band``.
+    """
+    if metric not in ("accuracy", "loss"):
+        raise UserError(f"metric must be 'accuracy' or 'loss'. Received: metric={metric!r}")
+    if band not in ("minmax", "ci95"):
+        raise UserError(f"band must be 'minmax' or 'ci95'. Received: band={band!r}")
+    if not 0.0 <= smoothing < 1.0:
+        raise UserError(f"smoothing must be in [0, 1) (0 = none, 0.9 = heavy). Received: smoothing={smoothing!r}")
+    empty = pd.DataFrame(columns=CURVE_COLUMNS)
+    empty.attrs.update(metric=metric, band=band)
+    if epochs.empty or runs.empty:
+        return empty
+    chosen = runs[runs["status"].isin(statuses)]
+    if chosen.empty:
+        return empty
+    meta = pd.DataFrame({
+        "run_id": chosen["run_id"],
+        "task": chosen["task"].astype(str),
+        "label": config_label(chosen),
+        "kind": chosen["kind"],
+        "size_key": _size_key(chosen["examples_per_class"]),
+    })
+    meta["group"] = [
+        ("pretrain · " if kind == "pretrain" else "") + f"{task} · {label} · {_size_text(_size_value(size))}/class"
+        for task, label, kind, size in zip(meta["task"], meta["label"], meta["kind"], meta["size_key"])
+    ]
+    columns = {"train": f"train_{metric}", "val": f"val_{metric}"}
+    long = (epochs[["run_id", "epoch", *columns.values()]]
+            .melt(id_vars=["run_id", "epoch"], var_name="split", value_name="value")
+            .merge(meta, on="run_id", how="inner"))
+    if long.empty:
+        return empty
+    long["split"] = long["split"].map({v: k for k, v in columns.items()})
+    long["value"] = pd.to_numeric(long["value"], errors="coerce").astype(float)
+    long = long.sort_values(["run_id", "split", "epoch"])
+    if smoothing > 0:
+        long["value"] = (long.groupby(["run_id", "split"], sort=False)["value"]
+                         .transform(lambda v: v.ewm(alpha=1.0 - smoothing, ignore_na=True).mean()))
+    rows = []
+    for (group, task, label, size_key, epoch, split), values in long.groupby(
+            ["group", "task", "label", "size_key", "epoch", "split"], sort=True)["value"]:
+        values = values.to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        if len(values) == 0:
+            continue
+        mean = float(values.mean())
+        if band == "minmax":
+            low, high = float(values.min()), float(values.max())
+        else:
+            half = t_ci95(values)
+            half = 0.0 if not np.isfinite(half) else half
+            low, high = mean - half, mean + half
+        rows.append(dict(group=group, task=task, label=label, examples_per_class=_size_value(size_key),
+                         epoch=int(epoch), split=split, mean=mean, low=low, high=high, n_seeds=len(values)))
+    result = pd.DataFrame(rows, columns=CURVE_COLUMNS) if rows else empty
+    result.attrs.update(metric=metric, band=band)  # so a chart can name its axis without being told again
+    return result
+
+
+# ---------------------------------------------------------------------------------------- crossovers
+
+def crossovers(summary: pd.DataFrame) -> pd.DataFrame:
+    """Where two configurations swap places: for each task and pair of labels, consecutive sizes between
+    which the order of the mean accuracies flips.
+
+    ``x`` is where the two lines cross when interpolated linearly in log(size), which is what a log-x chart
+    draws (it is the geometric mean of the two sizes when the gaps on either side are equal); ``y`` is their
+    value there. Sizes both labels were measured at count; "all examples" (NaN size) has no place on the
+    axis and is skipped. A tie at a size is not a flip.
+    """
+    empty = pd.DataFrame(columns=CROSSOVER_COLUMNS)
+    if summary.empty:
+        return empty
+    table = summary[pd.to_numeric(summary["examples_per_class"], errors="coerce") > 0]
+    rows = []
+    for task, per_task in table.groupby("task", sort=True):
+        means = per_task.pivot_table(index="examples_per_class", columns="label", values="mean", aggfunc="mean")
+        labels = sorted(means.columns)
+        for i, first in enumerate(labels):
+            for second in labels[i + 1:]:
+                pair = means[[first, second]].dropna().sort_index()
+                rows += _pair_crossovers(task, first, second, pair)
+    return pd.DataFrame(rows, columns=CROSSOVER_COLUMNS) if rows else empty
+
+
+def _pair_crossovers(task: Any, first: str, second: str, pair: pd.DataFrame) -> list[dict[str, Any]]:
+    rows = []
+    sizes = pair.index.to_numpy(dtype=float)
+    a, b = pair[first].to_numpy(dtype=float), pair[second].to_numpy(dtype=float)
+    diff = a - b
+    for k in range(len(sizes) - 1):
+        if diff[k] * diff[k + 1] >= 0:
+            continue
+        fraction = diff[k] / (diff[k] - diff[k + 1])
+        log_low, log_high = math.log(sizes[k]), math.log(sizes[k + 1])
+        x = math.exp(log_low + fraction * (log_high - log_low))
+        y_first = a[k] + fraction * (a[k + 1] - a[k])
+        y_second = b[k] + fraction * (b[k + 1] - b[k])
+        before, after = (first, second) if diff[k] > 0 else (second, first)
+        rows.append(dict(task=task, leader_before=before, leader_after=after, between_low=float(sizes[k]),
+                         between_high=float(sizes[k + 1]), x=x, y=(y_first + y_second) / 2))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------- gains
+
+def _scratch_reference(summary: pd.DataFrame) -> pd.DataFrame:
+    """The scratch row summarize compares with, per task and size (the first one, as summarize takes)."""
+    scratch = summary[summary["strategy"] == "scratch"].copy()
+    scratch["size_key"] = _size_key(scratch["examples_per_class"])
+    return scratch.drop_duplicates(["task", "size_key"], keep="first")
+
+
+def negative_transfer(summary: pd.DataFrame) -> pd.DataFrame:
+    """Gain over scratch per task, starting point (label) and size, with significance flags.
+
+    ``significant_negative`` is ``gain + gain_ci95 < 0``: the whole 95 % CI of the gain lies below zero,
+    so the starting point hurt. It needs at least two seeds on both sides (otherwise there is no CI and
+    the flag is False); ``significant_positive`` is the mirror. Scratch rows, and rows with no scratch
+    reference at their size, are left out.
+    """
+    empty = pd.DataFrame(columns=NEGATIVE_COLUMNS)
+    if summary.empty:
+        return empty
+    scratch = _scratch_reference(summary)
+    table = summary[(summary["strategy"] != "scratch")].copy()
+    table["size_key"] = _size_key(table["examples_per_class"])
+    table = table.merge(scratch[["task", "size_key", "n"]].rename(columns={"n": "n_scratch"}),
+                        on=["task", "size_key"], how="inner")
+    table = table[np.isfinite(table["gain_vs_scratch"].astype(float))]
+    if table.empty:
+        return empty
+    gain = table["gain_vs_scratch"].astype(float)
+    ci = table["gain_ci95"].astype(float)
+    enough = (table["n"] >= 2) & (table["n_scratch"] >= 2) & np.isfinite(ci)
+    result = pd.DataFrame({
+        "task": table["task"], "starting_point": table["label"], "examples_per_class": table["examples_per_class"],
+        "n": table["n"].astype(int), "gain": gain, "gain_ci95": ci,
+        "significant_negative": enough & (gain + ci < 0), "significant_positive": enough & (gain - ci > 0),
+    })
+    return result.sort_values(["task", "starting_point", "examples_per_class"]).reset_index(drop=True)
+
+
+def gain_per_run(runs: pd.DataFrame) -> pd.DataFrame:
+    """Each succeeded, non-scratch training run's test accuracy minus the scratch mean at its task and size.
+
+    The scratch reference is the one :func:`~transferlab.analysis.summarize` uses, so the mean of these
+    gains over a configuration's seeds equals its ``gain_vs_scratch``. Runs with no scratch reference are
+    left out. ``transferability`` is the run's LogME score of its starting features (NaN when missing).
+    """
+    empty = pd.DataFrame(columns=GAIN_COLUMNS)
+    ok = _succeeded_train(runs)
+    if ok.empty:
+        return empty
+    scratch = _scratch_reference(summarize(ok))
+    if scratch.empty:
+        return empty
+    chosen = ok[ok["strategy"] != "scratch"]
+    if chosen.empty:
+        return empty
+    frame = pd.DataFrame({
+        "run_id": chosen["run_id"], "task": chosen["task"], "label": config_label(chosen),
+        "examples_per_class": pd.to_numeric(chosen["examples_per_class"], errors="coerce").astype(float),
+        "seed": chosen["seed"], "test_accuracy": pd.to_numeric(chosen["test_accuracy"], errors="coerce"),
+        "transferability": pd.to_numeric(chosen["transferability"], errors="coerce").astype(float),
+        "size_key": _size_key(chosen["examples_per_class"]),
+    })
+    frame = frame.merge(scratch[["task", "size_key", "mean"]], on=["task", "size_key"], how="inner")
+    if frame.empty:
+        return empty
+    frame["gain"] = frame["test_accuracy"] - frame["mean"]
+    return frame[GAIN_COLUMNS].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------- model facts
+
+def _phases(value: Any) -> list[dict[str, Any]]:
+    if isinstance(value, list):
+        return [p for p in value if isinstance(p, dict)]
+    if not isinstance(value, str) or not value:
+        return []
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return []
+    return [p for p in parsed if isinstance(p, dict)] if isinstance(parsed, list) else []
+
+
+def freeze_checks(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per run and training phase from ``phases_json``: trainable and frozen parameter counts, and
+    whether the runner verified after the phase that frozen weights stayed put and trainable ones moved.
+
+    Runs without phases (queued, failed early) or with unreadable JSON are left out.
+    """
+    rows = []
+    if not runs.empty and "phases_json" in runs:
+        for _, run in runs.iterrows():
+            for phase in _phases(run["phases_json"]):
+                rows.append(dict(run_id=run["run_id"], label=config_label(run), phase=phase.get("phase"),
+                                 trainable_params=phase.get("trainable_params"),
+                                 frozen_params=phase.get("frozen_params"), verified=bool(phase.get("verified", False))))
+    return pd.DataFrame(rows, columns=FREEZE_COLUMNS)
+
+
+def parameter_table(runs: pd.DataFrame, published: dict[str, int | None] | None = None) -> pd.DataFrame:
+    """Trainable and total parameters per backbone and strategy, as measured in succeeded runs (median).
+
+    The head depends on the number of classes, so the median is over every succeeded run, training and
+    pretraining alike. ``published`` maps a backbone name to the parameter count its paper or model card
+    gives (None when unknown); the column is NaN where none was given.
+    """
+    empty = pd.DataFrame(columns=PARAMETER_COLUMNS)
+    if runs.empty:
+        return empty
+    ok = runs[runs["status"] == "succeeded"].copy()
+    for column in ("trainable_params", "total_params"):
+        ok[column] = pd.to_numeric(ok[column], errors="coerce")
+    ok = ok.dropna(subset=["trainable_params", "total_params"], how="all")
+    if ok.empty:
+        return empty
+    table = (ok.groupby(["backbone", "strategy"], sort=True)
+             .agg(trainable_params=("trainable_params", "median"), total_params=("total_params", "median"),
+                  n_runs=("run_id", "size"))
+             .reset_index())
+    published = published or {}
+    table["published_params"] = [
+        float(published[b]) if published.get(b) is not None else float("nan") for b in table["backbone"]
+    ]
+    return table[PARAMETER_COLUMNS]

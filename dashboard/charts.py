@@ -1,0 +1,360 @@
+"""Charts for the dashboard: pure functions from a comparison frame (``transferlab.compare``) to a plotly Figure.
+
+No Streamlit here, so every chart is unit-tested on its data. Each builder answers empty or unsuitable
+input with :func:`empty_figure` and a message that says what is missing, rather than an empty plot.
+A label keeps its colour across charts drawn from the same set of labels.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.colors
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+TEMPLATE = "plotly_white"
+FACET_COLUMNS = 3
+FACET_HEIGHT = 260
+PALETTE = plotly.colors.qualitative.Plotly + plotly.colors.qualitative.D3 + plotly.colors.qualitative.Dark24
+GREY = "#7f7f7f"
+
+
+def empty_figure(message: str) -> go.Figure:
+    """A blank figure with hidden axes and ``message`` in the middle: the chart's answer to missing data."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
+                       font=dict(size=15, color=GREY))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(template=TEMPLATE, height=300, margin=dict(l=20, r=20, t=40, b=20))
+    return fig
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+def _missing(frame: pd.DataFrame | None, columns: Iterable[str]) -> bool:
+    return frame is None or not isinstance(frame, pd.DataFrame) or frame.empty or not set(columns) <= set(frame)
+
+
+def _colours(labels: Iterable[str]) -> dict[str, str]:
+    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(sorted(set(map(str, labels))))}
+
+
+def _rgba(colour: str, alpha: float) -> str:
+    red, green, blue = plotly.colors.hex_to_rgb(colour)
+    return f"rgba({red},{green},{blue},{alpha})"
+
+
+def _si(value: float) -> str:
+    """1234567 -> '1.2M': parameter counts short enough for a bar label."""
+    if not np.isfinite(value):
+        return ""
+    for limit, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= limit:
+            return f"{value / limit:.3g}{suffix}"
+    return f"{value:.0f}"
+
+
+def _short_labels(labels: Sequence[str]) -> dict[str, str]:
+    """Drop the ' · ' parts every label shares (the backbone when only one is compared, say)."""
+    parts = {label: str(label).split(" · ") for label in labels}
+    common = set.intersection(*(set(p) for p in parts.values())) if len(parts) > 1 else set()
+    return {label: " · ".join(p for p in split if p not in common) or str(label) for label, split in parts.items()}
+
+
+def _facets(titles: Sequence[str], shared_y: bool = True, y_title: str = "",
+            x_title: str = "") -> tuple[go.Figure, list[tuple[int, int]]]:
+    """Small multiples wrapped at FACET_COLUMNS, with axis titles on the outer facets only."""
+    count = max(len(titles), 1)
+    cols = min(count, FACET_COLUMNS)
+    rows = math.ceil(count / cols)
+    height = FACET_HEIGHT * rows + 140
+    # Cells past the last facet get no axes at all, rather than empty gridded boxes.
+    specs = [[{} if r * cols + c < count else None for c in range(cols)] for r in range(rows)]
+    fig = make_subplots(rows=rows, cols=cols, specs=specs, subplot_titles=[_clip(t) for t in titles],
+                        shared_xaxes="all", shared_yaxes="all" if shared_y else False,
+                        horizontal_spacing=0.06 if shared_y else 0.09, vertical_spacing=90 / height)
+    positions = [(i // cols + 1, i % cols + 1) for i in range(count)]
+    # One layout update instead of one per facet (plotly's row/col lookups dominate the cost otherwise).
+    # make_subplots numbers axes row by row from the top left: facet i has xaxis{i+1} ("xaxis" for i = 0).
+    axes: dict[str, dict] = {}
+    for index, (_row, col) in enumerate(positions):
+        suffix = "" if index == 0 else str(index + 1)
+        # A facet shows x ticks and title when no facet sits below it (the last row may be short).
+        bottom = index + cols >= count
+        axes[f"xaxis{suffix}"] = dict(showticklabels=True, automargin=True, title_text=x_title if bottom else "")
+        axes[f"yaxis{suffix}"] = dict(automargin=True, title_text=y_title if col == 1 else "")
+    fig.update_layout(template=TEMPLATE, height=height, margin=dict(l=60, r=20, t=80, b=60), **axes)
+    fig.update_annotations(font_size=12)
+    return fig, positions
+
+
+def _clip(text: str, width: int = 48) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _size_axes(fig: go.Figure, sizes: Iterable[float]) -> None:
+    """A log x axis with ticks at the measured sizes, so '5 20 100' reads off directly."""
+    sizes = sorted({float(s) for s in sizes})
+    ticks = dict(tickvals=sizes, ticktext=[f"{s:g}" for s in sizes]) if len(sizes) <= 12 else {}
+    fig.update_xaxes(type="log", tickangle=0, **ticks)
+
+
+def _task_facets(table: pd.DataFrame, y_title: str) -> tuple[go.Figure, dict[str, tuple[int, int]]]:
+    tasks = sorted(table["task"].astype(str).unique())
+    fig, positions = _facets(tasks if len(tasks) > 1 else [""], y_title=y_title, x_title="examples per class (log)")
+    return fig, dict(zip(tasks, positions))
+
+
+def _label_lines(fig: go.Figure, table: pd.DataFrame, y: str, error: str, where: dict[str, tuple[int, int]],
+                 hover: str) -> None:
+    """One line per task and label over examples per class, with the CI as error bars."""
+    colours = _colours(table["label"])
+    shown: set[str] = set()
+    for (task, label), rows in table.groupby(["task", "label"], sort=True):
+        rows = rows.sort_values("examples_per_class")
+        row, col = where[str(task)]
+        fig.add_trace(go.Scatter(
+            x=rows["examples_per_class"].to_numpy(dtype=float), y=rows[y].to_numpy(dtype=float),
+            error_y=dict(type="data", array=rows[error].to_numpy(dtype=float), visible=True, thickness=1.2, width=4),
+            customdata=np.column_stack([rows["n"].to_numpy(dtype=float) if "n" in rows else np.full(len(rows), np.nan),
+                                        rows[error].to_numpy(dtype=float)]),
+            mode="lines+markers", name=label, legendgroup=label, showlegend=label not in shown,
+            line=dict(color=colours[label]), marker=dict(size=7), hovertemplate=hover + f"<extra>{label}</extra>",
+        ), row=row, col=col)
+        shown.add(label)
+
+
+def _legend_below(fig: go.Figure) -> None:
+    """A horizontal legend under the x axis title: labels are too long for a legend at the side."""
+    plot_height = max((fig.layout.height or 450) - 140, 100)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-100 / plot_height, xanchor="left", x=0,
+                                  font=dict(size=11)))
+
+
+def _sized(summary: pd.DataFrame) -> pd.DataFrame:
+    sizes = pd.to_numeric(summary["examples_per_class"], errors="coerce")
+    table = summary[sizes > 0].copy()
+    table["examples_per_class"] = pd.to_numeric(table["examples_per_class"], errors="coerce").astype(float)
+    return table
+
+
+# ---------------------------------------------------------------------------------------- charts
+
+def parameter_chart(table: pd.DataFrame) -> go.Figure:
+    """Trainable parameters per backbone, one bar per strategy, next to the model's total (log scale)."""
+    if _missing(table, ["backbone", "strategy", "trainable_params", "total_params"]):
+        return empty_figure("No parameter counts yet: they are measured by succeeded runs.")
+    table = table.copy()
+    for column in ("trainable_params", "total_params"):
+        table[column] = pd.to_numeric(table[column], errors="coerce").astype(float)
+    backbones = sorted(table["backbone"].astype(str).unique())
+    colours = _colours(table["strategy"])
+    fig = go.Figure()
+
+    def add_bars(name: str, values: pd.Series, colour: str, pattern: str = "") -> None:
+        values = values.reindex(backbones).astype(float)
+        shown = values.where(values > 0)  # zero has no place on a log axis
+        fig.add_trace(go.Bar(x=backbones, y=shown.to_numpy(), name=name, marker=dict(color=colour,
+                             pattern_shape=pattern), text=[_si(v) for v in shown], textposition="outside",
+                             cliponaxis=False, hovertemplate="%{x}<br>" + name + ": %{y:,.0f}<extra></extra>"))
+
+    for strategy, rows in table.groupby("strategy", sort=True):
+        add_bars(f"trainable · {strategy}", rows.groupby("backbone")["trainable_params"].median(),
+                 colours[str(strategy)])
+    add_bars("total", table.groupby("backbone")["total_params"].max(), GREY, "/")
+    if "published_params" in table:
+        published = pd.to_numeric(table["published_params"], errors="coerce").groupby(table["backbone"]).max()
+        if published.notna().any():
+            add_bars("published", published, "#c9c9c9", ".")
+    fig.update_yaxes(type="log", title_text="parameters (log)", automargin=True)
+    fig.update_xaxes(title_text="backbone", tickangle=-30 if len(backbones) > 4 else 0, automargin=True)
+    fig.update_layout(template=TEMPLATE, height=460, barmode="group", title="Trainable vs total parameters",
+                      uniformtext=dict(minsize=8, mode="hide"), margin=dict(l=60, r=20, t=60, b=60))
+    _legend_below(fig)
+    return fig
+
+
+def learning_curves_chart(curves_frame: pd.DataFrame, shared_y: bool = True, metric: str | None = None) -> go.Figure:
+    """Learning curves as small multiples, one facet per group of seeds: the mean as a line, the band
+    (min–max or 95 % CI) shaded; validation solid, training dashed; one colour per label. ``metric`` names
+    the y axis; by default it is read from the frame's ``attrs``, which ``compare.curves`` sets."""
+    needed = ["group", "task", "label", "examples_per_class", "epoch", "split", "mean", "low", "high"]
+    if _missing(curves_frame, needed):
+        return empty_figure("No learning curves yet: they appear once runs have logged an epoch.")
+    frame = curves_frame.copy()
+    frame["examples_per_class"] = pd.to_numeric(frame["examples_per_class"], errors="coerce").astype(float)
+    groups = (frame[["group", "task", "label", "examples_per_class"]].drop_duplicates("group")
+              .sort_values(["task", "label", "examples_per_class"], na_position="last"))
+    short = _short_labels(list(groups["label"].astype(str).unique()))
+    several_tasks = groups["task"].nunique() > 1
+    titles = []
+    for group, task, label, size in groups.itertuples(index=False):
+        parts = ["pretrain"] if str(group).startswith("pretrain · ") else []
+        parts += [str(task)] if several_tasks else []
+        parts += [short[str(label)], "all examples" if not np.isfinite(size) else f"{size:g}/class"]
+        titles.append(" · ".join(parts))
+    metric = metric or curves_frame.attrs.get("metric", "")
+    band_name = {"minmax": "min–max band", "ci95": "95% CI band"}.get(curves_frame.attrs.get("band"), "band")
+    fig, positions = _facets(titles, shared_y=shared_y, y_title=metric, x_title="epoch")
+    colours = _colours(frame["label"])
+    shown: set[str] = set()
+    traces, rows_at, cols_at = [], [], []  # added in one call: plotly's per-call overhead adds up over facets
+    for (group, _task, label, _size), (row, col) in zip(groups.itertuples(index=False), positions):
+        label = str(label)
+        for split, dash in (("train", "dash"), ("val", "solid")):
+            rows = frame[(frame["group"] == group) & (frame["split"] == split)].sort_values("epoch")
+            if rows.empty:
+                continue
+            epochs = rows["epoch"].to_numpy(dtype=float)
+            band = dict(mode="lines", line=dict(width=0), hoverinfo="skip", showlegend=False, legendgroup=label)
+            traces += [
+                go.Scatter(x=epochs, y=rows["high"].to_numpy(dtype=float), name=f"{split} high", **band),
+                go.Scatter(x=epochs, y=rows["low"].to_numpy(dtype=float), name=f"{split} low", fill="tonexty",
+                           fillcolor=_rgba(colours[label], 0.12 if split == "train" else 0.22), **band),
+                go.Scatter(x=epochs, y=rows["mean"].to_numpy(dtype=float), mode="lines", name=label,
+                           legendgroup=label, showlegend=split == "val" and label not in shown,
+                           line=dict(color=colours[label], dash=dash, width=2),
+                           customdata=rows[["low", "high"]].to_numpy(dtype=float),
+                           hovertemplate=f"{split} epoch %{{x}}: %{{y:.3f}} (%{{customdata[0]:.3f}}–"
+                                         f"%{{customdata[1]:.3f}})<extra>{label}</extra>"),
+            ]
+            rows_at += [row] * 3
+            cols_at += [col] * 3
+            if split == "val":
+                shown.add(label)
+    if traces:
+        fig.add_traces(traces, rows=rows_at, cols=cols_at)
+    for split, dash in (("train", "dash"), ("val", "solid")):  # legend entries that explain the line styles
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"{split} ({dash})",
+                                 line=dict(color=GREY, dash=dash), legendgroup=f"_{split}"))
+    fig.update_layout(title=f"Learning curves{f' ({metric})' if metric else ''}: mean over seeds with {band_name}")
+    _legend_below(fig)
+    return fig
+
+
+def data_efficiency_chart(summary: pd.DataFrame, crossovers: pd.DataFrame | None = None) -> go.Figure:
+    """Test accuracy against examples per class (log x), one line per configuration with 95 % CI error bars;
+    stars mark where one configuration overtakes another (pass ``compare.crossovers(summary)``)."""
+    if _missing(summary, ["task", "label", "examples_per_class", "mean", "ci95"]):
+        return empty_figure("No succeeded training runs to compare yet.")
+    table = _sized(summary)
+    if table.empty:
+        return empty_figure("Every run used all examples: sweep examples per class to see data efficiency.")
+    fig, where = _task_facets(table, "test accuracy")
+    _label_lines(fig, table, "mean", "ci95", where,
+                 "%{x:g}/class: %{y:.3f} ± %{customdata[1]:.3f} (n=%{customdata[0]:.0f})")
+    if not _missing(crossovers, ["task", "leader_before", "leader_after", "x", "y"]):
+        marks = crossovers[crossovers["task"].astype(str).isin(where)]
+        for index, (task, rows) in enumerate(marks.groupby("task", sort=True)):
+            row, col = where[str(task)]
+            text = [f"{after} overtakes {before}<br>between {low:g} and {high:g}/class"
+                    for before, after, low, high in rows[["leader_before", "leader_after", "between_low",
+                                                          "between_high"]].itertuples(index=False)]
+            fig.add_trace(go.Scatter(
+                x=rows["x"].to_numpy(dtype=float), y=rows["y"].to_numpy(dtype=float), mode="markers",
+                name="crossover", legendgroup="crossover", showlegend=index == 0, hovertext=text,
+                hoverinfo="text", marker=dict(symbol="star", size=15, color="gold", line=dict(color="black", width=1)),
+            ), row=row, col=col)
+    _size_axes(fig, table["examples_per_class"])
+    fig.update_layout(title="Data efficiency: test accuracy (mean ± 95% CI over seeds)")
+    _legend_below(fig)
+    return fig
+
+
+def gain_chart(summary: pd.DataFrame) -> go.Figure:
+    """Gain in test accuracy over training from scratch against examples per class (log x), with Welch 95 %
+    CI error bars and a line at zero: above it the starting point helped."""
+    if _missing(summary, ["task", "label", "strategy", "examples_per_class", "gain_vs_scratch", "gain_ci95"]):
+        return empty_figure("No succeeded training runs to compare yet.")
+    table = _sized(summary)
+    table = table[(table["strategy"] != "scratch")
+                  & np.isfinite(pd.to_numeric(table["gain_vs_scratch"], errors="coerce").astype(float))]
+    if table.empty:
+        return empty_figure("No gains to show: a gain needs scratch runs at the same task and examples per class.")
+    fig, where = _task_facets(table, "gain over scratch")
+    _label_lines(fig, table, "gain_vs_scratch", "gain_ci95", where,
+                 "%{x:g}/class: %{y:+.3f} ± %{customdata[1]:.3f} (n=%{customdata[0]:.0f})")
+    fig.add_hline(y=0, line=dict(color="black", width=1, dash="dot"), row="all", col="all")
+    _size_axes(fig, table["examples_per_class"])
+    fig.update_layout(title="Gain over scratch (mean ± 95% CI, Welch)")
+    _legend_below(fig)
+    return fig
+
+
+def negative_transfer_heatmap(neg: pd.DataFrame) -> go.Figure:
+    """Gain over scratch as a heatmap: rows are starting points, columns examples per class; red is worse
+    than scratch, blue better. ▼ marks a gain whose whole 95 % CI is below zero (▲ above zero)."""
+    if _missing(neg, ["task", "starting_point", "examples_per_class", "gain", "gain_ci95", "significant_negative"]):
+        return empty_figure("No gains over scratch yet: they need scratch and transfer runs at the same size.")
+    frame = neg.copy()
+    frame["examples_per_class"] = pd.to_numeric(frame["examples_per_class"], errors="coerce").astype(float)
+    several_tasks = frame["task"].nunique() > 1
+    frame["row"] = [f"{task} · {start}" if several_tasks else str(start)
+                    for task, start in zip(frame["task"], frame["starting_point"])]
+    sizes = sorted(frame["examples_per_class"].dropna().unique()) + (
+        [float("nan")] if frame["examples_per_class"].isna().any() else [])
+    columns = ["all" if not np.isfinite(s) else f"{s:g}" for s in sizes]
+    rows = sorted(frame["row"].unique())
+    z = np.full((len(rows), len(columns)), np.nan)
+    text = [["" for _ in columns] for _ in rows]
+    positive = frame["significant_positive"] if "significant_positive" in frame else pd.Series(False, frame.index)
+    for (row, size, gain, ci, negative, plus) in zip(frame["row"], frame["examples_per_class"], frame["gain"],
+                                                      frame["gain_ci95"], frame["significant_negative"], positive):
+        i, j = rows.index(row), columns.index("all" if not np.isfinite(size) else f"{size:g}")
+        z[i, j] = float(gain)
+        cell = f"{gain:+.3f}" + (f" ± {ci:.3f}" if np.isfinite(ci) else "")
+        text[i][j] = cell + (" ▼" if bool(negative) else " ▲" if bool(plus) else "")
+    finite = np.abs(z[np.isfinite(z)])
+    limit = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    fig = go.Figure(go.Heatmap(
+        z=z, x=columns, y=rows, text=text, texttemplate="%{text}", textfont=dict(size=11),
+        colorscale="RdBu", zmid=0, zmin=-limit, zmax=limit, xgap=2, ygap=2,
+        colorbar=dict(title=dict(text="gain vs<br>scratch")),
+        hovertemplate="%{y}<br>%{x}/class: %{text}<extra></extra>"))
+    fig.update_xaxes(title_text="examples per class", type="category", side="bottom", automargin=True)
+    fig.update_yaxes(automargin=True, autorange="reversed")
+    fig.update_layout(template=TEMPLATE, height=max(300, 140 + 44 * len(rows)),
+                      title="Negative transfer: gain over scratch (▼ whole 95% CI below 0, ▲ above 0)",
+                      margin=dict(l=60, r=20, t=60, b=60))
+    return fig
+
+
+def gain_vs_similarity_chart(gain_frame: pd.DataFrame) -> go.Figure:
+    """Each run's gain over scratch against the transferability (LogME) of its starting features, measured
+    before training; one colour per configuration. A rising cloud means LogME predicts what helps."""
+    if _missing(gain_frame, ["gain", "transferability", "label"]):
+        return empty_figure("No transfer runs with a scratch reference yet.")
+    frame = gain_frame.copy()
+    frame["transferability"] = pd.to_numeric(frame["transferability"], errors="coerce").astype(float)
+    frame["gain"] = pd.to_numeric(frame["gain"], errors="coerce").astype(float)
+    frame = frame[np.isfinite(frame["transferability"]) & np.isfinite(frame["gain"])]
+    if frame.empty:
+        return empty_figure("No transferability scores: LogME is computed before training only where the "
+                            "starting features can be scored (not for scratch), so these runs have none.")
+    colours = _colours(frame["label"])
+    fig = go.Figure()
+    for label, rows in frame.groupby("label", sort=True):
+        custom = np.column_stack([rows["examples_per_class"].to_numpy(dtype=float) if "examples_per_class" in rows
+                                  else np.full(len(rows), np.nan),
+                                  rows["seed"].to_numpy(dtype=float) if "seed" in rows else np.full(len(rows), np.nan)])
+        fig.add_trace(go.Scatter(
+            x=rows["transferability"].to_numpy(dtype=float), y=rows["gain"].to_numpy(dtype=float), mode="markers",
+            name=str(label), marker=dict(color=colours[str(label)], size=9, opacity=0.85), customdata=custom,
+            hovertemplate="LogME %{x:.3f}, gain %{y:+.3f}<br>%{customdata[0]:g}/class, seed %{customdata[1]:.0f}"
+                          f"<extra>{label}</extra>"))
+    fig.add_hline(y=0, line=dict(color="black", width=1, dash="dot"))
+    title = "Gain over scratch vs transferability (LogME, before training)"
+    if len(frame) >= 3 and frame["transferability"].nunique() > 1 and frame["gain"].nunique() > 1:
+        from scipy import stats
+
+        rho = stats.spearmanr(frame["transferability"], frame["gain"]).statistic
+        title += f"<br><sup>Spearman ρ = {rho:+.2f} over {len(frame)} runs</sup>"
+    fig.update_xaxes(title_text="transferability (LogME, higher = better features)", automargin=True)
+    fig.update_yaxes(title_text="gain over scratch", automargin=True)
+    fig.update_layout(template=TEMPLATE, height=460, title=title, margin=dict(l=60, r=20, t=80, b=60))
+    _legend_below(fig)
+    return fig

@@ -1,0 +1,139 @@
+"""Shared helpers of the dashboard pages: read-only mode, cached store reads, filters, error boxes.
+
+Pages only read the store and call pure functions; nothing here imports TensorFlow.
+"""
+from __future__ import annotations
+
+import os
+import re
+import traceback
+from typing import Any, Callable
+
+import pandas as pd
+import streamlit as st
+
+from transferlab.errors import StoreError, TransferlabError
+
+READ_ONLY_ENV = "TRANSFERLAB_READ_ONLY"
+
+
+def read_only() -> bool:
+    """Hosted read-only mode: ``TRANSFERLAB_READ_ONLY=1`` or ``[transferlab] read_only = true`` in secrets."""
+    if os.environ.get(READ_ONLY_ENV, "").strip().lower() in ("1", "true", "yes"):
+        return True
+    try:
+        return bool(st.secrets.get("transferlab", {}).get("read_only", False))
+    except Exception:  # no secrets file: the usual local case
+        return False
+
+
+@st.cache_resource
+def get_registry():
+    """The plugin registry (loaded once per server)."""
+    from transferlab.registry import get_registry as load
+
+    return load()
+
+
+@st.cache_resource
+def _store(url: str | None, ro: bool):
+    from transferlab.store import Store
+
+    return Store(url, read_only=ro)
+
+
+def get_store():
+    """The run store, opened read-only in read-only mode."""
+    from transferlab.paths import default_store_url
+
+    return _store(default_store_url(), read_only())
+
+
+@st.cache_data(ttl=3, show_spinner=False)
+def _runs(url: str) -> pd.DataFrame:
+    return get_store().runs_frame()
+
+
+@st.cache_data(ttl=3, show_spinner=False)
+def _epochs(url: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
+    return get_store().epochs_frame(list(run_ids))
+
+
+def load_runs() -> pd.DataFrame:
+    """Every run (one query), cached for a few seconds."""
+    return _runs(get_store().url)
+
+
+def load_epochs(run_ids: tuple[str, ...]) -> pd.DataFrame:
+    """Per-epoch metrics of the given runs (one query), cached for a few seconds."""
+    return _epochs(get_store().url, tuple(run_ids))
+
+
+PAGES = [
+    ("home.py", "Home", "🏠"),
+    ("backbones.py", "Backbones", "🧱"),
+    ("run.py", "Run", "▶️"),
+    ("compare.py", "Compare", "📈"),
+    ("data_efficiency.py", "Data efficiency", "📊"),
+    ("negative_transfer.py", "Negative transfer", "⚠️"),
+    ("plugins.py", "Plugins", "🧩"),
+    ("share.py", "Share", "📤"),
+]
+TRAINING_PAGES = {"run.py"}
+
+
+def page_list(ro: bool) -> list[tuple[str, str, str]]:
+    """(file, title, icon) of the pages offered; read-only mode drops the pages that train."""
+    return [p for p in PAGES if not (ro and p[0] in TRAINING_PAGES)]
+
+
+def train_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Succeeded training runs (pretrain jobs are inputs, not results)."""
+    if runs.empty:
+        return runs
+    return runs[(runs["kind"] == "train") & (runs["status"] == "succeeded")]
+
+
+def filter_runs(runs: pd.DataFrame, key: str, columns=("task", "backbone", "strategy", "weights")) -> pd.DataFrame:
+    """Sidebar multiselects over ``columns``; an empty selection means all."""
+    if runs.empty:
+        return runs
+    with st.sidebar:
+        st.markdown("**Filter runs**")
+        for column in columns:
+            options = sorted(runs[column].dropna().astype(str).unique())
+            chosen = st.multiselect(column.replace("_", " "), options, key=f"{key}-{column}")
+            if chosen:
+                runs = runs[runs[column].astype(str).isin(chosen)]
+    return runs
+
+
+_PATHS = re.compile(r"(?:[a-z][a-z0-9+]*:/+)?/[\w.\-/]+")
+
+
+def public_message(exc: BaseException) -> str:
+    """An error message fit for strangers: no file paths or store URLs."""
+    if isinstance(exc, StoreError):
+        return "The run store is unavailable right now. Try again later."
+    return _PATHS.sub("<path>", str(exc))
+
+
+def guarded(render: Callable[[], Any]) -> None:
+    """Run a page body; errors become one error box, never a traceback or a local path in read-only mode."""
+    try:
+        render()
+    except TransferlabError as exc:
+        st.error(public_message(exc) if read_only() else str(exc))
+    except Exception as exc:  # a bug must not take the page down, and must not leak paths to visitors
+        if read_only():
+            st.error("This page could not be shown. The store may be unavailable; try again later.")
+        else:
+            st.error(f"{type(exc).__name__}: {exc}")
+            with st.expander("Details"):
+                st.code(traceback.format_exc())
+
+
+def no_runs_message(what: str = "runs") -> None:
+    """The empty-state box shared by the pages."""
+    hint = "" if read_only() else " Start the demo on the Home page or a sweep on the Run page."
+    st.info(f"No {what} in the store yet.{hint}")

@@ -1,0 +1,36 @@
+"""Compare: learning curves side by side (runs that differ only by seed drawn as mean with a band)."""
+from __future__ import annotations
+
+import streamlit as st
+
+from transferlab.analysis import differing_settings
+from transferlab.compare import curves
+from transferlab.dashboard.charts import learning_curves_chart
+from transferlab.dashboard.common import filter_runs, guarded, load_epochs, load_runs, no_runs_message, train_runs
+
+
+def render() -> None:
+    st.title("Compare learning curves")
+    runs = filter_runs(train_runs(load_runs()), "compare")
+    if runs.empty:
+        no_runs_message("finished runs match")
+        return
+    sizes = sorted(runs["examples_per_class"].dropna().unique())
+    c1, c2, c3, c4 = st.columns(4)
+    size = c1.selectbox("Labelled examples per class", ["all"] + [int(s) for s in sizes])
+    metric = c2.radio("Metric", ["accuracy", "loss"], horizontal=True)
+    band = c3.radio("Band over seeds", ["minmax", "ci95"], horizontal=True,
+                    format_func=lambda b: "min–max" if b == "minmax" else "95 % CI")
+    smoothing = c4.slider("Smoothing", 0.0, 0.9, 0.0, 0.1)
+    if size != "all":
+        runs = runs[runs["examples_per_class"] == size]
+    epochs = load_epochs(tuple(runs["run_id"]))
+    frame = curves(epochs, runs, metric=metric, band=band, smoothing=smoothing)
+    st.plotly_chart(learning_curves_chart(frame), width="stretch")
+    st.caption("Solid: validation; dashed: training. Runs that differ only by seed are one line (their mean) with "
+               "a band. Epochs are counted across phases (e.g. head, then fine-tune).")
+    st.subheader("Settings that differ between these runs")
+    st.dataframe(differing_settings(runs), hide_index=True, width="stretch")
+
+
+guarded(render)

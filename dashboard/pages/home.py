@@ -1,0 +1,56 @@
+"""Home: what is installed, what is in the store, and the demo as one click."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from transferlab.dashboard.common import get_registry, guarded, load_runs, read_only
+
+
+def render() -> None:
+    st.title("transferlab")
+    st.caption("Freeze, fine-tune or train from scratch — and with which backbone? Every number here comes "
+               "from a run that really happened.")
+    registry = get_registry()
+    runs = load_runs()
+
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Installed")
+        ok = sum(1 for p in registry.plugins if not p.errors)
+        st.markdown(f"**{len(registry.plugins)} plugins** ({ok} healthy) · **{len(registry.backbones)} backbones** · "
+                    f"**{len(registry.tasks)} tasks** · **{len(registry.strategies)} strategies**")
+        tasks = pd.DataFrame([dict(task=t.name + (" (stub)" if t.stub else ""), classes=t.num_classes,
+                                   offline="yes" if t.available() else "online only", about=t.description)
+                              for t in registry.tasks.values()])
+        st.dataframe(tasks, hide_index=True, width="stretch")
+        sources = pd.DataFrame([dict(backbone=b.name, weights=w.name, pretrained_on=w.pretrained_on,
+                                     available="offline" if w.available() else "downloads on first use")
+                                for b in registry.backbones.values() for w in b.weight_sources])
+        st.markdown("**Pretrained weight sources** (every backbone also trains from random init)")
+        st.dataframe(sources, hide_index=True, width="stretch")
+    with right:
+        st.subheader("In the store")
+        if runs.empty:
+            st.info("The store is empty.")
+        else:
+            counts = runs[runs["kind"] == "train"]["status"].value_counts()
+            cols = st.columns(4)
+            for col, status in zip(cols, ("succeeded", "running", "queued", "failed")):
+                col.metric(status, int(counts.get(status, 0)))
+            st.caption(f"{runs['task'].nunique()} tasks · {runs['backbone'].nunique()} backbones · "
+                       f"{runs['strategy'].nunique()} strategies · {len(runs)} runs in all (with pretraining)")
+        if not read_only():
+            st.subheader("Embedded demo")
+            st.markdown("Animal-MNIST at 5, 20 and 100 labelled examples per class, 3 seeds: small CNN from scratch, "
+                        "EfficientNet-Lite0 ImageNet frozen and head-then-fine-tune, and a corrupted-source control. "
+                        "About 15 minutes on 2 CPU cores, offline; finished runs are reused.")
+            if st.button("Run the demo sweep", type="primary"):
+                from transferlab.demo import demo_jobs
+                from transferlab.launch import launch
+
+                record = launch(demo_jobs(registry))
+                st.success(f"Started {len(record.job_ids)} jobs in the background. Follow them on the Run page.")
+
+
+guarded(render)

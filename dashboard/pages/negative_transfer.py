@@ -1,0 +1,30 @@
+"""Negative transfer: gain over scratch per starting point and size, and gain against transferability."""
+from __future__ import annotations
+
+import streamlit as st
+
+from transferlab.analysis import summarize
+from transferlab.compare import gain_per_run, negative_transfer
+from transferlab.dashboard.charts import gain_vs_similarity_chart, negative_transfer_heatmap
+from transferlab.dashboard.common import guarded, load_runs, no_runs_message, train_runs
+
+
+def render() -> None:
+    st.title("Negative transfer")
+    runs = train_runs(load_runs())
+    if runs.empty:
+        no_runs_message("finished runs")
+        return
+    task = st.selectbox("Task", sorted(runs["task"].unique()))
+    runs = runs[runs["task"] == task]
+    summary = summarize(runs)
+    st.plotly_chart(negative_transfer_heatmap(negative_transfer(summary)), width="stretch")
+    st.caption("Each cell: mean gain in test accuracy over scratch at that size, ± its 95 % CI. ▼ marks gains "
+               "significantly below zero (negative transfer). Starting points include ImageNet, edge-detection "
+               "VGG16, sources pretrained by the engine and corrupted (shuffled-label) sources.")
+    st.plotly_chart(gain_vs_similarity_chart(gain_per_run(runs)), width="stretch")
+    st.caption("Each run's gain against LogME, the transferability of its starting features to the target's "
+               "training subset, measured before any training (higher: the features explain the labels better).")
+
+
+guarded(render)

@@ -1,0 +1,140 @@
+"""Run: build a sweep, see its size and estimated time, launch it in the background, follow it, cancel it."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from transferlab.dashboard.common import get_registry, get_store, guarded, load_runs, read_only
+from transferlab.errors import UserError
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise UserError(f"{what} must be comma-separated whole numbers. Received: {text!r}") from None
+    if not values:
+        raise UserError(f"Give at least one value for {what}.")
+    return values
+
+
+def sweep_form(registry):
+    """The sweep builder; returns (grid, options, workers)."""
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        tasks = st.multiselect("Tasks", [t for t, s in registry.tasks.items() if not s.stub], default=["animal_mnist"])
+        backbones = st.multiselect("Backbones", list(registry.backbones), default=["small_cnn"])
+        weight_names = sorted({"none", *(w.name for b in registry.backbones.values() for w in b.weight_sources)})
+        weights = st.multiselect("Weights", weight_names, default=["none"],
+                                 help="Each backbone only takes the weights it offers; scratch always starts from none.")
+    with c2:
+        strategies = st.multiselect("Strategies", list(registry.strategies), default=["scratch"])
+        sizes = st.text_input("Labelled examples per class", "5,20")
+        seeds = st.text_input("Seeds", "0")
+        sources = st.multiselect("Pretrain on a source first", ["none"] + [f"{t}{m}" for t in registry.tasks
+                                                                         for m in ("", ":shuffled")], default=["none"])
+    with c3:
+        input_size = st.number_input("Input size (px, 0 = backbone default)", 0, 512, 32, step=8)
+        epochs = st.number_input("Epochs (head stage)", 1, 500, 10)
+        fine_tune_epochs = st.number_input("Fine-tune epochs", 1, 500, 5)
+        fine_tune_lr = st.select_slider("Fine-tune learning rate", [1e-6, 1e-5, 1e-4, 1e-3], value=1e-5)
+        workers = st.number_input("Worker processes", 1, 8, 1)
+        augment = st.checkbox("Augment (rotation, shift, flip, zoom)")
+        balanced = st.checkbox("Balanced class weights")
+    valid_weights = [w for w in weights if w == "none" or any(b.weight_source(w) for b in
+                                                              (registry.backbones[n] for n in backbones))]
+    grid = dict(tasks=tasks, backbones=backbones, weights=valid_weights or ["none"], strategies=strategies,
+                examples_per_class=_ints(sizes, "examples per class"), seeds=_ints(seeds, "seeds"), sources=sources)
+    options = dict(epochs=int(epochs), fine_tune_epochs=int(fine_tune_epochs), fine_tune_learning_rate=fine_tune_lr,
+                   augment=augment, class_weight="balanced" if balanced else "none")
+    if input_size:
+        options["input_size"] = int(input_size)
+    return grid, options, int(workers)
+
+
+def _expand(registry, grid, options):
+    """Jobs of the grid; a weight source a backbone lacks is skipped rather than refused."""
+    from transferlab.errors import UnknownNameError
+    from transferlab.jobs import expand_grid
+
+    jobs = {}
+    for backbone in grid["backbones"]:
+        for weights in grid["weights"]:
+            try:
+                for job in expand_grid(registry, dict(grid, backbones=[backbone], weights=[weights]), options):
+                    jobs.setdefault(job.job_id, job)
+            except UnknownNameError as exc:
+                if "weight source" not in exc.kind:
+                    raise
+    return sorted(jobs.values(), key=lambda j: j.kind != "pretrain")
+
+
+@st.fragment(run_every=2)
+def live_view() -> None:
+    """Every launch with its runs: status, phase, epoch and live metrics; refreshes every 2 seconds."""
+    from transferlab.launch import cancel, launches
+
+    records = launches()
+    if not records:
+        st.caption("Nothing launched from here yet.")
+        return
+    store = get_store()
+    for record in records[:5]:
+        frame = store.runs_frame(run_id=record.job_ids)
+        done = int(frame["status"].isin(["succeeded", "failed", "nan", "interrupted"]).sum())
+        state = "running" if record.alive else "finished"
+        head = st.columns([4, 1])
+        head[0].markdown(f"**Launch {record.launch_id}** · {state} · {done}/{len(record.job_ids)} runs done")
+        if record.alive and head[1].button("Cancel", key=f"cancel-{record.launch_id}"):
+            n = cancel(record, store)
+            st.warning(f"Cancelled; {n} unfinished runs marked interrupted. Finished runs are kept.")
+        st.progress(done / max(1, len(record.job_ids)))
+        for _, row in frame[frame["status"] == "running"].iterrows():
+            progress = json.loads(row["progress_json"]) if isinstance(row["progress_json"], str) else {}
+            label = f"{row['backbone']} · {row['strategy']} · {row['examples_per_class']:.0f}/class · seed {row['seed']}"
+            if progress:
+                metrics = ", ".join(f"{k} {v:.3f}" for k, v in progress.get("metrics", {}).items())
+                st.text(f"{label}: {progress['phase']} epoch {progress['epoch']}/{progress['last_epoch']}, "
+                        f"batch {progress['step']}/{progress['steps']}  {metrics}")
+                st.progress(min(1.0, progress["step"] / max(1, progress["steps"])))
+            else:
+                st.text(f"{label}: preparing (loading data, weights or features)")
+        failed = frame[frame["status"].isin(["failed", "nan"])]
+        if not failed.empty:
+            st.dataframe(failed[["run_id", "backbone", "strategy", "status", "error"]], hide_index=True)
+
+
+def render() -> None:
+    st.title("Run a comparison")
+    if read_only():
+        st.error("This dashboard is read-only: training is disabled.")
+        return
+    registry = get_registry()
+    grid, options, workers = sweep_form(registry)
+    jobs = _expand(registry, grid, options) if all(grid[k] for k in ("tasks", "backbones", "strategies")) else []
+    from transferlab.launch import estimate_seconds
+
+    seconds, covered = estimate_seconds(load_runs(), jobs, registry)
+    runs = load_runs()
+    finished = set(runs[runs["status"].isin(["succeeded", "nan"])]["run_id"]) if not runs.empty else set()
+    new = [j for j in jobs if j.job_id not in finished]
+    estimate = (f"about {seconds / 60 / workers:.0f} min" if seconds is not None else "no measured runs to go on")
+    st.markdown(f"**{len(jobs)} jobs** ({len(jobs) - len(new)} already in the store) · estimated time {estimate}"
+                + (f" (from {covered} comparable measurements)" if covered and covered < len(jobs) else ""))
+    if jobs:
+        st.dataframe(pd.DataFrame([dict(job=j.label(), id=j.job_id) for j in jobs[:200]]), hide_index=True,
+                     height=160)
+    if st.button("Launch in the background", type="primary", disabled=not new):
+        from transferlab.data import check_jobs_fit_data
+        from transferlab.launch import launch
+
+        check_jobs_fit_data(registry, jobs)
+        record = launch(jobs, workers=workers)
+        st.success(f"Launched {len(jobs)} jobs ({record.launch_id}).")
+    st.subheader("Running and recent")
+    live_view()
+
+
+guarded(render)

@@ -1,0 +1,307 @@
+"""transferlab.compare on small hand-built frames whose answers are known: three configurations, three sizes,
+three seeds, with crossovers and a negative transfer built in."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from transferlab import compare
+from transferlab.analysis import summarize
+from transferlab.errors import UserError
+
+TASK = "animal_mnist"
+SOURCE = "animal_mnist:shuffled"
+SIZES = (5, 20, 100)
+SEEDS = (0, 1, 2)
+# test accuracy per configuration and size, one value per seed
+ACCURACY = {
+    "scratch": {5: [0.30, 0.32, 0.34], 20: [0.50, 0.52, 0.54], 100: [0.80, 0.82, 0.84]},
+    "frozen": {5: [0.60, 0.62, 0.64], 20: [0.70, 0.71, 0.72], 100: [0.74, 0.75, 0.76]},
+    "sourced": {5: [0.20, 0.22, 0.24], 20: [0.50, 0.53, 0.56], 100: [0.83, 0.84, 0.85]},
+}
+CONFIG = {
+    "scratch": dict(backbone="small_cnn", weights="none", strategy="scratch", source=None,
+                    phases=[("all", 120_000, 0)], trainable=120_000, total=120_000),
+    "frozen": dict(backbone="efficientnet_lite0", weights="imagenet", strategy="frozen_features", source=None,
+                   phases=[("head", 12_810, 3_400_000)], trainable=12_810, total=3_412_810),
+    "sourced": dict(backbone="small_cnn", weights="run:pre{seed}", strategy="full_fine_tune", source=SOURCE,
+                    phases=[("head", 1_290, 118_710), ("fine_tune", 120_000, 0)], trainable=120_000, total=120_000),
+}
+LABEL = {
+    "scratch": "small_cnn · random init · scratch",
+    "frozen": "efficientnet_lite0 · imagenet · frozen_features",
+    "sourced": f"small_cnn · pretrained on {SOURCE} · full_fine_tune",
+}
+EPOCHS = 3
+
+
+def _phases_json(phases) -> str:
+    return json.dumps([dict(phase=name, train="all", epochs=EPOCHS, learning_rate=1e-3, trainable_params=trainable,
+                            frozen_params=frozen, verified=True) for name, trainable, frozen in phases])
+
+
+def _run(run_id, kind, config, size, seed, status="succeeded", accuracy=float("nan"), transferability=None):
+    c = CONFIG[config]
+    return dict(run_id=run_id, kind=kind, task=TASK if kind == "train" else SOURCE, backbone=c["backbone"],
+                weights=c["weights"].format(seed=seed), strategy=c["strategy"], source=c["source"],
+                examples_per_class=float(size), seed=seed, status=status, test_accuracy=accuracy,
+                test_loss=1 - accuracy, balanced_accuracy=accuracy,
+                trainable_params=c["trainable"] if status == "succeeded" else None,
+                total_params=c["total"] if status == "succeeded" else None, wall_seconds=10.0,
+                images_per_second=100.0, transferability=transferability,
+                phases_json=_phases_json(c["phases"]) if status == "succeeded" else None, created_at=1.0)
+
+
+def build_runs() -> pd.DataFrame:
+    """Runs as ``Store.runs_frame`` returns them: 27 succeeded train runs, 3 pretrain runs, a failed,
+    a running and a queued run."""
+    rows = []
+    for config, per_size in ACCURACY.items():
+        for size, values in per_size.items():
+            for seed, accuracy in zip(SEEDS, values):
+                logme = None if config == "scratch" else (1.0 if config == "frozen" else 0.2) + 0.1 * seed
+                rows.append(_run(f"{config}-{size}-{seed}", "train", config, size, seed, accuracy=accuracy,
+                                 transferability=logme))
+    for seed in SEEDS:
+        pretrain = _run(f"pre{seed}", "pretrain", "scratch", float("nan"), seed, accuracy=0.4)
+        rows.append(dict(pretrain, strategy="full_fine_tune"))
+    rows.append(_run("failed-5-3", "train", "frozen", 5, 3, status="failed"))
+    rows.append(_run("running-20-3", "train", "scratch", 20, 3, status="running"))
+    rows.append(_run("queued-100-3", "train", "sourced", 100, 3, status="queued"))
+    return pd.DataFrame(rows)
+
+
+def build_epochs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Three epochs per succeeded run, one for the running run; values are linear in epoch and seed."""
+    rows = []
+    for run_id, status, seed in runs[["run_id", "status", "seed"]].itertuples(index=False):
+        count = EPOCHS if status == "succeeded" else 1 if status in ("running", "failed") else 0
+        for epoch in range(1, count + 1):
+            rows.append(dict(run_id=run_id, epoch=epoch, phase="head", train_loss=1 / epoch + 0.1 * seed,
+                             train_accuracy=0.2 * epoch + 0.01 * seed, val_loss=2 / epoch + 0.1 * seed,
+                             val_accuracy=0.1 * epoch + 0.01 * seed, seconds=1.0))
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def runs():
+    return build_runs()
+
+
+@pytest.fixture
+def summary(runs):
+    return summarize(runs)
+
+
+def _ci95(values) -> float:
+    values = np.asarray(values)
+    return stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+
+
+# ------------------------------------------------------------------------------------------------ labels
+
+def test_config_label_matches_summary_labels(runs, summary):
+    labels = compare.config_label(runs[runs["kind"] == "train"])
+    assert set(labels) == set(LABEL.values()) == set(summary["label"])
+    assert compare.config_label(runs.iloc[0]) == LABEL["scratch"]
+    sourced = runs[runs["run_id"] == "sourced-5-0"].iloc[0]
+    assert compare.config_label(sourced) == f"small_cnn · pretrained on {SOURCE} · full_fine_tune"
+    assert compare.config_label(runs.iloc[0:0]).empty
+
+
+# ------------------------------------------------------------------------------------------------ curves
+
+def _curve(frame, config, size, split, epoch):
+    row = frame[(frame["label"] == LABEL[config]) & (frame["examples_per_class"] == size)
+                & (frame["split"] == split) & (frame["epoch"] == epoch)]
+    assert len(row) == 1, row
+    return row.iloc[0]
+
+
+def test_curves_minmax_over_seeds(runs):
+    frame = compare.curves(build_epochs(runs), runs)
+    assert list(frame.columns) == compare.CURVE_COLUMNS
+    # 9 train groups + 1 pretrain group, x 3 epochs x 2 splits; the running run joins scratch at 20/class
+    assert len(frame) == 10 * EPOCHS * 2
+    assert set(frame["split"]) == {"train", "val"}
+    row = _curve(frame, "frozen", 5, "val", 2)
+    assert (row["mean"], row["low"], row["high"], row["n_seeds"]) == pytest.approx((0.21, 0.20, 0.22, 3))
+    running = _curve(frame, "scratch", 20, "train", 1)
+    assert running["n_seeds"] == 4
+    assert running["mean"] == pytest.approx(0.2 + 0.01 * np.mean([0, 1, 2, 3]))
+    assert _curve(frame, "scratch", 20, "train", 2)["n_seeds"] == 3
+    assert "failed-5-3" not in set(frame["group"])  # failed runs do not count
+    assert frame["group"].nunique() == 10
+
+
+def test_curves_ci95_and_loss(runs):
+    frame = compare.curves(build_epochs(runs), runs, metric="loss", band="ci95")
+    row = _curve(frame, "sourced", 100, "val", 3)
+    values = [2 / 3 + 0.1 * seed for seed in SEEDS]
+    half = _ci95(values)
+    assert row["mean"] == pytest.approx(np.mean(values))
+    assert (row["low"], row["high"]) == pytest.approx((np.mean(values) - half, np.mean(values) + half))
+
+
+def test_curves_one_seed_band_collapses(runs):
+    one_seed = runs[runs["seed"] == 0]
+    for band in ("minmax", "ci95"):
+        frame = compare.curves(build_epochs(one_seed), one_seed, band=band)
+        assert (frame["n_seeds"] == 1).all()
+        assert np.allclose(frame["low"], frame["mean"]) and np.allclose(frame["high"], frame["mean"])
+
+
+def test_curves_smoothing_per_run(runs):
+    frame = compare.curves(build_epochs(runs), runs, smoothing=0.5)
+    # bias-corrected EMA with weight 0.5 on the past; a constant per-seed offset passes straight through
+    expected_epoch_2 = (0.2 + 0.5 * 0.1) / 1.5 + 0.01
+    assert _curve(frame, "scratch", 5, "val", 1)["mean"] == pytest.approx(0.1 + 0.01)
+    assert _curve(frame, "scratch", 5, "val", 2)["mean"] == pytest.approx(expected_epoch_2)
+
+
+def test_curves_pretrain_runs_form_their_own_groups(runs):
+    frame = compare.curves(build_epochs(runs), runs)
+    pretrain = frame[frame["group"].str.startswith("pretrain · ")]
+    group = f"pretrain · {SOURCE} · small_cnn · random init · full_fine_tune · all/class"
+    assert set(pretrain["group"]) == {group}
+    assert (pretrain["n_seeds"] == 3).all() and pretrain["examples_per_class"].isna().all()
+
+
+@pytest.mark.parametrize("kwargs", [dict(metric="f1"), dict(band="sd"), dict(smoothing=1.0)])
+def test_curves_rejects_bad_options(runs, kwargs):
+    with pytest.raises(UserError, match="Received"):
+        compare.curves(build_epochs(runs), runs, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------ crossovers
+
+def _crossing(size_low, size_high, a, b):
+    """Where lines a and b (means at the two sizes) cross, interpolated in log size."""
+    d0, d1 = a[0] - b[0], a[1] - b[1]
+    t = d0 / (d0 - d1)
+    x = math.exp(math.log(size_low) + t * (math.log(size_high) - math.log(size_low)))
+    return x, a[0] + t * (a[1] - a[0])
+
+
+def test_crossovers_found_where_built(summary):
+    frame = compare.crossovers(summary)
+    assert list(frame.columns) == compare.CROSSOVER_COLUMNS
+    found = {(r.leader_before, r.leader_after, r.between_low, r.between_high) for r in frame.itertuples()}
+    assert found == {
+        (LABEL["frozen"], LABEL["scratch"], 20, 100),
+        (LABEL["scratch"], LABEL["sourced"], 5, 20),
+        (LABEL["frozen"], LABEL["sourced"], 20, 100),
+    }
+    row = frame[(frame["leader_after"] == LABEL["scratch"])].iloc[0]
+    x, y = _crossing(20, 100, [0.71, 0.75], [0.52, 0.82])
+    assert (row["x"], row["y"]) == pytest.approx((x, y))
+    assert 20 < row["x"] < 100 and 0.71 < row["y"] < 0.82
+
+
+def test_crossovers_none_without_flip(summary):
+    no_flip = summary[summary["label"].isin([LABEL["scratch"], LABEL["sourced"]])
+                      & (summary["examples_per_class"] >= 20)]
+    assert compare.crossovers(no_flip).empty
+    assert list(compare.crossovers(no_flip).columns) == compare.CROSSOVER_COLUMNS
+
+
+# ------------------------------------------------------------------------------------------------ gains
+
+def test_negative_transfer_flags(summary):
+    frame = compare.negative_transfer(summary)
+    assert list(frame.columns) == compare.NEGATIVE_COLUMNS
+    assert len(frame) == 6  # two starting points x three sizes, scratch excluded
+    assert LABEL["scratch"] not in set(frame["starting_point"])
+    flagged = frame[frame["significant_negative"]]
+    assert {(r.starting_point, r.examples_per_class) for r in flagged.itertuples()} == {
+        (LABEL["sourced"], 5), (LABEL["frozen"], 100)}
+    row = frame[(frame["starting_point"] == LABEL["sourced"]) & (frame["examples_per_class"] == 5)].iloc[0]
+    assert row["gain"] == pytest.approx(-0.10)
+    welch = stats.ttest_ind(ACCURACY["sourced"][5], ACCURACY["scratch"][5], equal_var=False)
+    assert row["gain_ci95"] == pytest.approx(welch.confidence_interval().high - row["gain"])
+    positive = frame[frame["significant_positive"]]
+    assert (LABEL["frozen"], 5) in {(r.starting_point, r.examples_per_class) for r in positive.itertuples()}
+    unclear = frame[(frame["starting_point"] == LABEL["sourced"]) & (frame["examples_per_class"] == 20)].iloc[0]
+    assert not unclear["significant_negative"] and not unclear["significant_positive"]
+
+
+def test_negative_transfer_needs_two_seeds(runs):
+    frame = compare.negative_transfer(summarize(runs[runs["seed"] == 0]))
+    assert len(frame) == 6
+    assert not frame["significant_negative"].any() and not frame["significant_positive"].any()
+    assert (frame.set_index(["starting_point", "examples_per_class"]).loc[(LABEL["sourced"], 5), "gain"]
+            == pytest.approx(0.20 - 0.30))
+
+
+def test_gain_per_run_arithmetic(runs, summary):
+    frame = compare.gain_per_run(runs)
+    assert list(frame.columns) == compare.GAIN_COLUMNS
+    assert len(frame) == 18  # succeeded non-scratch train runs
+    row = frame.set_index("run_id").loc["frozen-5-2"]
+    assert row["gain"] == pytest.approx(0.64 - np.mean(ACCURACY["scratch"][5]))
+    assert row["transferability"] == pytest.approx(1.2)
+    assert (row["label"], row["examples_per_class"], row["seed"]) == (LABEL["frozen"], 5, 2)
+    # the mean over seeds is the summary's gain
+    means = frame.groupby(["label", "examples_per_class"])["gain"].mean()
+    reference = summary.set_index(["label", "examples_per_class"])["gain_vs_scratch"]
+    assert np.allclose(means, reference.loc[means.index])
+
+
+def test_gain_per_run_without_scratch_is_empty(runs):
+    frame = compare.gain_per_run(runs[runs["strategy"] != "scratch"])
+    assert frame.empty and list(frame.columns) == compare.GAIN_COLUMNS
+
+
+# ------------------------------------------------------------------------------------------------ model facts
+
+def test_freeze_checks_one_row_per_phase(runs):
+    broken = runs.copy()
+    broken.loc[broken["run_id"] == "frozen-5-0", "phases_json"] = "{not json"
+    frame = compare.freeze_checks(broken)
+    assert list(frame.columns) == compare.FREEZE_COLUMNS
+    # 9 scratch + 8 readable frozen + 9 x 2 sourced + 3 pretrain (scratch-like, one phase)
+    assert len(frame) == 9 + 8 + 18 + 3
+    sourced = frame[frame["run_id"] == "sourced-20-1"]
+    assert list(sourced["phase"]) == ["head", "fine_tune"]
+    assert list(sourced["trainable_params"]) == [1_290, 120_000]
+    assert list(sourced["frozen_params"]) == [118_710, 0]
+    assert sourced["verified"].all() and set(sourced["label"]) == {LABEL["sourced"]}
+
+
+def test_parameter_table_medians_and_published(runs):
+    frame = compare.parameter_table(runs, published={"efficientnet_lite0": 4_652_008, "small_cnn": None})
+    assert list(frame.columns) == compare.PARAMETER_COLUMNS
+    table = frame.set_index(["backbone", "strategy"])
+    assert table.loc[("efficientnet_lite0", "frozen_features"), "trainable_params"] == 12_810
+    assert table.loc[("efficientnet_lite0", "frozen_features"), "total_params"] == 3_412_810
+    assert table.loc[("efficientnet_lite0", "frozen_features"), "published_params"] == 4_652_008
+    assert math.isnan(table.loc[("small_cnn", "scratch"), "published_params"])
+    assert table.loc[("small_cnn", "full_fine_tune"), "n_runs"] == 9 + 3  # train and pretrain runs
+    assert compare.parameter_table(runs)["published_params"].isna().all()
+
+
+# ------------------------------------------------------------------------------------------------ empty input
+
+def test_every_function_returns_typed_empty_frames(runs):
+    nothing = runs.iloc[0:0]
+    queued = runs[runs["status"] == "queued"]
+    for subset in (nothing, queued):
+        empty_summary = summarize(subset)
+        results = {
+            "curves": (compare.curves(build_epochs(subset) if not subset.empty else pd.DataFrame(
+                columns=["run_id", "epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                         "seconds"]), subset), compare.CURVE_COLUMNS),
+            "crossovers": (compare.crossovers(empty_summary), compare.CROSSOVER_COLUMNS),
+            "negative": (compare.negative_transfer(empty_summary), compare.NEGATIVE_COLUMNS),
+            "gain": (compare.gain_per_run(subset), compare.GAIN_COLUMNS),
+            "freeze": (compare.freeze_checks(subset), compare.FREEZE_COLUMNS),
+            "parameters": (compare.parameter_table(subset), compare.PARAMETER_COLUMNS),
+        }
+        for name, (frame, columns) in results.items():
+            assert frame.empty, name
+            assert list(frame.columns) == columns, name

@@ -1,0 +1,136 @@
+"""Every dashboard page renders (Streamlit AppTest) over a store seeded by real tiny engine runs."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = ROOT / "dashboard" / "pages"
+VIEW_PAGES = ["home.py", "backbones.py", "compare.py", "data_efficiency.py", "negative_transfer.py", "plugins.py",
+              "share.py"]
+
+
+@pytest.fixture
+def app_env(seeded_home, monkeypatch):
+    monkeypatch.setenv("TRANSFERLAB_HOME", str(seeded_home))
+    monkeypatch.delenv("TRANSFERLAB_READ_ONLY", raising=False)
+    return seeded_home
+
+
+def _run_page(name: str):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(PAGES / name), default_timeout=120)
+    at.run()
+    return at
+
+
+def _all_text(at) -> str:
+    parts = []
+    for kind in ("title", "header", "subheader", "markdown", "caption", "text", "info", "success", "warning",
+                 "error", "exception", "code"):
+        for element in getattr(at, kind, []):
+            parts.append(str(getattr(element, "value", "")))
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("page", VIEW_PAGES + ["run.py"])
+def test_page_renders_without_exception(app_env, page):
+    at = _run_page(page)
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.title, "every page has a title"
+
+
+def test_home_shows_store_counts_and_demo_button(app_env):
+    at = _run_page("home.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["succeeded"] == "20"  # 12 without a source + 8 transfers; the 2 pretrain jobs are inputs
+    assert any(b.label == "Run the demo sweep" for b in at.button)
+
+
+def test_compare_lists_the_settings_that_differ(app_env):
+    at = _run_page("compare.py")
+    tables = [df.value for df in at.dataframe]
+    differing = tables[-1]
+    assert {"strategy", "examples_per_class", "seed"} <= set(differing.columns)
+    assert len(differing) == 20
+
+
+def test_data_efficiency_table_holds_the_summary(app_env):
+    at = _run_page("data_efficiency.py")
+    summary = at.dataframe[0].value
+    assert set(summary["strategy"]) == {"scratch", "frozen_features", "full_fine_tune"}
+    assert set(summary["examples_per_class"]) == {5, 10}
+    assert (summary["n"] == 2).all()
+
+
+def test_run_page_counts_jobs_and_reuses_finished_ones(app_env):
+    at = _run_page("run.py")
+    text = _all_text(at)
+    assert "jobs" in text and "estimated time" in text
+
+
+def test_read_only_mode_has_no_run_page_and_refuses_launches(app_env, monkeypatch):
+    from transferlab.dashboard.common import page_list
+    from transferlab.errors import UserError
+    from transferlab.launch import launch
+
+    assert "run.py" in [p[0] for p in page_list(False)]
+    assert "run.py" not in [p[0] for p in page_list(True)]
+    monkeypatch.setenv("TRANSFERLAB_READ_ONLY", "1")
+    at = _run_page("run.py")
+    assert "read-only" in at.error[0].value and not at.button
+    with pytest.raises(UserError, match="read-only"):
+        launch([object()])
+    at = _run_page("home.py")
+    assert not any(b.label == "Run the demo sweep" for b in at.button)
+
+
+def test_read_only_pages_with_a_broken_store_show_no_traceback_or_path(tmp_path, monkeypatch):
+    broken = tmp_path / "broken-store-dir"
+    broken.mkdir()
+    (broken / "runs.sqlite").write_bytes(b"not a database at all" * 50)
+    monkeypatch.setenv("TRANSFERLAB_HOME", str(broken))
+    monkeypatch.setenv("TRANSFERLAB_READ_ONLY", "1")
+    for page in VIEW_PAGES:
+        at = _run_page(page)
+        text = _all_text(at)
+        assert not at.exception
+        assert "Traceback" not in text and str(tmp_path) not in text and "broken-store-dir" not in text, page
+        if page not in ("plugins.py",):
+            assert at.error, f"{page} should say that it could not read the store"
+
+
+def test_viewing_pages_never_import_tensorflow(seeded_home):
+    code = (
+        "import sys\n"
+        "from streamlit.testing.v1 import AppTest\n"
+        f"for page in {VIEW_PAGES!r}:\n"
+        f"    at = AppTest.from_file({str(PAGES)!r} + '/' + page, default_timeout=120)\n"
+        "    at.run()\n"
+        "    assert not at.exception, (page, at.exception)\n"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules)\n"
+    )
+    env = dict(os.environ, TRANSFERLAB_HOME=str(seeded_home))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["False", "False"]
+
+
+def test_html_report_is_self_contained(app_env):
+    from transferlab.dashboard.report import html_report
+    from transferlab.store import Store
+
+    store = Store()
+    runs = store.runs_frame()
+    runs = runs[runs["kind"] == "train"]
+    report = html_report(runs, store.epochs_frame())
+    assert report.count("<h2>") >= 6 and "digits: data efficiency" in report
+    assert 'src="https://' not in report and "Plotly.newPlot" in report  # plotly.js inlined, no CDN
+    assert json.dumps("frozen_features")[1:-1] in report
