@@ -1,9 +1,10 @@
-# Two entry points for a fresh machine: `make demo` and `make test`. Both create .venv on first use.
+# Entry points for a fresh machine: `make dashboard` and `make test` (and `make demo` for the CLI).
+# Each creates .venv on first use.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test test-slow clean
+.PHONY: setup dashboard demo test test-slow clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +17,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	touch $@
 
 setup: $(VENV)/.installed
+
+dashboard: setup
+	$(BIN)/streamlit run dashboard/app.py --browser.gatherUsageStats false
 
 demo: setup
 	$(BIN)/transferlab demo

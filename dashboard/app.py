@@ -13,7 +13,7 @@ from transferlab.dashboard.common import page_list, read_only
 
 HERE = Path(__file__).parent / "pages"
 
-st.set_page_config(page_title="transferlab", page_icon="🔬", layout="wide")
+st.set_page_config(page_title="transferlab", page_icon=":material/biotech:", layout="wide")
 if read_only():
     st.set_option("client.showErrorDetails", False)
 

@@ -92,7 +92,7 @@ def _facets(titles: Sequence[str], shared_y: bool = True, y_title: str = "",
     return fig, positions
 
 
-def _clip(text: str, width: int = 48) -> str:
+def _clip(text: str, width: int = 56) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -170,7 +170,8 @@ def parameter_chart(table: pd.DataFrame) -> go.Figure:
         published = pd.to_numeric(table["published_params"], errors="coerce").groupby(table["backbone"]).max()
         if published.notna().any():
             add_bars("published", published, "#c9c9c9", ".")
-    fig.update_yaxes(type="log", title_text="parameters (log)", automargin=True)
+    # One tick per decade: plotly's default minor labels (2, 3, ... 9) crowd a log axis.
+    fig.update_yaxes(type="log", dtick=1, title_text="parameters (log)", automargin=True)
     fig.update_xaxes(title_text="backbone", tickangle=-30 if len(backbones) > 4 else 0, automargin=True)
     fig.update_layout(template=TEMPLATE, height=460, barmode="group", title="Trainable vs total parameters",
                       uniformtext=dict(minsize=8, mode="hide"), margin=dict(l=60, r=20, t=60, b=60))
@@ -193,9 +194,11 @@ def learning_curves_chart(curves_frame: pd.DataFrame, shared_y: bool = True, met
     several_tasks = groups["task"].nunique() > 1
     titles = []
     for group, task, label, size in groups.itertuples(index=False):
-        parts = ["pretrain"] if str(group).startswith("pretrain · ") else []
+        # The size goes first: long labels are clipped at the end, and the size must stay readable.
+        parts = ["all examples" if not np.isfinite(size) else f"{size:g}/class"]
+        parts += ["pretrain"] if str(group).startswith("pretrain · ") else []
         parts += [str(task)] if several_tasks else []
-        parts += [short[str(label)], "all examples" if not np.isfinite(size) else f"{size:g}/class"]
+        parts += [short[str(label)]]
         titles.append(" · ".join(parts))
     metric = metric or curves_frame.attrs.get("metric", "")
     band_name = {"minmax": "min–max band", "ci95": "95% CI band"}.get(curves_frame.attrs.get("band"), "band")
@@ -228,6 +231,9 @@ def learning_curves_chart(curves_frame: pd.DataFrame, shared_y: bool = True, met
                 shown.add(label)
     if traces:
         fig.add_traces(traces, rows=rows_at, cols=cols_at)
+    # Epochs are whole numbers: without a tick step plotly labels 1, 1.5, 2 on short runs.
+    last_epoch = float(frame["epoch"].max()) if len(frame) else 1.0
+    fig.update_xaxes(tick0=1, dtick=max(1, math.ceil(last_epoch / 8)))
     for split, dash in (("train", "dash"), ("val", "solid")):  # legend entries that explain the line styles
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"{split} ({dash})",
                                  line=dict(color=GREY, dash=dash), legendgroup=f"_{split}"))

@@ -69,15 +69,16 @@ def load_epochs(run_ids: tuple[str, ...]) -> pd.DataFrame:
     return _epochs(get_store().url, tuple(run_ids))
 
 
+# Material icons ship with Streamlit's own font, so they render where no emoji font is installed.
 PAGES = [
-    ("home.py", "Home", "🏠"),
-    ("backbones.py", "Backbones", "🧱"),
-    ("run.py", "Run", "▶️"),
-    ("compare.py", "Compare", "📈"),
-    ("data_efficiency.py", "Data efficiency", "📊"),
-    ("negative_transfer.py", "Negative transfer", "⚠️"),
-    ("plugins.py", "Plugins", "🧩"),
-    ("share.py", "Share", "📤"),
+    ("home.py", "Home", ":material/home:"),
+    ("backbones.py", "Backbones", ":material/view_in_ar:"),
+    ("run.py", "Run", ":material/play_circle:"),
+    ("compare.py", "Compare", ":material/show_chart:"),
+    ("data_efficiency.py", "Data efficiency", ":material/stacked_line_chart:"),
+    ("negative_transfer.py", "Negative transfer", ":material/trending_down:"),
+    ("plugins.py", "Plugins", ":material/extension:"),
+    ("share.py", "Share", ":material/share:"),
 ]
 TRAINING_PAGES = {"run.py"}
 

@@ -115,7 +115,8 @@ def test_learning_curves_facets_and_styles(runs):
     fig = charts.learning_curves_chart(frame)
     data, layout = figure_data(fig)
     assert len(annotation_texts(fig)) == frame["group"].nunique()  # one facet title per group
-    assert all(len(title) <= 48 for title in annotation_texts(fig))
+    assert all(len(title) <= 56 for title in annotation_texts(fig))
+    assert all(t.split(" · ")[0].endswith("/class") or t.startswith("all examples") for t in annotation_texts(fig))  # size first
     means = [t for t in data if t.get("hovertemplate") and t["name"] in set(LABEL.values())]
     val = [t for t in means if t["line"]["dash"] == "solid"]
     train = [t for t in means if t["line"]["dash"] == "dash"]

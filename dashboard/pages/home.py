@@ -50,7 +50,14 @@ def render() -> None:
                 from transferlab.launch import launch
 
                 record = launch(demo_jobs(registry))
-                st.success(f"Started {len(record.job_ids)} jobs in the background. Follow them on the Run page.")
+                st.success(f"Started {len(record.job_ids)} jobs in the background.")
+            from transferlab.launch import launches
+
+            if any(record.alive for record in launches()):
+                from transferlab.dashboard.live import live_view
+
+                st.markdown("**Running now**")
+                live_view(limit=1)
 
 
 guarded(render)

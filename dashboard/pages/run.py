@@ -1,12 +1,11 @@
 """Run: build a sweep, see its size and estimated time, launch it in the background, follow it, cancel it."""
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import streamlit as st
 
-from transferlab.dashboard.common import get_registry, get_store, guarded, load_runs, read_only
+from transferlab.dashboard.common import get_registry, guarded, load_runs, read_only
+from transferlab.dashboard.live import live_view
 from transferlab.errors import UserError
 
 
@@ -71,41 +70,6 @@ def _expand(registry, grid, options):
     return sorted(jobs.values(), key=lambda j: j.kind != "pretrain")
 
 
-@st.fragment(run_every=2)
-def live_view() -> None:
-    """Every launch with its runs: status, phase, epoch and live metrics; refreshes every 2 seconds."""
-    from transferlab.launch import cancel, launches
-
-    records = launches()
-    if not records:
-        st.caption("Nothing launched from here yet.")
-        return
-    store = get_store()
-    for record in records[:5]:
-        frame = store.runs_frame(run_id=record.job_ids)
-        done = int(frame["status"].isin(["succeeded", "failed", "nan", "interrupted"]).sum())
-        state = "running" if record.alive else "finished"
-        head = st.columns([4, 1])
-        head[0].markdown(f"**Launch {record.launch_id}** · {state} · {done}/{len(record.job_ids)} runs done")
-        if record.alive and head[1].button("Cancel", key=f"cancel-{record.launch_id}"):
-            n = cancel(record, store)
-            st.warning(f"Cancelled; {n} unfinished runs marked interrupted. Finished runs are kept.")
-        st.progress(done / max(1, len(record.job_ids)))
-        for _, row in frame[frame["status"] == "running"].iterrows():
-            progress = json.loads(row["progress_json"]) if isinstance(row["progress_json"], str) else {}
-            label = f"{row['backbone']} · {row['strategy']} · {row['examples_per_class']:.0f}/class · seed {row['seed']}"
-            if progress:
-                metrics = ", ".join(f"{k} {v:.3f}" for k, v in progress.get("metrics", {}).items())
-                st.text(f"{label}: {progress['phase']} epoch {progress['epoch']}/{progress['last_epoch']}, "
-                        f"batch {progress['step']}/{progress['steps']}  {metrics}")
-                st.progress(min(1.0, progress["step"] / max(1, progress["steps"])))
-            else:
-                st.text(f"{label}: preparing (loading data, weights or features)")
-        failed = frame[frame["status"].isin(["failed", "nan"])]
-        if not failed.empty:
-            st.dataframe(failed[["run_id", "backbone", "strategy", "status", "error"]], hide_index=True)
-
-
 def render() -> None:
     st.title("Run a comparison")
     if read_only():
@@ -120,7 +84,11 @@ def render() -> None:
     runs = load_runs()
     finished = set(runs[runs["status"].isin(["succeeded", "nan"])]["run_id"]) if not runs.empty else set()
     new = [j for j in jobs if j.job_id not in finished]
-    estimate = (f"about {seconds / 60 / workers:.0f} min" if seconds is not None else "no measured runs to go on")
+    if seconds is None:
+        estimate = "no measured runs to go on yet"
+    else:
+        seconds /= workers
+        estimate = f"about {seconds:.0f} s" if seconds < 90 else f"about {seconds / 60:.0f} min"
     st.markdown(f"**{len(jobs)} jobs** ({len(jobs) - len(new)} already in the store) · estimated time {estimate}"
                 + (f" (from {covered} comparable measurements)" if covered and covered < len(jobs) else ""))
     if jobs:
