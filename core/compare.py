@@ -22,7 +22,7 @@ CROSSOVER_COLUMNS = ["task", "leader_before", "leader_after", "between_low", "be
 NEGATIVE_COLUMNS = ["task", "starting_point", "examples_per_class", "n", "gain", "gain_ci95",
                     "significant_negative", "significant_positive"]
 GAIN_COLUMNS = ["run_id", "task", "label", "examples_per_class", "seed", "test_accuracy", "gain", "transferability"]
-FREEZE_COLUMNS = ["run_id", "label", "phase", "trainable_params", "frozen_params", "verified"]
+FREEZE_COLUMNS = ["run_id", "label", "phase", "trainable_params", "frozen_params", "changed_params", "verified"]
 PARAMETER_COLUMNS = ["backbone", "strategy", "trainable_params", "total_params", "n_runs", "published_params"]
 
 CURVE_STATUSES = ("succeeded", "running")
@@ -264,6 +264,7 @@ def _phases(value: Any) -> list[dict[str, Any]]:
 
 def freeze_checks(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per run and training phase from ``phases_json``: trainable and frozen parameter counts, and
+    the scalars in weights that actually changed (for scratch this includes BatchNorm statistics), and
     whether the runner verified after the phase that frozen weights stayed put and trainable ones moved.
 
     Runs without phases (queued, failed early) or with unreadable JSON are left out.
@@ -274,7 +275,8 @@ def freeze_checks(runs: pd.DataFrame) -> pd.DataFrame:
             for phase in _phases(run["phases_json"]):
                 rows.append(dict(run_id=run["run_id"], label=config_label(run), phase=phase.get("phase"),
                                  trainable_params=phase.get("trainable_params"),
-                                 frozen_params=phase.get("frozen_params"), verified=bool(phase.get("verified", False))))
+                                 frozen_params=phase.get("frozen_params"), changed_params=phase.get("changed_params"),
+                                 verified=bool(phase.get("verified", False))))
     return pd.DataFrame(rows, columns=FREEZE_COLUMNS)
 
 

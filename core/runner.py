@@ -109,8 +109,11 @@ def _layer_of(path: str) -> str:
     return path.rsplit("/", 1)[0]
 
 
-def verify_phase(model: Any, before: dict[str, np.ndarray], expected: set[str], phase: str) -> None:
-    """Fail unless exactly the weights meant to train changed (BatchNorm statistics included)."""
+def verify_phase(model: Any, before: dict[str, np.ndarray], expected: set[str], phase: str) -> int:
+    """Fail unless exactly the weights meant to train changed (BatchNorm statistics included).
+
+    Returns how many scalars live in the weights that changed, for the dashboard's freeze check.
+    """
     after = snapshot(model)
     changed = {p for p, value in after.items() if p in before and not np.array_equal(value, before[p])}
     leaked = sorted(changed - expected)
@@ -122,6 +125,7 @@ def verify_phase(model: Any, before: dict[str, np.ndarray], expected: set[str], 
         if stuck:
             parts.append(f"weights meant to train did not change in layers {sorted({_layer_of(p) for p in stuck})}")
         raise FreezeViolationError(f"Freeze check failed after phase {phase!r}: " + "; ".join(parts) + ".")
+    return int(sum(after[p].size for p in changed))
 
 
 def set_trainable(base: Any, phase: PhaseSpec, top_layers: int, batchnorm: str = "inference") -> None:
@@ -424,11 +428,12 @@ class Runner:
             expected = expected_to_change(model, strategy.batchnorm)
             seconds += self._fit_phase(model, phase.name, train_ds, val_ds, epochs, offset, lr, class_weight,
                                        steps, job.label())
-            verify_phase(model, before, expected, phase.name)
+            changed = verify_phase(model, before, expected, phase.name)
             images += len(train_idx) * epochs
             offset += epochs
             phases.append(dict(phase=phase.name, train=phase.train, epochs=epochs, learning_rate=lr,
-                               trainable_params=trainable, frozen_params=total - trainable, verified=True))
+                               trainable_params=trainable, frozen_params=total - trainable, changed_params=changed,
+                               verified=True))
         test_ds = make(splits.test, data.labels[splits.test])
         probs = model.predict(test_ds, verbose=0)
         return probs, phases, model, images, seconds
@@ -457,11 +462,12 @@ class Runner:
         expected = expected_to_change(head, "inference")
         seconds = self._fit_phase(head, phase.name, train_ds, val_ds, job.epochs, 0, job.learning_rate,
                                   class_weight, math.ceil(len(y_train) / job.batch_size), job.label())
-        verify_phase(head, before, expected, phase.name)
+        changed = verify_phase(head, before, expected, phase.name)
         head_params = count_params(head.trainable_weights)
         base_params = count_params(model_weights(base))
         phases = [dict(phase=phase.name, train="head", epochs=job.epochs, learning_rate=job.learning_rate,
-                       trainable_params=head_params, frozen_params=base_params, verified=True, cached_features=True)]
+                       trainable_params=head_params, frozen_params=base_params, changed_params=changed, verified=True,
+                       cached_features=True)]
         probs = head.predict(feats["test"], batch_size=256, verbose=0)
 
         class _Both:  # total parameter count of base + head, as if one model

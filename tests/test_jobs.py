@@ -95,3 +95,13 @@ def test_sweep_file_errors(tmp_path):
     grid, options = load_sweep_file(axis)
     with pytest.raises(UserError, match=r"Unknown sweep axis \['task'\]"):
         expand_grid(REG, grid, options)
+
+
+def test_documented_sweep_files_expand():
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "docs" / "sweeps").glob("*.toml")):
+        grid, options = load_sweep_file(path)
+        jobs = expand_grid(REG, grid, options)
+        assert jobs, path.name
+        assert all(j.task == "animal_mnist" for j in jobs if j.kind == "train")

@@ -37,6 +37,9 @@ def test_every_strategy_runs_and_verifies_its_freeze(registry, strategy):
     else:
         assert first["trainable_params"] > head_params
     assert first["trainable_params"] + first["frozen_params"] == result.total_params
+    # every trainable scalar lives in a weight that changed; scratch also moves BatchNorm statistics
+    extra_bn_stats = 2 * 4 if spec.batchnorm == "train" else 0
+    assert first["changed_params"] == first["trainable_params"] + extra_bn_stats
     assert result.manifest["subset_indices_sha"] and result.manifest["test_indices_sha"]
 
 
