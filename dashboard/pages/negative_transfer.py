@@ -20,8 +20,9 @@ def render() -> None:
     summary = summarize(runs)
     st.plotly_chart(negative_transfer_heatmap(negative_transfer(summary)), width="stretch")
     st.caption("Each cell: mean gain in test accuracy over scratch at that size, ± its 95 % CI. ▼ marks gains "
-               "significantly below zero (negative transfer). Starting points include ImageNet, edge-detection "
-               "VGG16, sources pretrained by the engine and corrupted (shuffled-label) sources.")
+               "significantly below zero (negative transfer), ▲ significantly above. Rows are the starting points "
+               "in the store: ImageNet, the edge detector's VGG16 (hed-edges), sources the engine pretrained, "
+               "corrupted (shuffled-label) sources. `docs/sweeps/` holds ready-made sweeps that add them.")
     st.plotly_chart(gain_vs_similarity_chart(gain_per_run(runs)), width="stretch")
     st.caption("Each run's gain against LogME, the transferability of its starting features to the target's "
                "training subset, measured before any training (higher: the features explain the labels better).")
