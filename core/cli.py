@@ -123,18 +123,25 @@ def _job_options(args) -> dict[str, Any]:
         value = getattr(args, name, None)
         if value is not None:
             options[name] = value
-    if getattr(args, "augment", False):
-        options["augment"] = True
+    for flag in ("augment", "mixed_precision", "xla"):
+        if getattr(args, flag, False):
+            options[flag] = True
     return options
 
 
-def _execute(jobs, workers: int) -> int:
+def _execute(jobs, workers: int, executor: str = "local", address: str | None = None) -> int:
     from transferlab.analysis import format_summary, summarize
-    from transferlab.executor import run_jobs
     from transferlab.store import Store
 
     store = Store()
-    counts = run_jobs(jobs, store, workers=workers)
+    if executor == "ray":
+        from transferlab.ray_executor import run_jobs_ray
+
+        counts = run_jobs_ray(jobs, store, address=address)
+    else:
+        from transferlab.executor import run_jobs
+
+        counts = run_jobs(jobs, store, workers=workers)
     frame = store.runs_frame(run_id=[j.job_id for j in jobs])
     print(format_summary(summarize(frame)))
     print("status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
@@ -152,7 +159,7 @@ def cmd_run(args) -> int:
                 examples_per_class=[args.examples_per_class] if args.examples_per_class else None, seeds=[args.seed],
                 sources=[args.source] if args.source else None)
     jobs = expand_grid(_registry(), grid, _job_options(args))
-    return _execute(jobs, args.workers)
+    return _execute(jobs, args.workers, args.executor, args.address)
 
 
 def cmd_sweep(args) -> int:
@@ -161,7 +168,7 @@ def cmd_sweep(args) -> int:
     if args.jobs:
         from transferlab.launch import read_jobs_file
 
-        return _execute(read_jobs_file(args.jobs), args.workers)
+        return _execute(read_jobs_file(args.jobs), args.workers, args.executor, args.address)
     grid, options = load_sweep_file(args.file) if args.file else ({}, {})
     flags = dict(tasks=_csv_list(args.tasks), backbones=_csv_list(args.backbones), weights=_csv_list(args.weights),
                  strategies=_csv_list(args.strategies), examples_per_class=_csv_list(args.examples_per_class, int),
@@ -174,7 +181,7 @@ def cmd_sweep(args) -> int:
             print(job.job_id, job.label())
         print(f"{len(jobs)} jobs")
         return 0
-    return _execute(jobs, args.workers)
+    return _execute(jobs, args.workers, args.executor, args.address)
 
 
 def cmd_runs(args) -> int:
@@ -204,7 +211,7 @@ def cmd_demo(args) -> int:
     print(f"transferlab demo: {len([j for j in jobs if j.kind == 'train'])} runs on Animal-MNIST "
           f"(+{len([j for j in jobs if j.kind == 'pretrain'])} source pretraining jobs), store: "
           f"{os.environ.get('TRANSFERLAB_STORE') or 'TRANSFERLAB_HOME'}")
-    return _execute(jobs, args.workers)
+    return _execute(jobs, args.workers, args.executor, args.address)
 
 
 # -------------------------------------------------------------------------------------------- parser
@@ -220,7 +227,13 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--class-weight", dest="class_weight", choices=["none", "balanced"])
     p.add_argument("--fraction", type=float, help="training-set size as a fraction of the pool (instead of examples per class)")
     p.add_argument("--augment", action="store_true", help="rotation, shift, flip and zoom augmentation")
+    p.add_argument("--mixed-precision", dest="mixed_precision", action="store_true",
+                   help="float16 compute (for GPUs; slower on most CPUs)")
+    p.add_argument("--xla", action="store_true", help="compile with XLA (for GPUs; off by default, slow on CPU)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1; 0 runs in this process)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local worker processes (default) or a Ray cluster (pip install 'transferlab[ray]')")
+    p.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the embedded offline comparison on Animal-MNIST (~15 min on 2 cores)")
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--executor", choices=["local", "ray"], default="local")
+    p.add_argument("--address", help="Ray cluster address")
     p.add_argument("--sizes", help="examples per class, comma-separated (default 5,20,100)")
     p.add_argument("--seeds", help="comma-separated (default 0,1,2)")
     p.set_defaults(func=cmd_demo)

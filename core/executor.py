@@ -21,16 +21,10 @@ from transferlab.store import Store, worker_name
 HEARTBEAT_EVERY_S = 10.0
 
 
-def _configure_threads(workers: int) -> None:
-    import tensorflow as tf
-
+def thread_pools(workers: int) -> tuple[int, int]:
+    """(intra-op, inter-op) TensorFlow threads for each of N workers sharing the cores (0: TF's default)."""
     cores = os.cpu_count() or 1
-    intra = max(1, cores // max(1, workers))
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(intra)
-        tf.config.threading.set_inter_op_parallelism_threads(1 if workers > 1 else 0)
-    except RuntimeError:
-        pass  # already initialised in this process (in-process runs): keep what is set
+    return max(1, cores // max(1, workers)), (1 if workers > 1 else 0)
 
 
 def _weights_resolver(store: Store):
@@ -46,6 +40,16 @@ def _weights_resolver(store: Store):
         return Path(manifest["weights_file"]), manifest["weights_file_sha256"]
 
     return resolve
+
+
+def _free_memory() -> None:
+    """Drop the finished run's graphs and models so a long sweep's memory stays flat."""
+    import gc
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].backend.clear_session()
+    gc.collect()
 
 
 def run_one(store: Store, job: JobSpec, registry=None) -> str:
@@ -87,6 +91,7 @@ def run_one(store: Store, job: JobSpec, registry=None) -> str:
         return "failed"
     finally:
         stop.set()
+        _free_memory()
     store.finish(job.job_id, "succeeded", **result.store_values())
     say(f"  done   {job.label()}: test accuracy {result.test_accuracy:.3f} ({result.wall_seconds:.0f} s)")
     return "succeeded"
@@ -112,8 +117,7 @@ def _worker_main(store_url: str, among: list[str], index: int, workers: int) -> 
     from transferlab.progress import import_tensorflow_quietly
 
     os.environ["TRANSFERLAB_BAR_POSITION"] = str(index)
-    import_tensorflow_quietly()
-    _configure_threads(workers)
+    import_tensorflow_quietly(threads=thread_pools(workers))
     work(Store(store_url), among, worker_name(index))
 
 

@@ -20,6 +20,8 @@ from transferlab.errors import UnknownNameError, UserError
 from transferlab.registry import Registry
 
 KINDS = ("train", "pretrain")
+#: job options added after the first release, with the default that keeps them out of job ids
+_LATER_OPTIONS: dict[str, Any] = {"mixed_precision": False, "xla": False}
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,17 @@ class JobSpec:
     shuffled_labels: bool = False
     weights_sha256: str | None = None
     depends_on: tuple[str, ...] = ()
+    mixed_precision: bool = False
+    xla: bool = False
 
     def canonical(self) -> dict[str, Any]:
-        """Every field, JSON-ready, keys sorted."""
+        """Every field, JSON-ready, keys sorted; options added later are left out while at their default,
+        so the ids of jobs made before they existed stay the same."""
         data = dataclasses.asdict(self)
         data["depends_on"] = sorted(self.depends_on)
+        for name, default in _LATER_OPTIONS.items():
+            if data.get(name) == default:
+                data.pop(name)
         return dict(sorted(data.items()))
 
     def canonical_json(self) -> str:

@@ -70,11 +70,13 @@ def keras_bar_callback(desc: str, total_steps: int, unit: str = "batch") -> Any:
     return _BarCallback()
 
 
-def import_tensorflow_quietly() -> None:
+def import_tensorflow_quietly(threads: tuple[int, int] | None = None) -> None:
     """Import TensorFlow with its start-up chatter (CUDA probing, oneDNN notices) kept off the terminal.
 
     TensorFlow writes those lines from C++ before its log level applies, so stderr is pointed at
-    /dev/null for the import and the first device query, then restored.
+    /dev/null for the import and the first device query, then restored. ``threads`` = (intra-op,
+    inter-op) sizes the thread pools; it must happen here, between the import and the first device
+    query, because once the runtime has started the setters raise and change nothing.
     """
     if "tensorflow" in sys.modules:
         return
@@ -86,6 +88,9 @@ def import_tensorflow_quietly() -> None:
         os.dup2(devnull, 2)
         import tensorflow as tf
 
+        if threads is not None:
+            tf.config.threading.set_intra_op_parallelism_threads(threads[0])
+            tf.config.threading.set_inter_op_parallelism_threads(threads[1])
         tf.config.list_logical_devices()
         # Keras predicts a last, smaller batch per split; TF's retracing notice about it is noise here.
         tf.get_logger().setLevel("ERROR")

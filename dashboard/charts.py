@@ -179,7 +179,11 @@ def parameter_chart(table: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def learning_curves_chart(curves_frame: pd.DataFrame, shared_y: bool = True, metric: str | None = None) -> go.Figure:
+MAX_FACETS = 24
+
+
+def learning_curves_chart(curves_frame: pd.DataFrame, shared_y: bool = True, metric: str | None = None,
+                          max_facets: int = MAX_FACETS) -> go.Figure:
     """Learning curves as small multiples, one facet per group of seeds: the mean as a line, the band
     (min–max or 95 % CI) shaded; validation solid, training dashed; one colour per label. ``metric`` names
     the y axis; by default it is read from the frame's ``attrs``, which ``compare.curves`` sets."""
@@ -190,6 +194,10 @@ def learning_curves_chart(curves_frame: pd.DataFrame, shared_y: bool = True, met
     frame["examples_per_class"] = pd.to_numeric(frame["examples_per_class"], errors="coerce").astype(float)
     groups = (frame[["group", "task", "label", "examples_per_class"]].drop_duplicates("group")
               .sort_values(["task", "label", "examples_per_class"], na_position="last"))
+    # More small multiples than this are unreadable (and slow to draw): the first ones are shown and
+    # the title says how many were left out; the page's filters narrow the choice.
+    hidden = max(0, len(groups) - max_facets)
+    groups = groups.head(max_facets)
     short = _short_labels(list(groups["label"].astype(str).unique()))
     several_tasks = groups["task"].nunique() > 1
     titles = []
@@ -237,7 +245,8 @@ def learning_curves_chart(curves_frame: pd.DataFrame, shared_y: bool = True, met
     for split, dash in (("train", "dash"), ("val", "solid")):  # legend entries that explain the line styles
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"{split} ({dash})",
                                  line=dict(color=GREY, dash=dash), legendgroup=f"_{split}"))
-    fig.update_layout(title=f"Learning curves{f' ({metric})' if metric else ''}: mean over seeds with {band_name}")
+    more = f" — first {max_facets} groups shown, {hidden} more: filter to see them" if hidden else ""
+    fig.update_layout(title=f"Learning curves{f' ({metric})' if metric else ''}: mean over seeds with {band_name}{more}")
     _legend_below(fig)
     return fig
 

@@ -211,3 +211,11 @@ def test_every_builder_survives_any_subset_of_runs(keep, band, metric):
     for fig in figures:
         assert isinstance(fig, go.Figure)
         fig.to_dict()
+
+
+def test_learning_curves_cap_the_number_of_facets(runs):
+    frame = compare.curves(build_epochs(runs), runs)
+    groups = frame["group"].nunique()
+    fig = charts.learning_curves_chart(frame, max_facets=2)
+    assert len(annotation_texts(fig)) == 2
+    assert f"{groups - 2} more" in fig.layout.title.text

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 
@@ -130,3 +131,20 @@ def test_worker_process_runs_a_job(registry, store):
     job = make_job(registry, task="digits", backbone="small_cnn", strategy="scratch", **FAST)
     assert run_jobs([job], store, workers=1) == {"succeeded": 1}
     assert store.get(job.job_id)["worker"].endswith(":0")
+
+
+def test_worker_thread_pools_are_sized_before_tensorflow_starts(monkeypatch):
+    import subprocess
+    import sys
+
+    code = (
+        "from transferlab.executor import thread_pools\n"
+        "from transferlab.progress import import_tensorflow_quietly\n"
+        "import_tensorflow_quietly(threads=thread_pools(2))\n"
+        "import tensorflow as tf\n"
+        "print(tf.config.threading.get_intra_op_parallelism_threads(), "
+        "tf.config.threading.get_inter_op_parallelism_threads())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    cores = os.cpu_count() or 1
+    assert out.stdout.split() == [str(max(1, cores // 2)), "1"], out.stderr[-1000:]

@@ -105,3 +105,11 @@ def test_documented_sweep_files_expand():
         jobs = expand_grid(REG, grid, options)
         assert jobs, path.name
         assert all(j.task == "animal_mnist" for j in jobs if j.kind == "train")
+
+
+def test_later_options_keep_old_ids_until_used():
+    job = make_job(REG, task="digits", backbone="small_cnn", strategy="scratch", examples_per_class=5)
+    assert "xla" not in job.canonical() and "mixed_precision" not in job.canonical()
+    xla = make_job(REG, task="digits", backbone="small_cnn", strategy="scratch", examples_per_class=5, xla=True)
+    assert xla.canonical()["xla"] is True and xla.job_id != job.job_id
+    assert JobSpec.from_json(xla.canonical_json()) == xla

@@ -112,3 +112,12 @@ def test_backbone_table_counts_match_what_runs_train(registry):
     assert row["trainable:fine_tune_top_k"] == head + conv2
     assert row["trainable:lp_ft"] == row["trainable:full_fine_tune"] == head + conv1 + conv2  # BatchNorm frozen
     assert row["trainable:scratch"] == head + conv1 + 2 * 4 + conv2  # gamma and beta train; moving stats do not
+
+
+def test_mixed_precision_and_xla_options_run_and_restore_the_policy(registry):
+    import keras
+
+    job = make_job(registry, strategy="feature_extraction", mixed_precision=True, xla=True, **FAST)
+    result = Runner(registry).run(job)
+    assert np.isfinite(result.test_loss) and result.phases[0]["verified"]
+    assert keras.mixed_precision.global_policy().name == "float32"
