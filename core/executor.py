@@ -97,11 +97,18 @@ def run_one(store: Store, job: JobSpec, registry=None) -> str:
     return "succeeded"
 
 
-def work(store: Store, among: Iterable[str], worker: str, registry=None, poll_s: float = 0.5) -> dict[str, int]:
-    """Claim and run jobs from ``among`` until none is queued. Returns counts by final status."""
+#: Jobs a worker process runs before it is replaced by a fresh one. TensorFlow keeps some memory
+#: after ``clear_session`` (the peak of one long-lived worker grew by a third from 10 to 30 jobs), so
+#: recycling the process, as Celery's max-tasks-per-child does, keeps a long sweep's memory flat.
+JOBS_PER_WORKER = 10
+
+
+def work(store: Store, among: Iterable[str], worker: str, registry=None, poll_s: float = 0.5,
+         max_jobs: int | None = None) -> dict[str, int]:
+    """Claim and run jobs from ``among`` until none is queued (or ``max_jobs`` ran). Returns counts by status."""
     among = list(among)
     counts: dict[str, int] = {}
-    while True:
+    while max_jobs is None or sum(counts.values()) < max_jobs:
         job = store.claim(worker, among)
         if job is None:
             if store.pending(among) == 0:
@@ -111,21 +118,60 @@ def work(store: Store, among: Iterable[str], worker: str, registry=None, poll_s:
             continue
         status = run_one(store, job, registry)
         counts[status] = counts.get(status, 0) + 1
+    return counts
 
 
-def _worker_main(store_url: str, among: list[str], index: int, workers: int) -> None:
+def _worker_main(store_url: str, among: list[str], index: int, workers: int, max_jobs: int | None) -> None:
     from transferlab.progress import import_tensorflow_quietly
 
     os.environ["TRANSFERLAB_BAR_POSITION"] = str(index)
     import_tensorflow_quietly(threads=thread_pools(workers))
-    work(Store(store_url), among, worker_name(index))
+    work(Store(store_url), among, worker_name(index), max_jobs=max_jobs)
 
 
-def run_jobs(jobs: list[JobSpec], store: Store, workers: int = 1, registry=None) -> dict[str, int]:
+def _run_worker_processes(store: Store, ids: list[str], workers: int, jobs_per_worker: int | None) -> None:
+    """Keep ``workers`` processes busy until no job of ``ids`` is queued, replacing each after its quota."""
+    ctx = mp.get_context("spawn")
+    procs: dict[int, mp.Process] = {}
+
+    def start(slot: int) -> None:
+        proc = ctx.Process(target=_worker_main, args=(store.url, ids, slot, workers, jobs_per_worker))
+        proc.start()
+        procs[slot] = proc
+
+    def reap(slot: int, proc: mp.Process) -> None:
+        if proc.exitcode != 0:  # killed or crashed: its run cannot finish
+            store.interrupt_worker(f"{worker_name(slot).rsplit(':', 2)[0]}:{proc.pid}:{slot}")
+
+    for slot in range(workers):
+        start(slot)
+    try:
+        while procs:
+            for slot, proc in list(procs.items()):
+                proc.join(timeout=0.5)
+                if proc.exitcode is None:
+                    continue
+                del procs[slot]
+                reap(slot, proc)
+                queued = store.runs_frame(run_id=ids, status="queued")
+                if not queued.empty:
+                    start(slot)
+    except KeyboardInterrupt:
+        for proc in procs.values():
+            proc.terminate()
+        for slot, proc in procs.items():
+            proc.join()
+            reap(slot, proc)
+        raise
+
+
+def run_jobs(jobs: list[JobSpec], store: Store, workers: int = 1, registry=None,
+             jobs_per_worker: int | None = JOBS_PER_WORKER) -> dict[str, int]:
     """Submit jobs and run them to the end; ``workers=0`` runs in this process.
 
     Succeeded runs are never redone. Returns the store's status counts for these jobs. ``registry``
-    (default: the installed plugins) is used in-process; worker processes load the installed plugins.
+    (default: the installed plugins) is used in-process; worker processes load the installed plugins
+    and are replaced by fresh ones after ``jobs_per_worker`` jobs (None: never).
     """
     from transferlab.data import check_jobs_fit_data
     from transferlab.registry import get_registry
@@ -145,24 +191,6 @@ def run_jobs(jobs: list[JobSpec], store: Store, workers: int = 1, registry=None)
             import_tensorflow_quietly()
             work(store, ids, worker_name(0), registry)
         else:
-            ctx = mp.get_context("spawn")
-            procs = [ctx.Process(target=_worker_main, args=(store.url, ids, i, workers), daemon=False)
-                     for i in range(workers)]
-            for proc in procs:
-                proc.start()
-            try:
-                for proc in procs:
-                    proc.join()
-            except KeyboardInterrupt:
-                for proc in procs:
-                    proc.terminate()
-                for proc in procs:
-                    proc.join()
-                for i, proc in enumerate(procs):
-                    store.interrupt_worker(f"{worker_name(i).rsplit(':', 2)[0]}:{proc.pid}:{i}")
-                raise
-            for i, proc in enumerate(procs):
-                if proc.exitcode != 0:
-                    store.interrupt_worker(f"{worker_name(i).rsplit(':', 2)[0]}:{proc.pid}:{i}")
+            _run_worker_processes(store, ids, workers, jobs_per_worker)
     frame = store.runs_frame(run_id=ids)
     return frame["status"].value_counts().to_dict()

@@ -148,3 +148,10 @@ def test_worker_thread_pools_are_sized_before_tensorflow_starts(monkeypatch):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     cores = os.cpu_count() or 1
     assert out.stdout.split() == [str(max(1, cores // 2)), "1"], out.stderr[-1000:]
+
+
+def test_worker_processes_are_recycled_after_their_quota(registry, store):
+    jobs = [make_job(registry, task="digits", backbone="small_cnn", strategy="scratch", seed=s, **FAST) for s in range(3)]
+    assert run_jobs(jobs, store, workers=1, jobs_per_worker=2) == {"succeeded": 3}
+    workers = store.runs_frame()["worker"]
+    assert workers.nunique() == 2  # a fresh process (new pid) took the third job
