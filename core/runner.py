@@ -253,7 +253,6 @@ class Runner:
         self.log_epoch = log_epoch
         self.weights_file = weights_file
         self.report_progress = report_progress
-        self.job_xla = False
 
     # --------------------------------------------------------------------------- building
     def build_base(self, backbone: BackboneSpec, job: JobSpec) -> tuple[Any, str | None]:
@@ -286,7 +285,6 @@ class Runner:
         import keras
 
         t_start = time.perf_counter()
-        self.job_xla = job.xla
         # Mixed precision: float16 compute with float32 variables (a GPU option); the head's softmax
         # stays float32 for stable losses. The global policy is restored when the run ends.
         previous_policy = keras.mixed_precision.global_policy().name
@@ -393,7 +391,8 @@ class Runner:
             confusion=confusion_matrix(y_test, pred, labels=list(range(num_classes))).tolist(),
         )
 
-    def _fit_phase(self, model, phase_name, train_ds, val_ds, epochs, offset, lr, class_weight, steps, label):
+    def _fit_phase(self, model, phase_name, train_ds, val_ds, epochs, offset, lr, class_weight, steps, label,
+                   xla=False):
         """Compile and fit one phase; returns seconds spent. Raises NaNLossError on a non-finite loss."""
         import keras
 
@@ -401,7 +400,7 @@ class Runner:
 
         # XLA stays off unless asked for: on CPU it made MobileNetV2 5-14x slower here.
         model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                      jit_compile=bool(self.job_xla))
+                      jit_compile=bool(xla))
         guard = _nan_guard()
         epoch_log = _EpochLog(self.log_epoch, phase_name, offset)
         bar = keras_bar_callback(f"{label} · {phase_name}", steps * epochs, "batch")
@@ -443,7 +442,7 @@ class Runner:
             before = snapshot(model)
             expected = expected_to_change(model, strategy.batchnorm)
             seconds += self._fit_phase(model, phase.name, train_ds, val_ds, epochs, offset, lr, class_weight,
-                                       steps, job.label())
+                                       steps, job.label(), job.xla)
             changed = verify_phase(model, before, expected, phase.name)
             images += len(train_idx) * epochs
             offset += epochs
@@ -478,7 +477,7 @@ class Runner:
         before = snapshot(head)
         expected = expected_to_change(head, "inference")
         seconds = self._fit_phase(head, phase.name, train_ds, val_ds, job.epochs, 0, job.learning_rate,
-                                  class_weight, math.ceil(len(y_train) / job.batch_size), job.label())
+                                  class_weight, math.ceil(len(y_train) / job.batch_size), job.label(), job.xla)
         changed = verify_phase(head, before, expected, phase.name)
         head_params = count_params(head.trainable_weights)
         base_params = count_params(model_weights(base))
