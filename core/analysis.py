@@ -40,46 +40,115 @@ def _weights_label(row: pd.Series) -> str:
     return "random init" if weights == "none" else weights
 
 
+_NOT_CONFIG = ("seed", "depends_on", "weights_sha256", "examples_per_class")
+
+
+def config_keys(runs: pd.DataFrame) -> pd.Series:
+    """A key per run that is equal exactly for runs differing only by seed (and training-set size).
+
+    Built from each run's spec without its seed and size; a transfer run's per-seed pretrain weights
+    (``run:<id>``) count as its source.
+    """
+    import hashlib
+    import json
+
+    def key(spec: dict) -> str:
+        for name in _NOT_CONFIG:
+            spec.pop(name, None)
+        if spec.get("source"):
+            spec.pop("weights", None)
+        return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+    if "spec_json" in runs:
+        specs = [json.loads(s) if isinstance(s, str) else {} for s in runs["spec_json"]]
+    else:  # frames built without specs (hand-made tables): the identifying columns stand in
+        present = [c for c in ("task", "backbone", "weights", "strategy", "source", "fraction", "input_size", "kind")
+                   if c in runs]
+        specs = [{c: (None if pd.isna(v) else v) for c, v in zip(present, row)} for row in runs[present].itertuples(
+            index=False)]
+    return pd.Series([key(spec) for spec in specs], index=runs.index, dtype=object)
+
+
+def run_labels(runs: pd.DataFrame) -> pd.Series:
+    """``backbone · starting point · strategy`` per run; where runs with that label differ in other
+    settings, the settings that tell them apart are appended (e.g. ``· epochs=20``)."""
+    import json
+
+    if runs.empty:
+        return pd.Series([], index=runs.index, dtype=object)
+    base = runs.apply(lambda r: f"{r['backbone']} · {_weights_label(r)} · {r['strategy']}", axis=1)
+    keys = config_keys(runs)
+    labels = base.copy()
+    for text in base.unique():
+        members = base[base == text].index
+        if keys[members].nunique() <= 1:
+            continue
+        specs = {i: json.loads(runs.at[i, "spec_json"]) if "spec_json" in runs else {} for i in members}
+        fields = sorted({f for spec in specs.values() for f in spec} - set(_NOT_CONFIG) - {"weights", "depends_on"})
+        differing = [f for f in fields if len({json.dumps(specs[i].get(f)) for i in members}) > 1]
+        for i in members:
+            labels[i] = text + " · " + ", ".join(f"{f}={specs[i].get(f)}" for f in differing)
+    return labels
+
+
 def summarize(runs: pd.DataFrame, metric: str = "test_accuracy") -> pd.DataFrame:
     """Mean, 95 % CI and seed count per configuration and size, with the gain over scratch.
 
-    Only succeeded training runs count (pretrain jobs are inputs, not results). The gain compares each
-    configuration with the ``scratch`` runs of the same task, backbone-independent, at the same size;
-    its CI is Welch's.
+    Only succeeded training runs count (pretrain jobs are inputs, not results); runs are grouped only
+    when they differ by seed alone. The gain compares a configuration with the ``scratch`` runs of the
+    same task and size: those of the same backbone when there are, else the only scratch configuration
+    there is; with several and none matching, the gain is left empty rather than guessed. Its CI is
+    Welch's; ``scratch_label`` and ``scratch_n`` name the reference used.
     """
     columns = ["task", "backbone", "weights", "strategy", "source", "examples_per_class", "n", "mean", "ci95",
-               "gain_vs_scratch", "gain_ci95", "label"]
+               "gain_vs_scratch", "gain_ci95", "label", "scratch_label", "scratch_n", "config"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
     ok = runs[(runs["status"] == "succeeded") & (runs["kind"] == "train")].copy()
     if ok.empty:
         return pd.DataFrame(columns=columns)
+    ok["label"] = run_labels(ok)
+    ok["config"] = config_keys(ok)
     ok["source"] = ok["source"].fillna("")
     # Transfer runs start from a per-seed pretrain run (weights "run:<id>"); they group by their source.
     ok.loc[ok["source"] != "", "weights"] = "pretrained"
     ok["examples_per_class"] = ok["examples_per_class"].fillna(-1).astype(int)
     rows = []
-    for key, group in ok.groupby(GROUP, dropna=False, sort=True):
+    for key, group in ok.groupby([*GROUP, "config"], dropna=False, sort=True):
         values = group[metric].to_numpy(dtype=float)
-        rows.append(dict(zip(GROUP, key), n=len(values), mean=float(values.mean()), ci95=t_ci95(values),
-                         _values=values))
+        rows.append(dict(zip([*GROUP, "config"], key), n=len(values), mean=float(values.mean()),
+                         ci95=t_ci95(values), label=group["label"].iloc[0], _values=values))
     table = pd.DataFrame(rows)
-    gains, gain_cis = [], []
+    gains, gain_cis, ref_labels, ref_ns = [], [], [], []
     for _, row in table.iterrows():
-        scratch = table[(table["task"] == row["task"]) & (table["strategy"] == "scratch")
-                        & (table["examples_per_class"] == row["examples_per_class"])]
-        if scratch.empty or row["strategy"] == "scratch":
-            gains.append(float("nan") if scratch.empty else 0.0)
+        ref = _scratch_reference(table, row)
+        if ref is None or row["strategy"] == "scratch":
+            gains.append(0.0 if row["strategy"] == "scratch" else float("nan"))
             gain_cis.append(float("nan"))
+            ref_labels.append(None)
+            ref_ns.append(np.nan)
             continue
-        ref = scratch.iloc[0]
         gains.append(row["mean"] - ref["mean"])
         gain_cis.append(_welch_ci95(row["_values"], ref["_values"]))
+        ref_labels.append(ref["label"])
+        ref_ns.append(ref["n"])
     table["gain_vs_scratch"] = gains
     table["gain_ci95"] = gain_cis
-    table["label"] = table.apply(lambda r: f"{r['backbone']} · {_weights_label(r)} · {r['strategy']}", axis=1)
+    table["scratch_label"] = ref_labels
+    table["scratch_n"] = ref_ns
     table["examples_per_class"] = table["examples_per_class"].replace(-1, np.nan)
     return table.drop(columns="_values")[columns]
+
+
+def _scratch_reference(table: pd.DataFrame, row: pd.Series) -> pd.Series | None:
+    scratch = table[(table["task"] == row["task"]) & (table["strategy"] == "scratch")
+                    & (table["examples_per_class"] == row["examples_per_class"])]
+    same_backbone = scratch[scratch["backbone"] == row["backbone"]]
+    if len(same_backbone) == 1:
+        return same_backbone.iloc[0]
+    if len(scratch) == 1:
+        return scratch.iloc[0]
+    return None  # none, or several and none clearly the baseline: no gain rather than a wrong one
 
 
 def format_summary(table: pd.DataFrame) -> str:

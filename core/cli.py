@@ -23,6 +23,7 @@ def _csv_list(text: str | None, cast=str) -> list[Any] | None:
 
 
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    rows = [{k: ("-" if v is None else v) for k, v in r.items()} for r in rows]
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns}
     line = "  ".join(c.ljust(widths[c]) for c in columns)
     out = [line, "  ".join("-" * widths[c] for c in columns)]
@@ -95,7 +96,9 @@ def backbone_table(registry, names: list[str] | None = None, fine_tune_layers: i
 
 
 def cmd_backbones(args) -> int:
-    from transferlab.progress import bar
+    from transferlab.progress import bar, import_tensorflow_quietly
+
+    import_tensorflow_quietly()
 
     reg = _registry()
     names = _csv_list(args.only)

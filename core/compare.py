@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from transferlab.analysis import _weights_label, summarize, t_ci95
+from transferlab.analysis import _weights_label, run_labels, summarize, t_ci95
 from transferlab.errors import UserError
 
 CURVE_COLUMNS = ["group", "task", "label", "examples_per_class", "epoch", "split", "mean", "low", "high", "n_seeds"]
@@ -92,7 +92,7 @@ def curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accuracy", b
     meta = pd.DataFrame({
         "run_id": chosen["run_id"],
         "task": chosen["task"].astype(str),
-        "label": config_label(chosen),
+        "label": run_labels(chosen),
         "kind": chosen["kind"],
         "size_key": _size_key(chosen["examples_per_class"]),
     })
@@ -180,13 +180,6 @@ def _pair_crossovers(task: Any, first: str, second: str, pair: pd.DataFrame) -> 
 
 # ---------------------------------------------------------------------------------------- gains
 
-def _scratch_reference(summary: pd.DataFrame) -> pd.DataFrame:
-    """The scratch row summarize compares with, per task and size (the first one, as summarize takes)."""
-    scratch = summary[summary["strategy"] == "scratch"].copy()
-    scratch["size_key"] = _size_key(scratch["examples_per_class"])
-    return scratch.drop_duplicates(["task", "size_key"], keep="first")
-
-
 def negative_transfer(summary: pd.DataFrame) -> pd.DataFrame:
     """Gain over scratch per task, starting point (label) and size, with significance flags.
 
@@ -198,12 +191,9 @@ def negative_transfer(summary: pd.DataFrame) -> pd.DataFrame:
     empty = pd.DataFrame(columns=NEGATIVE_COLUMNS)
     if summary.empty:
         return empty
-    scratch = _scratch_reference(summary)
     table = summary[(summary["strategy"] != "scratch")].copy()
-    table["size_key"] = _size_key(table["examples_per_class"])
-    table = table.merge(scratch[["task", "size_key", "n"]].rename(columns={"n": "n_scratch"}),
-                        on=["task", "size_key"], how="inner")
-    table = table[np.isfinite(table["gain_vs_scratch"].astype(float))]
+    table["n_scratch"] = pd.to_numeric(table["scratch_n"], errors="coerce")
+    table = table[np.isfinite(table["gain_vs_scratch"].astype(float)) & table["n_scratch"].notna()]
     if table.empty:
         return empty
     gain = table["gain_vs_scratch"].astype(float)
@@ -228,20 +218,25 @@ def gain_per_run(runs: pd.DataFrame) -> pd.DataFrame:
     ok = _succeeded_train(runs)
     if ok.empty:
         return empty
-    scratch = _scratch_reference(summarize(ok))
-    if scratch.empty:
+    summary = summarize(ok)
+    summary = summary[summary["gain_vs_scratch"].notna() & (summary["strategy"] != "scratch")]
+    if summary.empty:
         return empty
+    # the scratch mean each configuration was compared with, per task, label and size
+    summary = summary.assign(scratch_mean=summary["mean"] - summary["gain_vs_scratch"],
+                             size_key=_size_key(summary["examples_per_class"]))
     chosen = ok[ok["strategy"] != "scratch"]
     if chosen.empty:
         return empty
     frame = pd.DataFrame({
-        "run_id": chosen["run_id"], "task": chosen["task"], "label": config_label(chosen),
+        "run_id": chosen["run_id"], "task": chosen["task"], "label": run_labels(ok).loc[chosen.index],
         "examples_per_class": pd.to_numeric(chosen["examples_per_class"], errors="coerce").astype(float),
         "seed": chosen["seed"], "test_accuracy": pd.to_numeric(chosen["test_accuracy"], errors="coerce"),
         "transferability": pd.to_numeric(chosen["transferability"], errors="coerce").astype(float),
         "size_key": _size_key(chosen["examples_per_class"]),
     })
-    frame = frame.merge(scratch[["task", "size_key", "mean"]], on=["task", "size_key"], how="inner")
+    frame = frame.merge(summary[["task", "label", "size_key", "scratch_mean"]], on=["task", "label", "size_key"],
+                        how="inner").rename(columns={"scratch_mean": "mean"})
     if frame.empty:
         return empty
     frame["gain"] = frame["test_accuracy"] - frame["mean"]

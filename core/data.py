@@ -71,11 +71,11 @@ def load_task_data(registry: Any, task_name: str) -> TaskData:
 
 
 def check_jobs_fit_data(registry: Any, jobs: list[Any]) -> None:
-    """Fail before anything is stored when a job asks for more examples per class than its task has."""
+    """Fail before anything is stored when a task's data cannot be loaded, or a job asks for more
+    examples per class than its task has."""
     needed: dict[str, int] = {}
-    for job in jobs:
-        if job.examples_per_class:
-            needed[job.task] = max(needed.get(job.task, 0), job.examples_per_class)
+    for job in jobs:  # every task a job reads, sources included, so missing data is caught here
+        needed[job.task] = max(needed.get(job.task, 0), job.examples_per_class or 0)
     for task_name, most in needed.items():
         data = load_task_data(registry, task_name)
         splits = make_splits(data)

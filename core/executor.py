@@ -143,6 +143,7 @@ def _run_worker_processes(store: Store, ids: list[str], workers: int, jobs_per_w
         if proc.exitcode != 0:  # killed or crashed: its run cannot finish
             store.interrupt_worker(f"{worker_name(slot).rsplit(':', 2)[0]}:{proc.pid}:{slot}")
 
+    failed_starts = 0
     for slot in range(workers):
         start(slot)
     try:
@@ -153,6 +154,15 @@ def _run_worker_processes(store: Store, ids: list[str], workers: int, jobs_per_w
                     continue
                 del procs[slot]
                 reap(slot, proc)
+                # A worker that keeps dying (TensorFlow missing or crashing on import, say) must not
+                # be restarted forever: three failures in a row end the sweep with a message.
+                failed_starts = failed_starts + 1 if proc.exitcode != 0 else 0
+                if failed_starts >= 3:
+                    for other in procs.values():
+                        other.terminate()
+                    raise TransferlabError(
+                        "Worker processes keep failing (exit code %s); see their output above. Check that the "
+                        "training dependencies are installed: pip install 'transferlab[train]'." % proc.exitcode)
                 queued = store.runs_frame(run_id=ids, status="queued")
                 if not queued.empty:
                     start(slot)

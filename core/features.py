@@ -20,12 +20,18 @@ FEATURE_CACHE_VERSION = 1
 
 
 def feature_key(backbone_name: str, weights: str, weights_sha256: str | None, task: str, data: TaskData,
-                indices: np.ndarray, input_size: int, preprocessing: str) -> str:
-    """The content key of one feature matrix."""
+                indices: np.ndarray, input_size: int, preprocessing: str, seed: int = 0,
+                mixed_precision: bool = False) -> str:
+    """The content key of one feature matrix.
+
+    A randomly initialised base differs per seed, so its features are keyed by the seed too; pretrained
+    bases are shared by every seed. Mixed precision computes different features, so it is part of the key.
+    """
     payload = dict(
         version=FEATURE_CACHE_VERSION, backbone=backbone_name, weights=weights, weights_sha256=weights_sha256,
         task=task, provenance=data.provenance, n_images=int(len(data.images)), indices=indices_hash(indices),
         input_size=int(input_size), preprocessing=preprocessing,
+        init_seed=int(seed) if weights == "none" else None, mixed_precision=bool(mixed_precision),
     )
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
@@ -68,7 +74,7 @@ def cached_features(base: Any, backbone: Any, job: Any, data: TaskData, indices:
     from transferlab.progress import keras_bar_callback
 
     key = feature_key(backbone.name, job.weights, job.weights_sha256, job.task, data, indices, job.input_size,
-                      backbone.preprocessing)
+                      backbone.preprocessing, job.seed, job.mixed_precision)
     hit = load_cached(key)
     if hit is not None and len(hit) == len(indices):
         return hit

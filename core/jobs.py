@@ -174,7 +174,14 @@ def make_job(registry: Registry, **fields: Any) -> JobSpec:
             "Use feature_extraction for augmentation with a frozen base."
         )
     clean = dict(fields)
-    clean.update(weights=weights, weights_sha256=sha, input_size=input_size, kind=kind)
+    # One type per field, so 1 and 1.0 (TOML, CLI) give the same job id.
+    for name in ("learning_rate", "fine_tune_learning_rate", "fraction"):
+        if clean.get(name) is not None:
+            clean[name] = float(clean[name])
+    for name in ("epochs", "fine_tune_epochs", "batch_size", "fine_tune_layers", "seed", "examples_per_class"):
+        if clean.get(name) is not None:
+            clean[name] = int(clean[name])
+    clean.update(weights=weights, weights_sha256=sha, input_size=int(input_size), kind=kind)
     clean["depends_on"] = tuple(fields.get("depends_on", ()))
     return JobSpec(**clean)
 
@@ -224,6 +231,9 @@ def expand_grid(registry: Registry, grid: dict[str, Any], options: dict[str, Any
     unknown = sorted(set(grid) - set(AXES))
     if unknown:
         raise UserError(f"Unknown sweep axis {unknown}. Valid axes: {list(AXES)}")
+    for axis, values in grid.items():
+        if values is not None and not isinstance(values, (list, tuple)):
+            raise UserError(f"Sweep axis {axis!r} must be a list, e.g. {axis} = [{values!r}]. Received: {axis}={values!r}")
     axes = {axis: list(grid.get(axis) or []) for axis in AXES}
     for axis in ("tasks", "backbones", "strategies"):
         if not axes[axis]:
@@ -236,11 +246,10 @@ def expand_grid(registry: Registry, grid: dict[str, Any], options: dict[str, Any
     pretrains: dict[str, JobSpec] = {}
     for task, backbone, weights, strategy, epc, seed, source in itertools.product(*(axes[a] for a in AXES)):
         fields = dict(options, task=task, backbone=backbone, strategy=strategy, examples_per_class=epc, seed=seed)
-        if source in (None, "none"):
+        if source in (None, "none") or registry.strategy(strategy).random_init:
+            # a random-init strategy has no use for a source: it runs as the plain job
             job = make_job(registry, weights=weights, **fields)
         else:
-            if registry.strategy(strategy).random_init:
-                continue  # scratch ignores any source; the plain scratch job covers it
             base = make_job(registry, **fields)
             pre = pretrain_job(registry, base, source, pretrain_epochs)
             pretrains[pre.job_id] = pre

@@ -32,19 +32,31 @@ class Launch:
     job_ids: list[str]
     created_at: float
     folder: str
+    pid_started: str | None = None
 
     @property
     def alive(self) -> bool:
-        """Whether the sweep process still runs."""
+        """Whether the sweep process still runs (the same process: a recycled pid does not count)."""
         try:
             os.kill(self.pid, 0)
         except (ProcessLookupError, PermissionError):
+            return False
+        if self.pid_started is not None and _process_start(self.pid) != self.pid_started:
             return False
         try:  # a finished child we started ourselves is a zombie until reaped
             done, _ = os.waitpid(self.pid, os.WNOHANG)
             return done == 0
         except ChildProcessError:
             return True
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of a process (field 22 of /proc/PID/stat), which tells a recycled pid apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]
 
 
 def _launch_root() -> Path:
@@ -87,7 +99,7 @@ def launch(jobs: list[JobSpec], workers: int = 1) -> Launch:
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
         )
     record = Launch(launch_id=launch_id, pid=proc.pid, job_ids=[j.job_id for j in jobs], created_at=time.time(),
-                    folder=str(folder))
+                    folder=str(folder), pid_started=_process_start(proc.pid))
     (folder / "launch.json").write_text(json.dumps(asdict(record)))
     return record
 
@@ -106,6 +118,8 @@ def launches() -> list[Launch]:
 def cancel(record: Launch, store: Any) -> int:
     """Stop a launch's process group and mark its unfinished runs interrupted. Returns how many."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
+        if not record.alive:  # never signal a process group that is no longer this launch's
+            break
         try:
             os.killpg(record.pid, sig)
         except (ProcessLookupError, PermissionError):

@@ -4,7 +4,9 @@ Each queued job becomes one Ray task that asks for ``cpus_per_job`` CPUs and ``g
 transfer job gets its pretrain job's task as an argument, so Ray starts it only after that task ended;
 the task then claims its run in the shared store, where a run whose dependency did not succeed is
 failed instead of claimed. Every node needs transferlab installed and must reach the store's URL
-(PostgreSQL on a real cluster; a SQLite file serves only the machine it is on).
+(PostgreSQL on a real cluster; a SQLite file serves only the machine it is on), and every node must see
+the same ``TRANSFERLAB_HOME`` (a shared filesystem): a pretrain job saves its weights there and the
+transfer job that reads them may run on another node.
 """
 from __future__ import annotations
 

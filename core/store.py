@@ -118,7 +118,7 @@ class Store:
         try:
             self.engine = sa.create_engine(engine_url, **kwargs)
         except Exception as exc:
-            raise StoreError(f"Cannot use store URL {self.url!r}: {exc}") from None
+            raise StoreError(f"Cannot use store URL {_safe_url(self.url)!r}: {exc}") from None
         if self.url.startswith("sqlite") and not read_only:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._init_schema()
@@ -137,12 +137,12 @@ class Store:
                 version = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
         except sa.exc.DatabaseError as exc:
             raise StoreError(
-                f"The store at {self.url} is not a transferlab database ({type(exc.orig).__name__}: {exc.orig}). "
+                f"The store at {_safe_url(self.url)} cannot be read as a transferlab database ({type(exc.orig).__name__}: {exc.orig}). "
                 "Point TRANSFERLAB_STORE or TRANSFERLAB_HOME somewhere else, or move that file away."
             ) from None
         if version is not None and int(version) > SCHEMA_VERSION:
             raise StoreError(
-                f"The store at {self.url} has schema version {version}, newer than this transferlab understands "
+                f"The store at {_safe_url(self.url)} has schema version {version}, newer than this transferlab understands "
                 f"({SCHEMA_VERSION}). Upgrade transferlab."
             )
 
@@ -159,8 +159,10 @@ class Store:
             for job in jobs:
                 row = conn.execute(sa.select(runs.c.status).where(runs.c.run_id == job.job_id)).first()
                 if row is None:
-                    conn.execute(runs.insert().values(**_job_columns(job), status="queued", created_at=now))
-                    counts["queued"] += 1
+                    # Another sweep may insert the same run between our read and this write: skip it then.
+                    inserted = conn.execute(_insert_ignoring_conflict(conn, dict(**_job_columns(job), status="queued",
+                                                                              created_at=now))).rowcount
+                    counts["queued" if inserted else "kept"] += 1
                 elif row.status in FINAL_KEEP or row.status in ("queued", "running"):
                     counts["kept"] += 1
                 else:
@@ -305,6 +307,25 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).mappings().first()
         return dict(row) if row else None
+
+
+def _insert_ignoring_conflict(conn, values: dict[str, Any]):
+    """INSERT of a run that does nothing when the run id already exists (SQLite and PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif conn.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        return runs.insert().values(**values)
+    return insert(runs).values(**values).on_conflict_do_nothing(index_elements=["run_id"])
+
+
+def _safe_url(url: str) -> str:
+    """The store URL without its password, for messages."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<store URL>"
 
 
 def _add_missing_columns(conn) -> None:

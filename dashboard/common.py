@@ -119,6 +119,13 @@ def public_message(exc: BaseException) -> str:
     return _PATHS.sub("<path>", str(exc))
 
 
+def public_weights(weights: str) -> str:
+    """A weights column value without local paths: ``file:/a/b/x.weights.h5`` becomes ``file:x.weights.h5``."""
+    if isinstance(weights, str) and weights.startswith("file:"):
+        return "file:" + weights.rsplit("/", 1)[-1]
+    return weights
+
+
 def guarded(render: Callable[[], Any]) -> None:
     """Run a page body; errors become one error box, never a traceback or a local path in read-only mode."""
     try:

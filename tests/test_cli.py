@@ -116,5 +116,6 @@ def test_sweep_dry_run_lists_jobs(capsys):
     assert main(["sweep", "--tasks", "digits", "--backbones", "small_cnn", "--strategies", "scratch,full_fine_tune",
                  "--examples-per-class", "5,10", "--seeds", "0,1", "--sources", "lfw_faces:shuffled", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert out.strip().endswith("6 jobs")  # 2 pretrains (one per seed) + 4 transfers; scratch ignores the source
+    # 2 pretrains (one per seed) + 4 transfers + 4 scratch runs (a random-init strategy runs without the source)
+    assert out.strip().endswith("10 jobs")
     assert out.count("pretrain ") == 2

@@ -111,7 +111,7 @@ def test_store_that_is_not_a_database(tl_home):
     tl_home.mkdir(parents=True, exist_ok=True)
     bogus = tl_home / "runs.sqlite"
     bogus.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="not a transferlab database"):
+    with pytest.raises(StoreError, match="cannot be read as a transferlab database"):
         Store()
 
 

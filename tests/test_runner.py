@@ -74,17 +74,29 @@ def test_nan_loss_raises(registry):
 def test_cached_features_are_reused_and_keyed_by_content(registry, tl_home):
     job = make_job(registry, strategy="frozen_features", **FAST)
     Runner(registry).run(job)
-    files = sorted((tl_home / "cache" / "features").glob("*.npy"))
+    folder = tl_home / "cache" / "features"
+    files = sorted(folder.glob("*.npy"))
     assert len(files) == 3  # train, val, test
     stamps = {f: f.stat().st_mtime_ns for f in files}
+    other_head = make_job(registry, strategy="frozen_features", learning_rate=3e-3, **FAST)
+    Runner(registry).run(other_head)
+    assert sorted(folder.glob("*.npy")) == files  # another head on the same features: all reused
+    assert all(f.stat().st_mtime_ns == stamps[f] for f in files)
     other_seed = make_job(registry, strategy="frozen_features", seed=1, **FAST)
     Runner(registry).run(other_seed)
-    files_after = sorted((tl_home / "cache" / "features").glob("*.npy"))
-    assert len(files_after) == 4  # only the new training subset was computed
-    assert all(f.stat().st_mtime_ns == stamps[f] for f in files)
+    assert len(sorted(folder.glob("*.npy"))) == 6  # a random-init base differs per seed: its own features
     bigger = make_job(registry, strategy="frozen_features", **dict(FAST, input_size=24))
     Runner(registry).run(bigger)
-    assert len(sorted((tl_home / "cache" / "features").glob("*.npy"))) == 7  # a new input size: all new
+    assert len(sorted(folder.glob("*.npy"))) == 9  # a new input size: all new
+
+
+def test_pretrained_features_are_shared_across_seeds(registry, tl_home):
+    common = dict(task="lfw_faces", backbone="efficientnet_lite0", weights="imagenet", strategy="frozen_features",
+                  examples_per_class=5, input_size=32, epochs=1)
+    Runner(registry).run(make_job(registry, **common))
+    Runner(registry).run(make_job(registry, seed=1, **common))
+    # val and test are shared; only the second seed's training subset is new
+    assert len(sorted((tl_home / "cache" / "features").glob("*.npy"))) == 4
 
 
 def test_altered_feature_cache_is_recomputed(registry, tl_home):

@@ -5,7 +5,8 @@ import io
 
 import streamlit as st
 
-from transferlab.dashboard.common import guarded, load_epochs, load_runs, no_runs_message, read_only, train_runs
+from transferlab.dashboard.common import (guarded, load_epochs, load_runs, no_runs_message, public_weights, read_only,
+                                          train_runs)
 from transferlab.dashboard.report import html_report
 from transferlab.store import CSV_COLUMNS
 
@@ -17,6 +18,9 @@ def render() -> None:
         no_runs_message()
         return
     table = runs.reindex(columns=CSV_COLUMNS)
+    if read_only():  # strangers get results, not error texts or this machine's file paths
+        table = table.drop(columns=["error"])
+        table["weights"] = table["weights"].map(public_weights)
     c1, c2, c3 = st.columns(3)
     c1.download_button("Runs as CSV", table.to_csv(index=False).encode(), "transferlab-runs.csv", "text/csv")
     parquet = io.BytesIO()

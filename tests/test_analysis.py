@@ -1,0 +1,48 @@
+"""Summaries: only seeds are pooled, and gains are measured against the right scratch baseline."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from transferlab.analysis import summarize
+
+
+def _run(i, backbone, strategy, acc, seed, epochs=10, size=5, weights="none"):
+    spec = dict(task="t", backbone=backbone, strategy=strategy, weights=weights, examples_per_class=size,
+                seed=seed, epochs=epochs)
+    return dict(run_id=f"r{i}", kind="train", status="succeeded", task="t", backbone=backbone, weights=weights,
+                strategy=strategy, source=np.nan, examples_per_class=float(size), seed=seed, test_accuracy=acc,
+                spec_json=json.dumps(spec))
+
+
+def test_gain_uses_the_scratch_runs_of_the_same_backbone():
+    runs = pd.DataFrame([
+        _run(0, "small", "scratch", 0.50, 0), _run(1, "small", "scratch", 0.52, 1),
+        _run(2, "big", "scratch", 0.20, 0), _run(3, "big", "scratch", 0.22, 1),
+        _run(4, "small", "full_fine_tune", 0.61, 0, weights="imagenet"),
+        _run(5, "small", "full_fine_tune", 0.63, 1, weights="imagenet"),
+    ])
+    row = summarize(runs).set_index(["backbone", "strategy"]).loc[("small", "full_fine_tune")]
+    assert abs(row["gain_vs_scratch"] - 0.11) < 1e-9
+    assert row["scratch_label"] == "small · random init · scratch" and row["scratch_n"] == 2
+
+
+def test_ambiguous_scratch_baseline_gives_no_gain():
+    runs = pd.DataFrame([
+        _run(0, "a", "scratch", 0.5, 0), _run(1, "b", "scratch", 0.2, 0),
+        _run(2, "c", "feature_extraction", 0.6, 0, weights="imagenet"),
+    ])
+    row = summarize(runs).set_index("backbone").loc["c"]
+    assert np.isnan(row["gain_vs_scratch"]) and row["scratch_label"] is None
+
+
+def test_runs_with_other_settings_are_not_pooled_as_seeds():
+    runs = pd.DataFrame([
+        _run(0, "small", "scratch", 0.5, 0, epochs=10), _run(1, "small", "scratch", 0.7, 1, epochs=10),
+        _run(2, "small", "scratch", 0.9, 0, epochs=30),
+    ])
+    table = summarize(runs)
+    assert sorted(table["n"]) == [1, 2]
+    assert set(table["label"]) == {"small · random init · scratch · epochs=10", "small · random init · scratch · epochs=30"}
