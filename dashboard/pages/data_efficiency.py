@@ -26,7 +26,7 @@ def render() -> None:
         st.plotly_chart(gain_chart(summary), width="stretch")
         st.caption("Gain over training from scratch at the same size (Welch 95 % CI). Below zero: the starting "
                    "point hurts.")
-    st.dataframe(summary.drop(columns=["label"]), hide_index=True, width="stretch",
+    st.dataframe(summary.drop(columns=["label", "config"]), hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="%.3f")
                                 for c in ("mean", "ci95", "gain_vs_scratch", "gain_ci95")})
 

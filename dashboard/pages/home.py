@@ -44,7 +44,7 @@ def render() -> None:
             st.subheader("Embedded demo")
             st.markdown("Animal-MNIST at 5, 20 and 100 labelled examples per class, 3 seeds: small CNN from scratch, "
                         "EfficientNet-Lite0 ImageNet frozen and head-then-fine-tune, and a corrupted-source control. "
-                        "About 15 minutes on 2 CPU cores, offline; finished runs are reused.")
+                        "About 13 minutes on 2 CPU cores, offline; finished runs are reused.")
             if st.button("Run the demo sweep", type="primary"):
                 from transferlab.demo import demo_jobs
                 from transferlab.launch import launch
