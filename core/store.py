@@ -21,6 +21,8 @@ from transferlab.jobs import JobSpec
 SCHEMA_VERSION = 1
 STATUSES = ("queued", "running", "succeeded", "failed", "nan", "interrupted")
 FINAL_KEEP = ("succeeded", "nan")  # never redone when a sweep is submitted again
+#: a running run whose heartbeat is older than this (seconds) is taken as interrupted;
+#: ``TRANSFERLAB_HEARTBEAT_TIMEOUT`` overrides it (workers beat every 10 s)
 HEARTBEAT_TIMEOUT_S = 90.0
 
 metadata = sa.MetaData()
@@ -251,8 +253,10 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(query.values(**values))
 
-    def mark_stale(self, timeout_s: float = HEARTBEAT_TIMEOUT_S, worker_prefix: str | None = None) -> int:
+    def mark_stale(self, timeout_s: float | None = None, worker_prefix: str | None = None) -> int:
         """Running runs whose heartbeat stopped become ``interrupted``. Returns how many."""
+        if timeout_s is None:
+            timeout_s = float(os.environ.get("TRANSFERLAB_HEARTBEAT_TIMEOUT", HEARTBEAT_TIMEOUT_S))
         cutoff = time.time() - timeout_s
         query = runs.update().where(runs.c.status == "running", runs.c.heartbeat_at < cutoff)
         if worker_prefix:

@@ -1,0 +1,83 @@
+"""Fault injection: kill -9 a worker, or the whole sweep, in the middle of runs. Nothing finished is
+lost, the store stays intact, killed runs become ``interrupted``, and resuming finishes them without
+redoing finished runs."""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from transferlab.jobs import make_job
+from transferlab.launch import write_jobs_file
+from transferlab.store import Store
+
+JOB = dict(task="digits", backbone="small_cnn", strategy="scratch", examples_per_class=20, input_size=16, batch_size=8)
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def _sweep(jobs_file, env) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "transferlab.cli", "sweep", "--jobs", str(jobs_file), "--workers",
+                             "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+
+
+def _wait_running(store: Store, timeout: float = 120.0) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        frame = store.runs_frame(status="running")
+        if not frame.empty:
+            return frame["run_id"].iloc[0]
+        time.sleep(0.2)
+    raise AssertionError("no run started")
+
+
+def _integrity(store: Store) -> str:
+    with sqlite3.connect(store.url.removeprefix("sqlite:///")) as conn:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+@pytest.mark.parametrize("target", ["worker", "whole sweep"])
+def test_kill_9_loses_nothing_and_resume_finishes(registry, tl_home, tmp_path, target, monkeypatch):
+    monkeypatch.setenv("TRANSFERLAB_HEARTBEAT_TIMEOUT", "2")
+    jobs = [make_job(registry, epochs=3 + seed, seed=seed, **JOB) for seed in range(3)]
+    jobs_file = tmp_path / "jobs.json"
+    write_jobs_file(jobs, jobs_file)
+    env = dict(os.environ, TRANSFERLAB_HOME=str(tl_home), TRANSFERLAB_QUIET="1", TRANSFERLAB_HEARTBEAT_TIMEOUT="2")
+    store = Store()
+    sweep = _sweep(jobs_file, env)
+    try:
+        _wait_running(store)
+        time.sleep(random.Random(target).uniform(0.5, 3.0))  # somewhere in loading, training or a store write
+        if target == "worker":
+            for child in _children(sweep.pid):
+                os.kill(child, signal.SIGKILL)
+            sweep.wait(timeout=300)  # the sweep notices, marks the run interrupted and carries on
+        else:
+            os.killpg(sweep.pid, signal.SIGKILL)
+            sweep.wait(timeout=30)
+    finally:
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+    assert _integrity(store) == "ok"
+    time.sleep(2.5)  # past the heartbeat timeout: a sweep killed whole left its run 'running'
+    store.mark_stale()
+    after_kill = store.runs_frame().set_index("run_id")
+    assert "interrupted" in set(after_kill["status"])
+    assert "running" not in set(after_kill["status"])
+    finished_before = after_kill[after_kill["status"] == "succeeded"]["finished_at"].to_dict()
+
+    resume = _sweep(jobs_file, env)
+    assert resume.wait(timeout=300) == 0
+    final = store.runs_frame().set_index("run_id")
+    assert set(final["status"]) == {"succeeded"}
+    assert {k: final.at[k, "finished_at"] for k in finished_before} == finished_before  # nothing redone
+    assert _integrity(store) == "ok"
