@@ -115,3 +115,31 @@ def test_pretrained_runs_record_the_weights_sha256(registry):
     result = Runner(registry).run(job)
     assert result.manifest["weights_sha256"] == LITE0_SHA256
     assert result.phases[0]["frozen_params"] == result.total_params - result.phases[0]["trainable_params"]
+
+
+@pytest.mark.parametrize("name", sorted(REG.backbones))
+def test_built_in_backbones_have_no_lambda_layers(name):
+    """A Lambda layer carries Python code in a saved model; built-ins never use one."""
+    import keras
+
+    spec = REG.backbones[name]
+    size = spec.min_input_size
+    model = spec.build((size, size, 3), None)
+
+    def layers(m):
+        for layer in m.layers:
+            yield layer
+            if hasattr(layer, "layers"):
+                yield from layers(layer)
+
+    assert not [layer.name for layer in layers(model) if isinstance(layer, keras.layers.Lambda)]
+    keras.backend.clear_session()
+
+
+def test_keras_load_model_is_never_called_on_files():
+    """Weights only: the architecture is always rebuilt from the registered backbone."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sources = [p for folder in ("core", "plugins", "dashboard") for p in (root / folder).rglob("*.py")]
+    assert sources and not [p.name for p in sources if "load_model(" in p.read_text()]
