@@ -69,6 +69,18 @@ def config_keys(runs: pd.DataFrame) -> pd.Series:
     return pd.Series([key(spec) for spec in specs], index=runs.index, dtype=object)
 
 
+def config_label(row_or_frame: pd.Series | pd.DataFrame) -> str | pd.Series:
+    """The configuration label of a run row, or a Series of labels for a runs frame:
+    ``backbone · starting point · strategy``, where the starting point is ``pretrained on <source>`` for a
+    transfer run, ``random init`` for ``weights='none'``, else the weights name."""
+    if isinstance(row_or_frame, pd.DataFrame):
+        if row_or_frame.empty:
+            return pd.Series([], index=row_or_frame.index, dtype=object)
+        return row_or_frame.apply(config_label, axis=1)
+    row = row_or_frame
+    return f"{row.get('backbone')} · {_weights_label(row)} · {row.get('strategy')}"
+
+
 def run_labels(runs: pd.DataFrame) -> pd.Series:
     """``backbone · starting point · strategy`` per run; where runs with that label differ in other
     settings, the settings that tell them apart are appended (e.g. ``· epochs=20``)."""
@@ -76,7 +88,7 @@ def run_labels(runs: pd.DataFrame) -> pd.Series:
 
     if runs.empty:
         return pd.Series([], index=runs.index, dtype=object)
-    base = runs.apply(lambda r: f"{r['backbone']} · {_weights_label(r)} · {r['strategy']}", axis=1)
+    base = config_label(runs)
     keys = config_keys(runs)
     labels = base.copy()
     for text in base.unique():

@@ -14,8 +14,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from transferlab.analysis import _weights_label, run_labels, summarize, t_ci95
+from transferlab.analysis import config_label, run_labels, summarize, t_ci95
 from transferlab.errors import UserError
+
+__all__ = ["config_label", "crossovers", "curves", "freeze_checks", "gain_per_run", "negative_transfer",
+           "parameter_table"]
 
 CURVE_COLUMNS = ["group", "task", "label", "examples_per_class", "epoch", "split", "mean", "low", "high", "n_seeds"]
 CROSSOVER_COLUMNS = ["task", "leader_before", "leader_after", "between_low", "between_high", "x", "y"]
@@ -27,21 +30,6 @@ PARAMETER_COLUMNS = ["backbone", "strategy", "trainable_params", "total_params",
 
 CURVE_STATUSES = ("succeeded", "running")
 _SIZE_NONE = -1  # stands for "all examples" (NaN) where pandas needs a comparable key
-
-
-def config_label(row_or_frame: pd.Series | pd.DataFrame) -> str | pd.Series:
-    """The configuration label of a run row, or a Series of labels for a runs frame.
-
-    Same text as the ``label`` column of :func:`~transferlab.analysis.summarize`, so runs and summary rows
-    join on it: ``backbone · starting point · strategy``, where the starting point is ``pretrained on
-    <source>`` for a transfer run, ``random init`` for ``weights='none'``, else the weights name.
-    """
-    if isinstance(row_or_frame, pd.DataFrame):
-        if row_or_frame.empty:
-            return pd.Series([], index=row_or_frame.index, dtype=object)
-        return row_or_frame.apply(config_label, axis=1)
-    row = row_or_frame
-    return f"{row.get('backbone')} · {_weights_label(row)} · {row.get('strategy')}"
 
 
 def _succeeded_train(runs: pd.DataFrame) -> pd.DataFrame:

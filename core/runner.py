@@ -402,9 +402,10 @@ class Runner:
         model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                       jit_compile=bool(xla))
         guard = _nan_guard()
-        epoch_log = _EpochLog(self.log_epoch, phase_name, offset)
         bar = keras_bar_callback(f"{label} · {phase_name}", steps * epochs, "batch")
-        callbacks = [guard, epoch_log.callback(), bar]
+        callbacks = [guard, bar]
+        if self.log_epoch is not None:
+            callbacks.append(_epoch_log_callback(self.log_epoch, phase_name))
         if self.report_progress is not None:
             callbacks.append(_progress_callback(self.report_progress, phase_name, offset, epochs, steps))
         t0 = time.perf_counter()
@@ -492,27 +493,19 @@ class Runner:
         return probs, phases, _Both, len(y_train) * job.epochs, seconds
 
 
-class _EpochLog:
-    """Forwards each epoch's metrics to the store, numbering epochs across phases."""
+def _epoch_log_callback(log_epoch: EpochLogger, phase: str):
+    """A Keras callback that forwards each epoch's metrics (epochs numbered across phases) and duration."""
+    import keras
 
-    def __init__(self, log_epoch: EpochLogger | None, phase: str, offset: int):
-        self.log_epoch, self.phase, self.offset = log_epoch, phase, offset
+    class _EpochLog(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
 
-    def callback(self):
-        import keras
+        def on_epoch_end(self, epoch, logs=None):
+            metrics = {k: float(v) for k, v in (logs or {}).items()}
+            log_epoch(epoch + 1, phase, metrics, time.perf_counter() - self.t0)
 
-        outer = self
-
-        class _Callback(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                self.t0 = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                if outer.log_epoch is not None:
-                    metrics = {k: float(v) for k, v in (logs or {}).items()}
-                    outer.log_epoch(epoch + 1, outer.phase, metrics, time.perf_counter() - self.t0)
-
-        return _Callback()
+    return _EpochLog()
 
 
 def _progress_callback(report: Callable[[dict[str, Any]], None], phase: str, offset: int, epochs: int, steps: int,
