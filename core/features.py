@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from transferlab.data import TaskData, indices_hash, make_image_dataset
+from transferlab.data import TaskData, indices_hash, make_dataset
 
 FEATURE_CACHE_VERSION = 1
 
@@ -29,7 +29,7 @@ def feature_key(backbone_name: str, weights: str, weights_sha256: str | None, ta
     """
     payload = dict(
         version=FEATURE_CACHE_VERSION, backbone=backbone_name, weights=weights, weights_sha256=weights_sha256,
-        task=task, provenance=data.provenance, n_images=int(len(data.images)), indices=indices_hash(indices),
+        task=task, provenance=data.provenance, n_images=int(len(data)), indices=indices_hash(indices),
         input_size=int(input_size), preprocessing=preprocessing,
         init_seed=int(seed) if weights == "none" else None, mixed_precision=bool(mixed_precision),
     )
@@ -70,7 +70,7 @@ def store_cached(key: str, features: np.ndarray) -> None:
 
 
 def cached_features(base: Any, backbone: Any, job: Any, data: TaskData, indices: np.ndarray, split: str) -> np.ndarray:
-    """Features of ``data.images[indices]`` through the frozen ``base``, from the cache when possible."""
+    """Features of the examples at ``indices`` through the frozen ``base``, from the cache when possible."""
     from transferlab.progress import keras_bar_callback
 
     key = feature_key(backbone.name, job.weights, job.weights_sha256, job.task, data, indices, job.input_size,
@@ -78,7 +78,7 @@ def cached_features(base: Any, backbone: Any, job: Any, data: TaskData, indices:
     hit = load_cached(key)
     if hit is not None and len(hit) == len(indices):
         return hit
-    ds = make_image_dataset(data.images[indices], data.labels[indices], job.input_size, backbone.preprocess, 64)
+    ds = make_dataset(data, indices, data.labels[indices], backbone, job.input_size, 64)
     bar = keras_bar_callback(f"features {backbone.name} · {split}", math.ceil(len(indices) / 64), "batch")
     features = base.predict(ds.map(lambda x, y: x), verbose=0, callbacks=[bar]).astype(np.float32)
     store_cached(key, features)

@@ -139,6 +139,31 @@ def make_job(registry: Registry, **fields: Any) -> JobSpec:
     strategy = registry.strategy(fields["strategy"])
     if task.stub:
         raise UserError(f"Task {task.name!r} is a stub and cannot run: {task.description}")
+    if backbone.modality != task.modality:
+        fitting = sorted(b.name for b in registry.backbones.values() if b.modality == task.modality)
+        raise UserError(
+            f"Task {task.name!r} takes {task.modality} and backbone {backbone.name!r} reads {backbone.modality}. "
+            f"Backbones for {task.modality}: {', '.join(fitting) or '(none registered)'}."
+        )
+    # The task's defaults fill what the user left unset (e.g. a sequence length, a cap on examples).
+    for name, value in task.job_defaults.items():
+        if name not in _FIELDS:
+            raise UserError(f"Task {task.name!r} sets an unknown job default {name!r}. Valid options: {sorted(_FIELDS)}")
+        if fields.get(name) is None and not (name in ("examples_per_class", "fraction")
+                                             and (fields.get("examples_per_class") or fields.get("fraction"))):
+            fields = {**fields, name: value}
+    head = task.task_head
+    if strategy.cached_features and not head.supports_cached_features:
+        raise UserError(
+            f"Strategy {strategy.name!r} trains on cached pooled features, which task {task.name!r} ({head.kind}) "
+            "cannot use. Use feature_extraction for a frozen backbone."
+        )
+    if fields.get("augment") and not head.supports_augment:
+        raise UserError(f"Task {task.name!r} ({head.kind}) does not support augment; leave it off.")
+    if fields.get("class_weight", "none") != "none" and not head.supports_class_weight:
+        raise UserError(f"Task {task.name!r} ({head.kind}) does not support class weights; use class_weight='none'.")
+    if fields.get("augment") and task.modality != "image":
+        raise UserError(f"Task {task.name!r} takes {task.modality}; augment applies to images only.")
     kind = fields.get("kind", "train")
     if kind not in KINDS:
         raise UserError(f"kind must be one of {KINDS}. Received: kind={kind!r}")
@@ -152,8 +177,9 @@ def make_job(registry: Registry, **fields: Any) -> JobSpec:
     input_size = fields.get("input_size") or backbone.default_input_size
     _positive_int("input_size", input_size)
     if input_size < backbone.min_input_size:
+        unit = "tokens" if backbone.modality == "text" else "px"
         raise UserError(
-            f"Backbone {backbone.name!r} needs inputs of at least {backbone.min_input_size} px. "
+            f"Backbone {backbone.name!r} needs inputs of at least {backbone.min_input_size} {unit}. "
             f"Received: input_size={input_size}. Use --input-size {backbone.min_input_size} or more."
         )
     for name in ("epochs", "fine_tune_epochs", "batch_size", "fine_tune_layers"):

@@ -28,6 +28,7 @@ DEFAULT_PLUGINS = (
     "transferlab.plugins.small_cnn",
     "transferlab.plugins.strategies",
     "transferlab.plugins.image_tasks",
+    "transferlab.plugins.text_sentiment",
 )
 
 _KIND = {"register_backbones": "backbone", "register_tasks": "task", "register_strategies": "strategy"}

