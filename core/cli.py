@@ -53,10 +53,10 @@ def cmd_plugins(args) -> int:
 
 def cmd_tasks(args) -> int:
     reg = _registry()
-    rows = [dict(name=t.name, classes=t.num_classes, offline="yes" if t.available() else "no",
+    rows = [dict(name=t.name, kind=t.kind, classes=t.num_classes or "from data", offline="yes" if t.available() else "no",
                  stub="STUB" if t.stub else "", plugin=reg.owner[("task", t.name)], description=t.description)
             for t in reg.tasks.values()]
-    print(_table(rows, ["name", "classes", "offline", "stub", "plugin", "description"]))
+    print(_table(rows, ["name", "kind", "classes", "offline", "stub", "plugin", "description"]))
     return 0
 
 
@@ -126,7 +126,9 @@ def _job_options(args) -> dict[str, Any]:
         value = getattr(args, name, None)
         if value is not None:
             options[name] = value
-    for flag in ("augment", "mixed_precision", "xla"):
+    if getattr(args, "augment", None) is not None:
+        options["augment"] = args.augment  # --no-augment overrides a task's default (medical images augment)
+    for flag in ("mixed_precision", "xla"):
         if getattr(args, flag, False):
             options[flag] = True
     return options
@@ -220,16 +222,19 @@ def cmd_demo(args) -> int:
 # -------------------------------------------------------------------------------------------- parser
 
 def _add_job_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input-size", dest="input_size", type=int, help="pixels (default: the backbone's default)")
+    p.add_argument("--input-size", dest="input_size", type=int,
+                   help="pixels, or tokens for text (default: the task's, else the backbone's)")
     p.add_argument("--epochs", type=int, help="head-stage epochs (default 10)")
     p.add_argument("--fine-tune-epochs", dest="fine_tune_epochs", type=int, help="fine-tune-stage epochs (default 5)")
     p.add_argument("--batch-size", dest="batch_size", type=int, help="default 32")
     p.add_argument("--learning-rate", dest="learning_rate", type=float, help="head-stage learning rate (default 1e-3)")
     p.add_argument("--fine-tune-learning-rate", dest="fine_tune_learning_rate", type=float, help="default 1e-5")
     p.add_argument("--fine-tune-layers", dest="fine_tune_layers", type=int, help="top k layers for fine_tune_top_k (default 20)")
-    p.add_argument("--class-weight", dest="class_weight", choices=["none", "balanced"])
+    p.add_argument("--class-weight", dest="class_weight", choices=["none", "balanced"],
+                   help="balanced: weight classes by inverse frequency (default: the task's; none for most)")
     p.add_argument("--fraction", type=float, help="training-set size as a fraction of the pool (instead of examples per class)")
-    p.add_argument("--augment", action="store_true", help="rotation, shift, flip and zoom augmentation")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="rotation, shift, flip and zoom augmentation (default: the task's; off for most)")
     p.add_argument("--mixed-precision", dest="mixed_precision", action="store_true",
                    help="float16 compute (for GPUs; slower on most CPUs)")
     p.add_argument("--xla", action="store_true", help="compile with XLA (for GPUs; off by default, slow on CPU)")

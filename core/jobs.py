@@ -138,6 +138,10 @@ def make_job(registry: Registry, **fields: Any) -> JobSpec:
     backbone = registry.backbone(fields["backbone"])
     strategy = registry.strategy(fields["strategy"])
     if task.stub:
+        try:
+            task.load()  # a stub's loader says what is missing
+        except UserError as exc:
+            raise UserError(f"Task {task.name!r} is a stub and cannot run: {exc}") from None
         raise UserError(f"Task {task.name!r} is a stub and cannot run: {task.description}")
     if backbone.modality != task.modality:
         fitting = sorted(b.name for b in registry.backbones.values() if b.modality == task.modality)
@@ -149,9 +153,12 @@ def make_job(registry: Registry, **fields: Any) -> JobSpec:
     for name, value in task.job_defaults.items():
         if name not in _FIELDS:
             raise UserError(f"Task {task.name!r} sets an unknown job default {name!r}. Valid options: {sorted(_FIELDS)}")
-        if fields.get(name) is None and not (name in ("examples_per_class", "fraction")
-                                             and (fields.get("examples_per_class") or fields.get("fraction"))):
-            fields = {**fields, name: value}
+        if fields.get(name) is not None or (name in ("examples_per_class", "fraction")
+                                                and (fields.get("examples_per_class") or fields.get("fraction"))):
+            continue
+        if name == "augment" and strategy.cached_features:
+            continue  # cached features cannot be augmented: the default does not apply to them
+        fields = {**fields, name: value}
     head = task.task_head
     if strategy.cached_features and not head.supports_cached_features:
         raise UserError(

@@ -29,6 +29,10 @@ DEFAULT_PLUGINS = (
     "transferlab.plugins.strategies",
     "transferlab.plugins.image_tasks",
     "transferlab.plugins.text_sentiment",
+    "transferlab.plugins.object_detection",
+    "transferlab.plugins.medical_imaging",
+    "transferlab.plugins.road_signs",
+    "transferlab.plugins.multimodal_stub",
 )
 
 _KIND = {"register_backbones": "backbone", "register_tasks": "task", "register_strategies": "strategy"}
@@ -198,7 +202,8 @@ def _collect(registry: Registry, health: PluginHealth, hook_name: str, impl: Any
             continue
         target[item.name] = item
         registry.owner[(kind, item.name)] = health.name
-        health.registered.setdefault(kind, []).append(item.name)
+        # Stubs are listed as such wherever plugins are shown, and never count as working tasks.
+        health.registered.setdefault(kind, []).append(item.name + (" (stub)" if getattr(item, "stub", False) else ""))
 
 
 _CACHED: dict[tuple[str | None, str | None], Registry] = {}

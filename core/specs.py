@@ -137,19 +137,21 @@ class TaskSpec:
     ``head`` is a :class:`transferlab.heads.TaskHead` (what goes on the backbone, the loss, the metrics
     and the scoring); ``None`` means the classification head. ``modality`` says which backbones fit.
     ``job_defaults`` fills job options the user did not set (e.g. a sequence length or a cap on
-    labelled examples that keeps one run to minutes).
+    labelled examples that keeps one run to minutes); ``default_backbone`` is preselected in the
+    dashboard. ``num_classes`` may be None when the data decides (a folder of class folders).
     """
 
     name: str
     description: str
     load: Callable[[], Any]
-    num_classes: int
+    num_classes: int | None
     available: Callable[[], bool] = lambda: True
     kind: str = "image_classification"
     stub: bool = False
     metric: str = "accuracy"
     modality: str = "image"
     head: Any = None
+    default_backbone: str | None = None
     job_defaults: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -173,8 +175,11 @@ class TaskSpec:
         from transferlab.heads import ClassificationHead
 
         return self.head if self.head is not None else ClassificationHead()
-        if not isinstance(self.num_classes, int) or self.num_classes < 2:
-            raise SpecError(f"Task {self.name!r}: num_classes must be an int >= 2. Received: num_classes={self.num_classes!r}")
+        if self.num_classes is not None and (not isinstance(self.num_classes, int) or self.num_classes < 2):
+            raise SpecError(
+                f"Task {self.name!r}: num_classes must be an int >= 2, or None when the data decides. "
+                f"Received: num_classes={self.num_classes!r}"
+            )
 
 
 TRAIN_WHAT = ("head", "top", "all")

@@ -1,0 +1,335 @@
+"""Medical imaging: skin lesions (HAM10000), any one-folder-per-class image tree, and colorectal histology.
+
+- ``skin_lesions``: HAM10000 (10,015 dermatoscopic images, 7 diagnoses) from its official layout at
+  ``TRANSFERLAB_HAM10000_DIR``: ``HAM10000_metadata.csv`` (``image_id``, ``dx``, ``lesion_id``, ...) and
+  the two image folders. Splits go by ``lesion_id``, so images of one lesion never sit in both training
+  and test.
+- ``medical_folder``: any one-folder-per-class tree at ``TRANSFERLAB_MEDICAL_DIR`` (the layout of
+  ``keras.utils.image_dataset_from_directory``).
+- ``colorectal_histology``: 5,000 histology tiles, 8 tissue classes, downloaded by tensorflow-datasets.
+
+Defaults for medical images, as on the slide: augmentation (rotation 20 degrees, shifts 0.2, horizontal
+flip, zoom 0.2, Keras preprocessing layers), ``balanced`` class weights (nv is about two thirds of
+HAM10000), MobileNetV2. Every run stores balanced accuracy, macro F1, per-class recall and the
+confusion matrix. Images stay on disk and are decoded as tf.data streams them; a corrupt file is
+skipped and counted (refused above ``MAX_BAD_FRACTION``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from transferlab import DatasetUnavailableError, TaskSpec, hookimpl
+from transferlab.data import ImageFiles, TaskData
+from transferlab.errors import UserError
+from transferlab.image_files import (
+    MAX_BAD_FRACTION,
+    ImageFolderScan,
+    PathLike,
+    check_bad_fraction,
+    check_files,
+    read_table,
+    refuse_if_too_many_bad,
+    scan_class_folders,
+    walk_files,
+)
+
+# ---------------------------------------------------------------------------------------------------
+# HAM10000 (dermatoscopic images, 7 diagnoses, several images per lesion)
+
+HAM10000_CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+HAM10000_URL = "https://doi.org/10.7910/DVN/DBW86T"
+HAM10000_ENV = "TRANSFERLAB_HAM10000_DIR"
+HAM10000_CSV = "HAM10000_metadata.csv"
+_HAM10000_REQUIRED = ("image_id", "dx", "lesion_id")
+
+
+def _ham10000_unavailable(reason: str) -> DatasetUnavailableError:
+    return DatasetUnavailableError(
+        f"HAM10000 is not available: {reason}. Download HAM10000_metadata.csv, HAM10000_images_part_1.zip and "
+        f"HAM10000_images_part_2.zip from {HAM10000_URL}, unzip both image archives into one folder so that it holds\n"
+        f"  <folder>/{HAM10000_CSV}   (columns lesion_id, image_id, dx, ...)\n"
+        "  <folder>/HAM10000_images_part_1/ISIC_0024306.jpg ...\n"
+        "  <folder>/HAM10000_images_part_2/ISIC_0029306.jpg ...\n"
+        f"and set {HAM10000_ENV} to that folder."
+    )
+
+
+def read_ham10000(root: PathLike, max_bad_fraction: float = MAX_BAD_FRACTION) -> ImageFolderScan:
+    """List HAM10000 from its official layout: ``root/HAM10000_metadata.csv`` and ``<image_id>.jpg``
+    files anywhere under ``root`` (the download splits them into two part folders).
+
+    Labels index ``HAM10000_CLASSES``; ``groups`` are the lesion ids (a row without one is its own
+    group), so that images of one lesion never straddle a split. Images are sorted by image id. Rows
+    whose image is missing or corrupt are skipped and listed; above ``max_bad_fraction`` the scan is
+    refused. Raises DatasetUnavailableError when the folder or the CSV is missing, and UserError for
+    missing columns, unknown ``dx`` labels or duplicate image ids.
+    """
+    check_bad_fraction(max_bad_fraction)
+    root_path = Path(os.path.abspath(os.fsdecode(root)))
+    csv_path = root_path / HAM10000_CSV
+    if not root_path.is_dir():
+        raise _ham10000_unavailable(f"folder {root_path} does not exist")
+    if not csv_path.is_file():
+        raise _ham10000_unavailable(f"{csv_path} is missing")
+    # dtype=str and no NA parsing: ids stay text, and a blank lesion_id reads as "" rather than NaN
+    fix = f"Download the metadata file again from {HAM10000_URL}."
+    table = read_table(csv_path, _HAM10000_REQUIRED, fix, dtype=str, keep_default_na=False)
+    image_ids = table["image_id"].str.strip()
+    dx = table["dx"].str.strip().str.lower()
+    unknown = dx[~dx.isin(HAM10000_CLASSES)].value_counts()
+    if len(unknown):
+        listing = ", ".join(f"{value!r} ({count} rows)" for value, count in unknown.items())
+        raise UserError(
+            f"{csv_path}: {int(unknown.sum())} rows have dx labels that are not HAM10000 diagnoses: {listing}. "
+            f"Valid dx labels: {', '.join(HAM10000_CLASSES)}. Fix or remove these rows."
+        )
+    if (image_ids == "").any():
+        raise UserError(f"{csv_path}: {int((image_ids == '').sum())} rows have an empty image_id. Fix or remove these rows.")
+    duplicated = sorted(set(image_ids[image_ids.duplicated()]))
+    if duplicated:
+        raise UserError(
+            f"{csv_path}: image ids must be unique, but {len(duplicated)} repeat: {', '.join(duplicated[:5])}. "
+            "Remove the duplicate rows."
+        )
+    lesions = table["lesion_id"].str.strip()
+    lesions = lesions.where(lesions != "", image_ids)
+    jpegs: dict[str, str] = {}
+    for file in walk_files(root_path):
+        stem, ext = os.path.splitext(os.path.basename(file))
+        if ext.lower() in (".jpg", ".jpeg"):
+            jpegs.setdefault(stem, file)  # a second copy of an image (two extractions) is ignored
+    order = np.argsort(image_ids.to_numpy(), kind="stable")
+    rows = [(image_ids.iloc[i], HAM10000_CLASSES.index(dx.iloc[i]), lesions.iloc[i]) for i in order]
+    found = [jpegs.get(image_id) for image_id, _, _ in rows]
+    bad, kept = [], []
+    reasons = check_files(found, missing=f"image file not found under {root_path}")
+    for (image_id, label, lesion), file, reason in zip(rows, found, reasons):
+        if reason is not None:
+            bad.append((file or str(root_path / f"{image_id}.jpg"), reason))
+        else:
+            kept.append((file, label, lesion))
+    refuse_if_too_many_bad(
+        bad, len(rows), max_bad_fraction, str(root_path),
+        "Both image archives (HAM10000_images_part_1.zip and _part_2.zip) must be unzipped under the folder; "
+        "replace corrupt files by downloading again, or raise max_bad_fraction to skip them.",
+    )
+    return ImageFolderScan(
+        paths=np.array([f for f, _, _ in kept], dtype=str),
+        labels=np.array([label for _, label, _ in kept], dtype=np.int64),
+        class_names=HAM10000_CLASSES,
+        skipped=tuple(bad),
+        groups=np.array([lesion for _, _, lesion in kept], dtype=str),
+    )
+
+
+# Each class gets a colour and a shape, so a small CNN can tell them apart through the noise.
+_HAM_LOOKS = {  # dx: (RGB of the lesion, shape)
+    "akiec": ((200, 70, 70), "square"),
+    "bcc": ((235, 160, 190), "ring"),
+    "bkl": ((160, 110, 60), "ellipse"),
+    "df": ((110, 60, 40), "small"),
+    "mel": ((40, 30, 50), "star"),
+    "nv": ((130, 80, 45), "disc"),
+    "vasc": ((130, 30, 120), "dots"),
+}
+_HAM_SITES = ("back", "lower extremity", "trunk", "upper extremity", "abdomen", "face", "chest", "foot", "scalp", "neck")
+
+
+def _ham_lesion_mask(shape: str, size: int, cx: float, cy: float, radius: float, angle: float) -> np.ndarray:
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
+    u = ((x - cx) * np.cos(angle) + (y - cy) * np.sin(angle)) / radius
+    v = (-(x - cx) * np.sin(angle) + (y - cy) * np.cos(angle)) / radius
+    r = np.hypot(u, v)
+    if shape == "square":
+        inside = np.maximum(np.abs(u), np.abs(v)) - 0.85
+    elif shape == "ring":
+        inside = np.abs(r - 0.75) - 0.25
+    elif shape == "ellipse":
+        inside = np.hypot(u / 1.3, v * 1.8) - 1.0
+    elif shape == "small":
+        inside = r - 0.45
+    elif shape == "star":
+        inside = r - (0.8 + 0.3 * np.cos(5 * np.arctan2(v, u)))
+    elif shape == "dots":
+        centres = [(0.0, -0.6), (0.55, 0.35), (-0.55, 0.35)]
+        inside = np.min([np.hypot(u - a, v - b) for a, b in centres], axis=0) - 0.3
+    else:  # disc
+        inside = r - 0.9
+    return 1.0 / (1.0 + np.exp(np.clip(inside * 12.0, -30, 30)))  # soft edge, like a real lesion border
+
+
+def write_ham10000_fixture(
+    root: PathLike, per_class: int | Sequence[int] = (4, 5, 8, 3, 8, 20, 3), seed: int = 0, size: int = 64
+) -> Path:
+    """Write a small HAM10000 in the official layout and return its folder.
+
+    ``HAM10000_metadata.csv`` has the real columns (lesion_id, image_id, dx, dx_type, age, sex,
+    localization) and ids like ``HAM_0000118`` / ``ISIC_0024306``; the JPEGs are split between
+    ``HAM10000_images_part_1`` and ``_part_2``. ``per_class`` is one count or seven (in
+    ``HAM10000_CLASSES`` order; the default keeps the real imbalance). Each lesion has 1-3 images that
+    look alike; each class has its own lesion colour and shape on noisy skin, so it is learnable.
+    """
+    counts = (per_class,) * len(HAM10000_CLASSES) if isinstance(per_class, (int, np.integer)) else tuple(per_class)
+    if len(counts) != len(HAM10000_CLASSES) or any(int(c) != c or c < 0 for c in counts) or sum(counts) == 0:
+        raise UserError(
+            "per_class must be a count >= 0 or 7 of them (one per HAM10000 class), not all 0. "
+            f"Received: per_class={per_class!r}"
+        )
+    if size < 16:
+        raise UserError(f"size must be at least 16 pixels. Received: size={size!r}")
+    rng = np.random.default_rng(seed)
+    root_path = Path(os.fsdecode(root))
+    lesions = []  # (dx, number of images)
+    for dx, count in zip(HAM10000_CLASSES, counts):
+        left = int(count)
+        while left:
+            take = min(left, int(rng.integers(1, 4)))
+            lesions.append((dx, take))
+            left -= take
+    lesion_numbers = rng.permutation(len(lesions) * 3)[: len(lesions)] + 118
+    n_images = sum(take for _, take in lesions)
+    image_numbers = iter(rng.permutation(n_images) + 24306)
+    first_of_part_2 = 24306 + (n_images + 1) // 2
+    for part in (1, 2):
+        (root_path / f"HAM10000_images_part_{part}").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for (dx, take), lesion_number in zip(lesions, lesion_numbers):
+        colour, shape = _HAM_LOOKS[dx]
+        skin = np.array([215, 160, 130], dtype=np.float32) + rng.normal(0, 12, 3)
+        cx, cy = size / 2 + rng.normal(0, size / 16, 2)
+        radius, angle = size * rng.uniform(0.2, 0.3), rng.uniform(0, np.pi)
+        lesion_colour = np.array(colour, dtype=np.float32) + rng.normal(0, 10, 3)
+        meta = (  # dx_type, age (sometimes unknown), sex, localization: one per lesion, as in the real file
+            rng.choice(["histo", "follow_up", "consensus", "confocal"]),
+            rng.choice([""] + [f"{a}.0" for a in range(5, 90, 5)]),
+            rng.choice(["male", "female", "unknown"]),
+            rng.choice(_HAM_SITES),
+        )
+        for _ in range(take):
+            number = next(image_numbers)
+            # the images of one lesion differ by a small shift, scale and turn, and by their noise
+            mask = _ham_lesion_mask(
+                shape, size, cx + rng.normal(0, 1.5), cy + rng.normal(0, 1.5),
+                radius * rng.uniform(0.93, 1.07), angle + rng.normal(0, 0.1),
+            )
+            pixels = skin * (1 - mask[..., None]) + lesion_colour * mask[..., None] + rng.normal(0, 14, (size, size, 3))
+            image_id = f"ISIC_{number:07d}"
+            part = 1 if number < first_of_part_2 else 2
+            target = root_path / f"HAM10000_images_part_{part}" / f"{image_id}.jpg"
+            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(target, quality=90)
+            rows.append((f"HAM_{lesion_number:07d}", image_id, dx, *meta))
+    columns = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
+    pd.DataFrame(rows, columns=columns).to_csv(root_path / HAM10000_CSV, index=False)
+    return root_path
+
+
+
+# ---------------------------------------------------------------------------------------------------
+# Tasks
+
+MEDICAL_DIR_ENV = "TRANSFERLAB_MEDICAL_DIR"
+MEDICAL_JOB_DEFAULTS = {"augment": True, "class_weight": "balanced"}
+
+
+def scan_to_task_data(scan: ImageFolderScan, test_indices: np.ndarray | None = None, **provenance) -> TaskData:
+    """TaskData that streams the scanned files from disk (with ROIs and groups when the scan has them)."""
+    return TaskData(
+        images=ImageFiles(scan.paths, scan.rois), labels=scan.labels, class_names=scan.class_names,
+        groups=scan.groups, test_indices=test_indices,
+        provenance={**provenance, "files": int(len(scan)), "skipped": len(scan.skipped),
+                    "skipped_examples": [f"{os.path.basename(p)}: {r}" for p, r in scan.skipped[:5]]},
+    )
+
+
+def _report_skipped(scan: ImageFolderScan, where: str) -> None:
+    from transferlab.progress import say
+
+    if scan.skipped:
+        say(f"{where}: skipped {len(scan.skipped)} file(s), e.g. {scan.skipped[0][0]} ({scan.skipped[0][1]}).")
+
+
+def load_skin_lesions() -> TaskData:
+    """HAM10000 from ``TRANSFERLAB_HAM10000_DIR`` (split by lesion)."""
+    folder = os.environ.get(HAM10000_ENV)
+    if not folder:
+        raise _ham10000_unavailable(f"{HAM10000_ENV} is not set")
+    scan = read_ham10000(folder)
+    _report_skipped(scan, "HAM10000")
+    return scan_to_task_data(scan, source=str(folder), layout="HAM10000")
+
+
+def load_medical_folder() -> TaskData:
+    """A one-folder-per-class tree at ``TRANSFERLAB_MEDICAL_DIR``."""
+    folder = os.environ.get(MEDICAL_DIR_ENV)
+    if not folder:
+        raise DatasetUnavailableError(
+            f"Task 'medical_folder' reads a one-folder-per-class image tree: set {MEDICAL_DIR_ENV} to a folder that "
+            "holds <folder>/<class name>/<image files> (two classes or more; JPEG, PNG, BMP, TIFF, ...)."
+        )
+    scan = scan_class_folders(folder)
+    _report_skipped(scan, folder)
+    return scan_to_task_data(scan, source=str(folder), layout="class folders")
+
+
+def _tfds_has(name: str) -> bool:
+    data_dir = Path(os.environ.get("TFDS_DATA_DIR", Path.home() / "tensorflow_datasets"))
+    return (data_dir / name).is_dir()
+
+
+def load_colorectal_histology() -> TaskData:
+    """tensorflow-datasets' ``colorectal_histology``: 5,000 150x150 tiles of 8 tissue types."""
+    try:
+        import tensorflow_datasets as tfds
+
+        images, labels = tfds.as_numpy(tfds.load("colorectal_histology", split="train", as_supervised=True,
+                                                 batch_size=-1))
+        names = tfds.builder("colorectal_histology").info.features["label"].names
+    except Exception as exc:
+        raise DatasetUnavailableError(
+            "Task 'colorectal_histology' downloads https://zenodo.org/record/53169 through tensorflow-datasets, which "
+            f"failed here ({type(exc).__name__}). Run it online once (the data is kept in ~/tensorflow_datasets, or "
+            "TFDS_DATA_DIR), or use 'skin_lesions' / 'medical_folder' with local files."
+        ) from None
+    return TaskData(images=images.astype(np.uint8), labels=labels, class_names=tuple(names),
+                    provenance={"source": "tfds:colorectal_histology"})
+
+
+@hookimpl
+def register_tasks() -> list[TaskSpec]:
+    """Skin lesions (HAM10000), a medical image folder, colorectal histology."""
+    return [
+        TaskSpec(
+            name="skin_lesions",
+            description=f"HAM10000 skin lesions, 7 diagnoses, split by lesion ({HAM10000_ENV}; from {HAM10000_URL}).",
+            load=load_skin_lesions,
+            num_classes=len(HAM10000_CLASSES),
+            available=lambda: bool(os.environ.get(HAM10000_ENV)),
+            kind="image_classification",
+            job_defaults=dict(MEDICAL_JOB_DEFAULTS),
+            default_backbone="mobilenetv2",
+        ),
+        TaskSpec(
+            name="medical_folder",
+            description=f"Your medical images, one folder per class ({MEDICAL_DIR_ENV}).",
+            load=load_medical_folder,
+            num_classes=None,
+            available=lambda: bool(os.environ.get(MEDICAL_DIR_ENV)),
+            job_defaults=dict(MEDICAL_JOB_DEFAULTS),
+            default_backbone="mobilenetv2",
+        ),
+        TaskSpec(
+            name="colorectal_histology",
+            description="Colorectal cancer histology, 5,000 tiles, 8 tissue types (tensorflow-datasets, downloads).",
+            load=load_colorectal_histology,
+            num_classes=8,
+            available=lambda: _tfds_has("colorectal_histology"),
+            job_defaults=dict(MEDICAL_JOB_DEFAULTS),
+            default_backbone="mobilenetv2",
+        ),
+    ]
