@@ -113,7 +113,7 @@ def summarize(runs: pd.DataFrame, metric: str = "test_accuracy") -> pd.DataFrame
     Welch's; ``scratch_label`` and ``scratch_n`` name the reference used.
     """
     columns = ["task", "backbone", "weights", "strategy", "source", "examples_per_class", "n", "mean", "ci95",
-               "gain_vs_scratch", "gain_ci95", "label", "scratch_label", "scratch_n", "config"]
+               "gain_vs_scratch", "gain_ci95", "label", "scratch_label", "scratch_n", "config", "metric"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
     ok = runs[(runs["status"] == "succeeded") & (runs["kind"] == "train")].copy()
@@ -128,8 +128,10 @@ def summarize(runs: pd.DataFrame, metric: str = "test_accuracy") -> pd.DataFrame
     rows = []
     for key, group in ok.groupby([*GROUP, "config"], dropna=False, sort=True):
         values = group[metric].to_numpy(dtype=float)
+        score = group["metric"].dropna() if "metric" in group else pd.Series(dtype=object)
         rows.append(dict(zip([*GROUP, "config"], key), n=len(values), mean=float(values.mean()),
-                         ci95=t_ci95(values), label=group["label"].iloc[0], _values=values))
+                         ci95=t_ci95(values), label=group["label"].iloc[0], _values=values,
+                         metric=str(score.iloc[0]) if len(score) else "accuracy"))
     table = pd.DataFrame(rows)
     gains, gain_cis, ref_labels, ref_ns = [], [], [], []
     for _, row in table.iterrows():

@@ -80,15 +80,21 @@ def backbone_table(registry, names: list[str] | None = None, fine_tune_layers: i
         if names and spec.name not in names:
             continue
         size = spec.default_input_size
-        base = spec.build((size, size, 3), None)
-        inputs = keras.Input((size, size, 3))
+        if spec.modality == "text":
+            base = spec.build((size,), None)
+            inputs = {name: keras.Input((size,), dtype="int32", name=name) for name in base.input}
+        else:
+            base = spec.build((size, size, 3), None)
+            inputs = keras.Input((size, size, 3))
+        blocks = spec.blocks(base) if spec.blocks is not None else None
         model = keras.Model(inputs, keras.layers.Dense(TABLE_STRATEGY_CLASSES)(base(inputs, training=False)))
-        row = dict(backbone=spec.name, total_params=count_params(model_weights(model)), min_input=spec.min_input_size,
+        row = dict(backbone=spec.name, modality=spec.modality, total_params=count_params(model_weights(model)),
+                   min_input=spec.min_input_size,
                    default_input=size, imagenet_top1=spec.imagenet_top1, published_params=spec.published_params,
                    weights=",".join(["none"] + [w.name + ("" if w.available() else " (online)") for w in spec.weight_sources]))
         for strategy in registry.strategies.values():
             phase = strategy.phases[-1]
-            set_trainable(base, phase, fine_tune_layers, strategy.batchnorm)
+            set_trainable(base, phase, fine_tune_layers, strategy.batchnorm, blocks)
             row[f"trainable:{strategy.name}"] = count_params(model.trainable_weights)
         rows.append(row)
         keras.backend.clear_session()

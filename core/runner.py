@@ -60,6 +60,7 @@ class RunResult:
             images_per_second=self.images_per_second, wall_seconds=self.wall_seconds,
             transferability=self.transferability, phases_json=self.phases, confusion_json=self.confusion,
             manifest_json=self.manifest, metrics_json=self.metrics or {},
+            metric=self.manifest.get("metric", "accuracy"),
         )
 
 

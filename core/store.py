@@ -45,7 +45,8 @@ runs = sa.Table(
     sa.Column("depends_on", sa.Text, nullable=False, default="[]"),
     sa.Column("status", sa.String(16), nullable=False, index=True),
     sa.Column("error", sa.Text),
-    sa.Column("test_accuracy", sa.Float),
+    sa.Column("test_accuracy", sa.Float),  # the task's score: accuracy, or the metric named in `metric`
+    sa.Column("metric", sa.String(32)),
     sa.Column("test_loss", sa.Float),
     sa.Column("balanced_accuracy", sa.Float),
     sa.Column("trainable_params", sa.BigInteger),

@@ -103,9 +103,25 @@ def _size_axes(fig: go.Figure, sizes: Iterable[float]) -> None:
     fig.update_xaxes(type="log", tickangle=0, **ticks)
 
 
+#: How each task metric is named on charts (a task's score is stored as its run's test score).
+METRIC_NAMES = {"accuracy": "accuracy", "map50": "mAP@0.5"}
+
+
+def metric_name(metric: str) -> str:
+    """The chart name of a task metric (``map50`` -> ``mAP@0.5``)."""
+    return METRIC_NAMES.get(str(metric), str(metric))
+
+
 def _task_facets(table: pd.DataFrame, y_title: str) -> tuple[go.Figure, dict[str, tuple[int, int]]]:
     tasks = sorted(table["task"].astype(str).unique())
-    fig, positions = _facets(tasks if len(tasks) > 1 else [""], y_title=y_title, x_title="examples per class (log)")
+    metrics = (table.groupby(table["task"].astype(str))["metric"].first().to_dict() if "metric" in table else {})
+    other = {t: m for t, m in metrics.items() if str(m) not in ("accuracy", "nan", "None")}
+    if other:  # a task scored by something other than accuracy: name each facet's metric
+        y_title = y_title.replace("accuracy", "score")
+        titles = [f"{t} ({metric_name(metrics.get(t, 'accuracy'))})" for t in tasks]
+    else:
+        titles = tasks if len(tasks) > 1 else [""]
+    fig, positions = _facets(titles, y_title=y_title, x_title="examples per class (log)")
     return fig, dict(zip(tasks, positions))
 
 
@@ -275,7 +291,8 @@ def data_efficiency_chart(summary: pd.DataFrame, crossovers: pd.DataFrame | None
                 hoverinfo="text", marker=dict(symbol="star", size=15, color="gold", line=dict(color="black", width=1)),
             ), row=row, col=col)
     _size_axes(fig, table["examples_per_class"])
-    fig.update_layout(title="Data efficiency: test accuracy (mean ± 95% CI over seeds)")
+    scored = "test score" if "metric" in table and (table["metric"].astype(str) != "accuracy").any() else "test accuracy"
+    fig.update_layout(title=f"Data efficiency: {scored} (mean ± 95% CI over seeds)")
     _legend_below(fig)
     return fig
 

@@ -85,6 +85,11 @@ def masked_mean_pool():
     return MaskedMeanPool(name="mean_pool")
 
 
+#: Architectures by name, so a randomly initialised encoder (scratch) is built without any download.
+BERT_BASE_CONFIG = dict(vocabulary_size=30522, num_layers=12, num_heads=12, hidden_dim=768, intermediate_dim=3072,
+                        max_sequence_length=512, num_segments=2, dropout=0.1)
+
+
 def _preset(name: str) -> str:
     if name == "minilm-l6":
         folder = minilm_dir()
@@ -113,7 +118,10 @@ def build_encoder(name: str, input_shape: tuple[int, ...], weights: str | None) 
     if weights is not None and name == "minilm-l6":
         check_sha256(Path(preset) / "model.safetensors", MINILM_SAFETENSORS_SHA256, "MiniLM weights")
     try:
-        bert = keras_hub.models.BertBackbone.from_preset(preset, load_weights=weights is not None)
+        if weights is None and preset.startswith("hf://"):
+            bert = keras_hub.models.BertBackbone(**BERT_BASE_CONFIG)
+        else:
+            bert = keras_hub.models.BertBackbone.from_preset(preset, load_weights=weights is not None)
     except Exception as exc:  # the hub download, offline
         raise WeightsError(
             f"Could not load encoder {preset!r} ({type(exc).__name__}: {str(exc)[:200]}). Online, the hub download "

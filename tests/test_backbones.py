@@ -18,9 +18,14 @@ def test_every_backbone_builds_at_its_minimum_size(name):
 
     spec = REG.backbones[name]
     size = spec.min_input_size
-    model = spec.build((size, size, 3), None)
-    x = np.full((1, size, size, 3), 128.0, np.float32)
-    features = model(np.asarray(spec.preprocess(x)), training=False)
+    if spec.modality == "text":
+        model = spec.build((size,), None)
+        tokens = {"token_ids": np.full((1, size), 7, np.int32), "padding_mask": np.ones((1, size), np.int32)}
+        features = model(tokens, training=False)
+    else:
+        model = spec.build((size, size, 3), None)
+        x = np.full((1, size, size, 3), 128.0, np.float32)
+        features = model(np.asarray(spec.preprocess(x)), training=False)
     assert features.shape[0] == 1 and len(features.shape) == 2 and features.shape[1] > 0
     assert np.isfinite(np.asarray(features)).all()
     assert spec.default_input_size >= spec.min_input_size
@@ -124,7 +129,7 @@ def test_built_in_backbones_have_no_lambda_layers(name):
 
     spec = REG.backbones[name]
     size = spec.min_input_size
-    model = spec.build((size, size, 3), None)
+    model = spec.build((size,) if spec.modality == "text" else (size, size, 3), None)
 
     def layers(m):
         for layer in m.layers:

@@ -24,9 +24,9 @@ def _store_rows(tl_home) -> int:
     "argv, message",
     [
         (["run", "--task", "imagenet21k", "--backbone", "small_cnn", "--strategy", "scratch"],
-         "Unknown task 'imagenet21k'. Valid tasks: animal_mnist, digits, fashion_mnist, lfw_faces"),
+         "Unknown task 'imagenet21k'. Valid tasks: animal_detection, animal_mnist, colorectal_histology, digits"),
         (["run", "--task", "digits", "--backbone", "alexnet", "--strategy", "scratch"],
-         "Unknown backbone 'alexnet'. Valid backbones: densenet121, efficientnet_lite0"),
+         "Unknown backbone 'alexnet'. Valid backbones: bert-base-uncased, densenet121, efficientnet_lite0"),
         (["run", "--task", "digits", "--backbone", "small_cnn", "--strategy", "freeze_all"],
          "Unknown strategy 'freeze_all'. Valid strategys: feature_extraction, fine_tune_top_k"),
         (["run", "--task", "digits", "--backbone", "small_cnn", "--strategy", "scratch", "--examples-per-class", "400"],

@@ -41,7 +41,7 @@ def test_canonical_round_trip(seed, epc, epochs, lr, augment):
 @pytest.mark.parametrize(
     "fields, message",
     [
-        (dict(task="nope"), "Unknown task 'nope'. Valid tasks: animal_mnist, digits"),
+        (dict(task="nope"), "Unknown task 'nope'. Valid tasks: animal_detection, animal_mnist"),
         (dict(backbone="resnet9000"), "Unknown backbone 'resnet9000'. Valid backbones:"),
         (dict(strategy="yolo"), "Unknown strategy 'yolo'. Valid strategys: feature_extraction"),
         (dict(backbone="inceptionv3", input_size=32), "needs inputs of at least 75 px. Received: input_size=32"),

@@ -35,38 +35,59 @@ def sweep_form(registry):
         sources = st.multiselect("Pretrain on a source first", ["none"] + [f"{t}{m}" for t in registry.tasks
                                                                          for m in ("", ":shuffled")], default=["none"])
     with c3:
-        input_size = st.number_input("Input size (px, 0 = backbone default)", 0, 512, 32, step=8)
+        input_size = st.number_input("Input size (px, or tokens for text; 0 = the task's or backbone's default)",
+                                     0, 512, 32, step=8)
         epochs = st.number_input("Epochs (head stage)", 1, 500, 10)
         fine_tune_epochs = st.number_input("Fine-tune epochs", 1, 500, 5)
         fine_tune_lr = st.select_slider("Fine-tune learning rate", [1e-6, 1e-5, 1e-4, 1e-3], value=1e-5)
         workers = st.number_input("Worker processes", 1, 8, 1)
-        augment = st.checkbox("Augment (rotation, shift, flip, zoom)")
-        balanced = st.checkbox("Balanced class weights")
+        augment = st.selectbox("Augment (rotation, shift, flip, zoom)", ["task default", "on", "off"],
+                               help="Medical tasks augment by default; the others do not.")
+        balanced = st.selectbox("Class weights", ["task default", "balanced", "none"],
+                                help="Medical tasks weight classes by inverse frequency by default.")
     valid_weights = [w for w in weights if w == "none" or any(b.weight_source(w) for b in
                                                               (registry.backbones[n] for n in backbones))]
     grid = dict(tasks=tasks, backbones=backbones, weights=valid_weights or ["none"], strategies=strategies,
                 examples_per_class=_ints(sizes, "examples per class"), seeds=_ints(seeds, "seeds"), sources=sources)
-    options = dict(epochs=int(epochs), fine_tune_epochs=int(fine_tune_epochs), fine_tune_learning_rate=fine_tune_lr,
-                   augment=augment, class_weight="balanced" if balanced else "none")
+    options = dict(epochs=int(epochs), fine_tune_epochs=int(fine_tune_epochs), fine_tune_learning_rate=fine_tune_lr)
+    if augment != "task default":
+        options["augment"] = augment == "on"
+    if balanced != "task default":
+        options["class_weight"] = balanced
     if input_size:
         options["input_size"] = int(input_size)
     return grid, options, int(workers)
 
 
+def _fits(registry, task: str, backbone: str, strategy: str, options: dict) -> bool:
+    """Whether a task, backbone and strategy go together (text with text backbones, no cached features
+    for detection); a grid skips the combinations that do not rather than refusing the whole sweep."""
+    spec, head = registry.task(task), registry.task(task).task_head
+    if registry.backbone(backbone).modality != spec.modality:
+        return False
+    if registry.strategy(strategy).cached_features and not head.supports_cached_features:
+        return False
+    return not (options.get("augment") and (not head.supports_augment or spec.modality != "image"))
+
+
 def _expand(registry, grid, options):
-    """Jobs of the grid; a weight source a backbone lacks is skipped rather than refused."""
+    """Jobs of the grid; a weight source a backbone lacks, or a combination that does not fit, is skipped
+    rather than refused."""
     from transferlab.errors import UnknownNameError
     from transferlab.jobs import expand_grid
 
     jobs = {}
-    for backbone in grid["backbones"]:
-        for weights in grid["weights"]:
-            try:
-                for job in expand_grid(registry, dict(grid, backbones=[backbone], weights=[weights]), options):
-                    jobs.setdefault(job.job_id, job)
-            except UnknownNameError as exc:
-                if "weight source" not in exc.kind:
-                    raise
+    for task in grid["tasks"]:
+        for backbone in grid["backbones"]:
+            strategies = [s for s in grid["strategies"] if _fits(registry, task, backbone, s, options)]
+            for weights in grid["weights"] if strategies else []:
+                try:
+                    cell = dict(grid, tasks=[task], backbones=[backbone], weights=[weights], strategies=strategies)
+                    for job in expand_grid(registry, cell, options):
+                        jobs.setdefault(job.job_id, job)
+                except UnknownNameError as exc:
+                    if "weight source" not in exc.kind:
+                        raise
     return sorted(jobs.values(), key=lambda j: j.kind != "pretrain")
 
 
