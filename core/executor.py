@@ -56,9 +56,11 @@ def run_one(store: Store, job: JobSpec, registry=None) -> str:
     """Run a claimed job and store its outcome; returns the final status. Never raises for a job's failure."""
     from transferlab.progress import say
     from transferlab.registry import get_registry
-    from transferlab.runner import Runner
+    from transferlab.runner import Runner, has_checkpoint
 
     registry = registry or get_registry()
+    if not has_checkpoint(job):
+        store.clear_epochs(job.job_id)  # starting over: drop the curve of an earlier, unresumable attempt
     stop = threading.Event()
 
     def beat():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import platform
+import shutil
 import time
 from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
@@ -163,6 +164,67 @@ def set_trainable(base: Any, phase: PhaseSpec, top_layers: int, batchnorm: str =
                 layer.trainable = False
 
 
+# ------------------------------------------------------------------------------------------ checkpoints
+
+def checkpoint_dir(job: JobSpec) -> Path:
+    """Where an unfinished run keeps its checkpoints: one per finished phase, and Keras
+    ``BackupAndRestore``'s per-epoch backup of the phase in progress. Removed when the run ends."""
+    from transferlab.paths import cache_dir
+
+    return cache_dir("checkpoints") / job.job_id
+
+
+def has_checkpoint(job: JobSpec) -> bool:
+    """Whether an interrupted attempt of ``job`` left something to resume from."""
+    return checkpoint_dir(job).is_dir() and any(checkpoint_dir(job).iterdir())
+
+
+def _phase_files(job: JobSpec, index: int) -> tuple[Path, Path]:
+    folder = checkpoint_dir(job)
+    return folder / f"phase-{index}.weights.h5", folder / f"phase-{index}.json"
+
+
+def _save_phase(model: Any, job: JobSpec, index: int, record: dict[str, Any]) -> None:
+    """Weights and record of a finished phase, each written atomically (the record last: it marks done)."""
+    import json
+
+    from transferlab.safe_io import atomic_path, sha256_file
+
+    weights, done = _phase_files(job, index)
+    with atomic_path(weights) as tmp:
+        model.save_weights(tmp)
+    with atomic_path(done) as tmp:
+        tmp.write_text(json.dumps({"record": record, "weights_sha256": sha256_file(weights)}))
+
+
+def _load_phase(model: Any, job: JobSpec, index: int) -> dict[str, Any] | None:
+    """The record of a phase finished by an earlier attempt, with its weights loaded; None when there is
+    none or its files fail their hash check (the phase then runs again)."""
+    import json
+
+    from transferlab.safe_io import sha256_file
+
+    weights, done = _phase_files(job, index)
+    if not (weights.is_file() and done.is_file()):
+        return None
+    try:
+        saved = json.loads(done.read_text())
+        if sha256_file(weights) != saved["weights_sha256"]:
+            return None
+        model.load_weights(weights)
+    except Exception:
+        return None
+    return saved["record"]
+
+
+def _backup_callback(job: JobSpec, index: int):
+    """Keras' per-epoch backup of a phase: an interrupted fit continues after its last finished epoch."""
+    import keras
+
+    return keras.callbacks.BackupAndRestore(str(checkpoint_dir(job) / f"phase-{index}-backup"), save_freq="epoch",
+                                            delete_checkpoint=True)
+
+
 # ------------------------------------------------------------------------------------------ helpers
 
 def load_weights_strictly(model: Any, path: Path, backbone_name: str) -> None:
@@ -316,9 +378,14 @@ class Runner:
         previous_policy = keras.mixed_precision.global_policy().name
         keras.mixed_precision.set_global_policy("mixed_float16" if job.mixed_precision else "float32")
         try:
-            return self._run(job, t_start)
+            result = self._run(job, t_start)
+        except (NaNLossError, FreezeViolationError, UserError):
+            shutil.rmtree(checkpoint_dir(job), ignore_errors=True)  # a final outcome: nothing to resume
+            raise
         finally:
             keras.mixed_precision.set_global_policy(previous_policy)
+        shutil.rmtree(checkpoint_dir(job), ignore_errors=True)
+        return result
 
     def _run(self, job: JobSpec, t_start: float) -> RunResult:
         import keras
@@ -409,7 +476,7 @@ class Runner:
         return {"weights_file": str(target), "weights_file_sha256": sha256_file(target)}
 
     def _fit_phase(self, model, phase_name, train_ds, val_ds, epochs, offset, lr, class_weight, steps, label,
-                   xla=False, compile_args=None, extra_callback=None, score_key="val_accuracy"):
+                   xla=False, compile_args=None, extra_callback=None, score_key="val_accuracy", backup=None):
         """Compile and fit one phase; returns seconds spent. Raises NaNLossError on a non-finite loss."""
         import keras
 
@@ -421,6 +488,8 @@ class Runner:
         bar = keras_bar_callback(f"{label} · {phase_name}", steps * epochs, "batch")
         # The head's metric callback comes first so the epoch log sees what it adds.
         callbacks = ([extra_callback] if extra_callback is not None else []) + [guard, bar]
+        if backup is not None:  # before the epoch logger: an epoch that reached the store is in the backup
+            callbacks.insert(0, backup)
         if self.log_epoch is not None:
             callbacks.append(_epoch_log_callback(self.log_epoch, phase_name, score_key))
         if self.report_progress is not None:
@@ -463,22 +532,29 @@ class Runner:
         steps = math.ceil(len(train_idx) / job.batch_size)
         compile_args = head.compile_args(num_classes, job)
         phases, offset, seconds, images = [], 0, 0.0, 0
-        for phase in strategy.phases:
+        for index, phase in enumerate(strategy.phases):
             set_trainable(net, phase, job.fine_tune_layers, strategy.batchnorm, blocks)
             epochs, lr = ((job.epochs, job.learning_rate) if phase.stage == "head"
                           else (job.fine_tune_epochs, job.fine_tune_learning_rate))
+            offset += epochs
+            resumed = _load_phase(model, job, index)
+            if resumed is not None:  # finished by an interrupted attempt: keep it, verified as it was then
+                phases.append(dict(resumed, resumed=True))
+                continue
             trainable = count_params(model.trainable_weights)
             total = count_params(model_weights(model))
             before = snapshot(model)
             expected = expected_to_change(model, strategy.batchnorm)
-            seconds += self._fit_phase(model, phase.name, train_ds, val_ds, epochs, offset, lr, class_weight,
-                                       steps, job.label(), job.xla, compile_args, extra, head.val_metric)
+            seconds += self._fit_phase(model, phase.name, train_ds, val_ds, epochs, offset - epochs, lr, class_weight,
+                                       steps, job.label(), job.xla, compile_args, extra, head.val_metric,
+                                       backup=_backup_callback(job, index))
             changed = verify_phase(model, before, expected, phase.name)
             images += len(train_idx) * epochs
-            offset += epochs
-            phases.append(dict(phase=phase.name, train=phase.train, epochs=epochs, learning_rate=lr,
-                               trainable_params=trainable, frozen_params=total - trainable, changed_params=changed,
-                               verified=True))
+            record = dict(phase=phase.name, train=phase.train, epochs=epochs, learning_rate=lr,
+                          trainable_params=trainable, frozen_params=total - trainable, changed_params=changed,
+                          verified=True)
+            phases.append(record)
+            _save_phase(model, job, index, record)
         test_ds = make(splits.test, data.labels[splits.test])
         predictions = model.predict(test_ds.map(lambda x, y: x), verbose=0)
         return predictions, phases, model, images, seconds

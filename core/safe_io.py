@@ -1,6 +1,7 @@
 """Files written atomically and read only after their hash is checked."""
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io
@@ -11,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from transferlab.errors import WeightsError
+from transferlab.errors import UserError, WeightsError
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -31,11 +32,12 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     the final suffix because Keras checks ``.weights.h5`` in file names.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=".tmp-", suffix="".join(final.suffixes))
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp: Path | None = None
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=".tmp-", suffix="".join(final.suffixes))
+        os.close(fd)
+        tmp = Path(tmp_name)
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
@@ -45,8 +47,15 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise UserError(
+                f"Cannot write {final}: {os.strerror(exc.errno)}. Nothing was left half-written. Free space or fix the "
+                "permissions there, or point TRANSFERLAB_HOME at a writable disk with room."
+            ) from None
+        raise
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             tmp.unlink()
 
 

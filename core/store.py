@@ -6,12 +6,13 @@ with a conditional UPDATE, so no run is claimed twice.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import sqlalchemy as sa
 
@@ -97,6 +98,32 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def store_error(exc: Exception, url: str, doing: str) -> StoreError:
+    """One clear message for a database error while ``doing`` something: full, locked, read-only, or other.
+
+    Every write is one transaction, so the message can promise that nothing of it was kept.
+    """
+    text = str(getattr(exc, "orig", exc)).lower()
+    where = _safe_url(url)
+    kept = "Nothing of this write was kept (the transaction was rolled back)."
+    if "full" in text or "no space" in text or "disk i/o" in text:
+        return StoreError(f"The store at {where} is out of space while {doing}: the disk or its quota is full. "
+                          f"{kept} Free some space, or point TRANSFERLAB_STORE at another disk, and run again.")
+    if "locked" in text or "busy" in text:
+        return StoreError(f"The store at {where} stayed locked by another process while {doing} (waited "
+                          f"{_busy_timeout():g} s). {kept} Wait for the other writer to finish, or raise "
+                          "TRANSFERLAB_STORE_BUSY_TIMEOUT; use PostgreSQL for many concurrent writers.")
+    if "readonly" in text or "read-only" in text or "read only" in text:
+        return StoreError(f"The store at {where} is read-only (file or folder permissions, or a read-only mount) "
+                          f"while {doing}. {kept} Make it writable, or point TRANSFERLAB_STORE at a writable place.")
+    return StoreError(f"The store at {where} failed while {doing}: {type(getattr(exc, 'orig', exc)).__name__}: "
+                      f"{str(getattr(exc, 'orig', exc))[:200]}. {kept}")
+
+
+def _busy_timeout() -> float:
+    return float(os.environ.get("TRANSFERLAB_STORE_BUSY_TIMEOUT", "30"))
+
+
 class Store:
     """Access to the runs and epochs tables. Safe to share across threads; open one per process.
 
@@ -112,7 +139,7 @@ class Store:
         kwargs: dict[str, Any] = {}
         engine_url = self.url
         if self.url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": 30}
+            kwargs["connect_args"] = {"timeout": _busy_timeout()}
             if read_only:
                 path = self.url.split(":///", 1)[-1]
                 if not Path(path).is_file():
@@ -139,6 +166,15 @@ class Store:
                     )
                     _add_missing_columns(conn)
                 version = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+        except sa.exc.OperationalError as exc:
+            text = str(exc.orig).lower()
+            if any(k in text for k in ("full", "locked", "readonly", "read-only", "no space")):
+                raise store_error(exc, self.url, "opening it") from None  # nothing was written
+
+            raise StoreError(
+                f"The store at {_safe_url(self.url)} cannot be opened ({type(exc.orig).__name__}: {exc.orig}). "
+                "Check the path and its permissions, or point TRANSFERLAB_STORE or TRANSFERLAB_HOME somewhere else."
+            ) from None
         except sa.exc.DatabaseError as exc:
             raise StoreError(
                 f"The store at {_safe_url(self.url)} cannot be read as a transferlab database ({type(exc.orig).__name__}: {exc.orig}). "
@@ -150,6 +186,15 @@ class Store:
                 f"({SCHEMA_VERSION}). Upgrade transferlab."
             )
 
+    @contextlib.contextmanager
+    def _write(self, doing: str) -> Iterator[Any]:
+        """One write transaction; a database error becomes one clear StoreError (nothing kept)."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.OperationalError as exc:
+            raise store_error(exc, self.url, doing) from None
+
     # ------------------------------------------------------------------------------------ submit
 
     def submit(self, jobs: Iterable[JobSpec]) -> dict[str, int]:
@@ -159,7 +204,7 @@ class Store:
         """
         now = time.time()
         counts = {"queued": 0, "kept": 0}
-        with self.engine.begin() as conn:
+        with self._write("queueing jobs") as conn:
             for job in jobs:
                 row = conn.execute(sa.select(runs.c.status).where(runs.c.run_id == job.job_id)).first()
                 if row is None:
@@ -184,7 +229,7 @@ class Store:
         Runs whose dependency ended in anything but success are failed with a message naming it.
         """
         among = set(among) if among is not None else None
-        with self.engine.begin() as conn:
+        with self._write("claiming a job") as conn:
             queued = conn.execute(
                 sa.select(runs.c.run_id, runs.c.spec_json, runs.c.depends_on)
                 .where(runs.c.status == "queued")
@@ -203,14 +248,15 @@ class Store:
             if any(statuses.get(d) != "succeeded" for d in deps):
                 continue
             now = time.time()
-            with self.engine.begin() as conn:
+            with self._write("claiming a job") as conn:
                 result = conn.execute(
                     runs.update()
                     .where(runs.c.run_id == run_id, runs.c.status == "queued")
                     .values(status="running", worker=worker, started_at=now, heartbeat_at=now, error=None)
                 )
                 if result.rowcount == 1:
-                    conn.execute(epochs.delete().where(epochs.c.run_id == run_id))
+                    # Epoch rows stay: a run resumed from its checkpoint keeps its curve so far. The
+                    # executor clears them when a run starts over (see clear_epochs).
                     return JobSpec.from_json(spec_json)
         return None
 
@@ -230,15 +276,20 @@ class Store:
         values: dict[str, Any] = {"heartbeat_at": time.time()}
         if progress is not None:
             values["progress_json"] = json.dumps(progress)
-        with self.engine.begin() as conn:
+        with self._write("recording a heartbeat") as conn:
             conn.execute(runs.update().where(runs.c.run_id == run_id, runs.c.status == "running").values(**values))
+
+    def clear_epochs(self, run_id: str) -> None:
+        """Forget a run's epoch rows (it starts over, with nothing to resume from)."""
+        with self._write("clearing epochs") as conn:
+            conn.execute(epochs.delete().where(epochs.c.run_id == run_id))
 
     def log_epoch(self, run_id: str, epoch: int, phase: str, metrics: dict[str, float], seconds: float) -> None:
         """Store one epoch's metrics (one transaction)."""
         row = dict(run_id=run_id, epoch=epoch, phase=phase, seconds=seconds,
                    train_loss=metrics.get("loss"), train_accuracy=metrics.get("accuracy"),
                    val_loss=metrics.get("val_loss"), val_accuracy=metrics.get("val_accuracy"))
-        with self.engine.begin() as conn:
+        with self._write("storing an epoch") as conn:
             conn.execute(epochs.delete().where(epochs.c.run_id == run_id, epochs.c.epoch == epoch))
             conn.execute(epochs.insert().values(**row))
             conn.execute(runs.update().where(runs.c.run_id == run_id).values(heartbeat_at=time.time()))
@@ -252,7 +303,7 @@ class Store:
         query = runs.update().where(runs.c.run_id == run_id)
         if only_if:
             query = query.where(runs.c.status == only_if)
-        with self.engine.begin() as conn:
+        with self._write("storing a finished run") as conn:
             conn.execute(query.values(**values))
 
     def mark_stale(self, timeout_s: float | None = None, worker_prefix: str | None = None) -> int:
@@ -263,12 +314,12 @@ class Store:
         query = runs.update().where(runs.c.status == "running", runs.c.heartbeat_at < cutoff)
         if worker_prefix:
             query = query.where(runs.c.worker.like(f"{worker_prefix}%"))
-        with self.engine.begin() as conn:
+        with self._write("marking stale runs") as conn:
             return conn.execute(query.values(status="interrupted", error="worker stopped (heartbeat lost)")).rowcount
 
     def cancel(self, run_ids: Iterable[str], reason: str = "cancelled by the user") -> int:
         """Queued or running runs among ``run_ids`` become ``interrupted``. Returns how many."""
-        with self.engine.begin() as conn:
+        with self._write("cancelling runs") as conn:
             return conn.execute(
                 runs.update().where(runs.c.run_id.in_(list(run_ids)), runs.c.status.in_(("queued", "running")))
                 .values(status="interrupted", error=reason, finished_at=time.time())
@@ -276,7 +327,7 @@ class Store:
 
     def interrupt_worker(self, worker: str) -> int:
         """Runs held by a worker that is gone become ``interrupted``."""
-        with self.engine.begin() as conn:
+        with self._write("marking a worker's runs interrupted") as conn:
             return conn.execute(
                 runs.update().where(runs.c.status == "running", runs.c.worker == worker)
                 .values(status="interrupted", error="worker stopped", finished_at=time.time())
@@ -327,7 +378,9 @@ def _insert_ignoring_conflict(conn, values: dict[str, Any]):
 
 
 def _safe_url(url: str) -> str:
-    """The store URL without its password, for messages."""
+    """The store URL without its password, for messages (a SQLite store: its file path)."""
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///").removeprefix("file:").split("?", 1)[0]
     try:
         return sa.make_url(url).render_as_string(hide_password=True)
     except Exception:

@@ -1,0 +1,116 @@
+"""Resume inside a run: an interrupted run continues after its last finished epoch (Keras
+BackupAndRestore), finished phases are not trained again, and the store keeps the whole curve."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from transferlab.jobs import make_job
+from transferlab.runner import Runner, checkpoint_dir, has_checkpoint
+from transferlab.store import Store
+
+
+class Interrupted(Exception):
+    """Stands in for a crash: raised from the epoch logger after an epoch was backed up."""
+
+
+def _interrupt_at(epoch_to_stop: int, seen: list[int]):
+    def log(epoch, phase, metrics, seconds):
+        seen.append(epoch)
+        if epoch == epoch_to_stop:
+            raise Interrupted()
+
+    return log
+
+
+def test_interrupted_at_epoch_2_continues_at_epoch_3(registry):
+    job = make_job(registry, task="digits", backbone="tiny", strategy="scratch", examples_per_class=10,
+                   input_size=16, epochs=5, batch_size=16)
+    first: list[int] = []
+    with pytest.raises(Interrupted):
+        Runner(registry, log_epoch=_interrupt_at(2, first)).run(job)
+    assert first == [1, 2] and has_checkpoint(job)
+
+    second: list[int] = []
+    result = Runner(registry, log_epoch=lambda e, p, m, s: second.append(e)).run(job)
+    assert second == [3, 4, 5]
+    assert result.phases[0]["epochs"] == 5 and result.phases[0]["verified"]
+    assert not checkpoint_dir(job).exists()  # cleaned up once the run is done
+
+
+def test_a_finished_phase_is_not_trained_again(registry):
+    job = make_job(registry, task="digits", backbone="tiny", strategy="lp_ft", examples_per_class=10,
+                   input_size=16, epochs=2, fine_tune_epochs=3, batch_size=16, fine_tune_learning_rate=1e-3)
+    first: list[int] = []
+    with pytest.raises(Interrupted):
+        Runner(registry, log_epoch=_interrupt_at(4, first)).run(job)  # epoch 2 of the fine-tune phase
+    second: list[tuple[int, str]] = []
+    result = Runner(registry, log_epoch=lambda e, p, m, s: second.append((e, p))).run(job)
+    assert [e for e, _ in second] == [5]
+    head, fine_tune = result.phases
+    assert head.get("resumed") and not fine_tune.get("resumed")
+    assert fine_tune["changed_params"] > head["changed_params"]
+
+
+def test_a_corrupt_phase_checkpoint_is_trained_again(registry):
+    job = make_job(registry, task="digits", backbone="tiny", strategy="lp_ft", examples_per_class=10,
+                   input_size=16, epochs=2, fine_tune_epochs=2, batch_size=16)
+    with pytest.raises(Interrupted):
+        Runner(registry, log_epoch=_interrupt_at(3, [])).run(job)
+    weights = checkpoint_dir(job) / "phase-0.weights.h5"
+    weights.write_bytes(weights.read_bytes()[:-100] + b"x" * 100)  # altered: fails its hash check
+    seen: list[int] = []
+    result = Runner(registry, log_epoch=lambda e, p, m, s: seen.append(e)).run(job)
+    assert seen[:2] == [1, 2] and not result.phases[0].get("resumed")
+
+
+def test_a_final_failure_leaves_no_checkpoint(registry):
+    job = make_job(registry, task="digits", backbone="nan_net", strategy="scratch", examples_per_class=5,
+                   input_size=16, epochs=2, batch_size=8)
+    from transferlab.errors import NaNLossError
+
+    with pytest.raises(NaNLossError):
+        Runner(registry).run(job)
+    assert not checkpoint_dir(job).exists()
+
+
+CRASH_AT_EPOCH_2 = textwrap.dedent("""
+    import os, signal, sys
+    from transferlab.store import Store
+    original = Store.log_epoch
+    def log_epoch(self, run_id, epoch, phase, metrics, seconds):
+        original(self, run_id, epoch, phase, metrics, seconds)
+        with open(sys.argv[2], "a") as fh:
+            fh.write(f"{epoch}\\n")
+        if epoch == 2 and os.environ.get("CRASH") == "1":
+            os.kill(os.getpid(), signal.SIGKILL)
+    Store.log_epoch = log_epoch
+    from transferlab.cli import main
+    sys.exit(main(["sweep", "--jobs", sys.argv[1], "--workers", "0"]))
+""")
+
+
+def test_kill_9_at_epoch_2_resumes_at_epoch_3_with_the_whole_curve(registry, tl_home, tmp_path):
+    from transferlab.launch import write_jobs_file
+
+    job = make_job(registry, task="digits", backbone="small_cnn", strategy="scratch", examples_per_class=10,
+                   input_size=16, epochs=5, batch_size=16)
+    jobs_file, log = tmp_path / "jobs.json", tmp_path / "epochs.log"
+    write_jobs_file([job], jobs_file)
+    script = tmp_path / "crash.py"
+    script.write_text(CRASH_AT_EPOCH_2)
+    env = dict(os.environ, TRANSFERLAB_HOME=str(tl_home), TRANSFERLAB_QUIET="1", TRANSFERLAB_HEARTBEAT_TIMEOUT="1")
+    crashed = subprocess.run([sys.executable, str(script), str(jobs_file), str(log)], env=dict(env, CRASH="1"))
+    assert crashed.returncode == -9
+    assert log.read_text().split() == ["1", "2"]
+
+    resumed = subprocess.run([sys.executable, str(script), str(jobs_file), str(log)], env=env, timeout=300)
+    assert resumed.returncode == 0
+    assert log.read_text().split() == ["1", "2", "3", "4", "5"]  # the second attempt began at epoch 3
+    store = Store()
+    assert store.get(job.job_id)["status"] == "succeeded"
+    assert list(store.epochs_frame([job.job_id])["epoch"]) == [1, 2, 3, 4, 5]
