@@ -219,10 +219,41 @@ def _load_phase(model: Any, job: JobSpec, index: int) -> dict[str, Any] | None:
 
 def _backup_callback(job: JobSpec, index: int):
     """Keras' per-epoch backup of a phase: an interrupted fit continues after its last finished epoch."""
+    import json
+
     import keras
 
-    return keras.callbacks.BackupAndRestore(str(checkpoint_dir(job) / f"phase-{index}-backup"), save_freq="epoch",
-                                            delete_checkpoint=True)
+    from transferlab.safe_io import atomic_path, sha256_file
+
+    class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+        """BackupAndRestore whose files are written atomically and hash-checked before they are loaded.
+
+        Keras writes the backup in place, so a kill in the middle of a write would leave a torn file that
+        fails (or half-succeeds) to load. Here the weights and then the epoch record (holding the weights'
+        sha256) are each renamed into place; a backup that does not check out is dropped and the phase
+        starts over from its beginning, with nothing half-loaded.
+        """
+
+        def _save_model(self):
+            with atomic_path(self._weights_path) as tmp:
+                self.model.save_weights(tmp)
+            with atomic_path(self._training_metadata_path) as tmp:
+                tmp.write_text(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen,
+                                           "weights_sha256": sha256_file(self._weights_path)}))
+
+        def on_train_begin(self, logs=None):
+            try:
+                record = json.loads(Path(self._training_metadata_path).read_text())
+                usable = sha256_file(self._weights_path) == record["weights_sha256"]
+            except (OSError, ValueError, KeyError):
+                usable = False
+            if usable:
+                self._load_model()
+            else:
+                shutil.rmtree(self.backup_dir, ignore_errors=True)
+
+    return AtomicBackupAndRestore(str(checkpoint_dir(job) / f"phase-{index}-backup"), save_freq="epoch",
+                                  delete_checkpoint=True)
 
 
 # ------------------------------------------------------------------------------------------ helpers

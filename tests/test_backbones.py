@@ -143,8 +143,12 @@ def test_built_in_backbones_have_no_lambda_layers(name):
 
 def test_keras_load_model_is_never_called_on_files():
     """Weights only: the architecture is always rebuilt from the registered backbone."""
+    import re
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
     sources = [p for folder in ("core", "plugins", "dashboard") for p in (root / folder).rglob("*.py")]
-    assert sources and not [p.name for p in sources if "load_model(" in p.read_text()]
+    # keras.models.load_model / keras.saving.load_model / a bare load_model; BackupAndRestore's own
+    # `_load_model` (which calls load_weights on the rebuilt model) is not it.
+    call = re.compile(r"(?<![\w])load_model\(")
+    assert sources and not [p.name for p in sources if call.search(p.read_text())]

@@ -81,3 +81,65 @@ def test_kill_9_loses_nothing_and_resume_finishes(registry, tl_home, tmp_path, t
     assert set(final["status"]) == {"succeeded"}
     assert {k: final.at[k, "finished_at"] for k in finished_before} == finished_before  # nothing redone
     assert _integrity(store) == "ok"
+
+
+KILLS = 20
+
+
+@pytest.mark.slow
+def test_twenty_kills_at_random_moments_lose_no_finished_run(registry, tl_home, tmp_path, monkeypatch):
+    """20 kill -9s at seeded random moments over a sweep that loads data, trains, writes feature caches,
+    phase checkpoints and pretrained weights; after each the store is intact and nothing finished is lost;
+    resuming finishes every run without redoing one."""
+    from transferlab.jobs import expand_grid
+
+    monkeypatch.setenv("TRANSFERLAB_HEARTBEAT_TIMEOUT", "2")
+    options = dict(input_size=16, epochs=4, fine_tune_epochs=3, batch_size=8, fine_tune_learning_rate=1e-3,
+                   pretrain_epochs=2)
+    jobs = expand_grid(registry, dict(tasks=["digits"], backbones=["small_cnn"],
+                                      strategies=["scratch", "frozen_features", "lp_ft"],
+                                      examples_per_class=[10, 20], seeds=[0, 1], sources=["none", "lfw_faces"]),
+                       options)
+    jobs_file = tmp_path / "jobs.json"
+    write_jobs_file(jobs, jobs_file)
+    env = dict(os.environ, TRANSFERLAB_HOME=str(tl_home), TRANSFERLAB_QUIET="1", TRANSFERLAB_HEARTBEAT_TIMEOUT="2")
+    store = Store()
+    rng = random.Random(1729)
+    finished: dict[str, float] = {}
+    kills = 0
+    for round_ in range(KILLS):
+        sweep = _sweep(jobs_file, env)
+        try:
+            try:
+                _wait_running(store, timeout=120)
+            except AssertionError:
+                break  # everything finished before this kill
+            time.sleep(rng.uniform(0.0, 4.0))
+            if rng.random() < 0.5:
+                for child in _children(sweep.pid):
+                    os.kill(child, signal.SIGKILL)
+                sweep.wait(timeout=300)
+            else:
+                os.killpg(sweep.pid, signal.SIGKILL)
+                sweep.wait(timeout=30)
+            kills += 1
+        finally:
+            if sweep.poll() is None:
+                os.killpg(sweep.pid, signal.SIGKILL)
+        assert _integrity(store) == "ok", f"after kill {round_ + 1}"
+        time.sleep(2.5)
+        store.mark_stale()
+        frame = store.runs_frame().set_index("run_id")
+        assert "running" not in set(frame["status"])
+        assert not set(frame["status"]) - {"queued", "succeeded", "interrupted"}
+        now_finished = frame[frame["status"] == "succeeded"]["finished_at"].to_dict()
+        assert {k: now_finished.get(k) for k in finished} == finished, "a finished run was lost or redone"
+        finished = now_finished
+    assert kills >= KILLS // 2
+    resume = _sweep(jobs_file, env)
+    assert resume.wait(timeout=900) == 0
+    final = store.runs_frame().set_index("run_id")
+    assert set(final["status"]) == {"succeeded"} and len(final) == len(jobs)
+    assert {k: final.at[k, "finished_at"] for k in finished} == finished
+    assert _integrity(store) == "ok"
+    print(f"kills survived: {kills}; runs: {len(jobs)}; finished before the last resume: {len(finished)}; lost: 0")

@@ -68,6 +68,20 @@ def test_a_corrupt_phase_checkpoint_is_trained_again(registry):
     assert seen[:2] == [1, 2] and not result.phases[0].get("resumed")
 
 
+def test_a_torn_epoch_backup_starts_the_phase_over(registry):
+    job = make_job(registry, task="digits", backbone="tiny", strategy="scratch", examples_per_class=10,
+                   input_size=16, epochs=4, batch_size=16)
+    with pytest.raises(Interrupted):
+        Runner(registry, log_epoch=_interrupt_at(2, [])).run(job)
+    backups = list(checkpoint_dir(job).rglob("*.weights.h5"))
+    assert backups
+    for path in backups:  # as if killed in the middle of writing it
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    seen: list[int] = []
+    result = Runner(registry, log_epoch=lambda e, p, m, s: seen.append(e)).run(job)
+    assert seen == [1, 2, 3, 4] and result.phases[0]["verified"]
+
+
 def test_a_final_failure_leaves_no_checkpoint(registry):
     job = make_job(registry, task="digits", backbone="nan_net", strategy="scratch", examples_per_class=5,
                    input_size=16, epochs=2, batch_size=8)
