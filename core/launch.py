@@ -156,7 +156,7 @@ def estimate_seconds(runs: Any, jobs: list[JobSpec], registry: Any) -> tuple[flo
             same = done[done["backbone"] == job.backbone]
         if same.empty:
             continue
-        n_train = (job.examples_per_class or 100) * registry.task(job.task).num_classes
+        n_train = (job.examples_per_class or 100) * (registry.task(job.task).num_classes or 2)  # None: the data decides
         total += float(np.median(same["wall_seconds"] / same["work"])) * _work(job.canonical(), n_train)
         covered += 1
     return (total if covered else None), covered

@@ -134,3 +134,23 @@ def test_html_report_is_self_contained(app_env):
     assert report.count("<h2>") >= 6 and "digits: data efficiency" in report
     assert 'src="https://' not in report and "Plotly.newPlot" in report  # plotly.js inlined, no CDN
     assert json.dumps("frozen_features")[1:-1] in report
+
+
+def test_run_page_shows_one_error_box_for_a_bad_dataset_and_launches_nothing(app_env, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from transferlab.launch import launches
+
+    folder = tmp_path / "one-class"
+    (folder / "benign").mkdir(parents=True)
+    for i in range(3):
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(folder / "benign" / f"{i}.png")
+    monkeypatch.setenv("TRANSFERLAB_MEDICAL_DIR", str(folder))
+    before = len(launches())
+    at = _run_page("run.py")
+    next(m for m in at.multiselect if m.label == "Tasks").set_value(["medical_folder"]).run()
+    next(b for b in at.button if b.label == "Launch in the background").click().run()
+    assert not at.exception
+    assert len(at.error) == 1
+    assert "needs at least two" in at.error[0].value and "benign" in at.error[0].value
+    assert len(launches()) == before

@@ -314,3 +314,20 @@ def test_stub_joint_model_builds_from_registered_encoders(registry):
     out = model({"image": np.zeros((2, 16, 16, 3), "float32"), "token_ids": np.ones((2, 8), "int32"),
                  "padding_mask": np.ones((2, 8), "int32")})
     assert tuple(out.shape) == (2, 4)
+
+
+@pytest.mark.slow
+def test_frozen_minilm_beats_tfidf_at_100_tweets_per_class(registry):
+    from transferlab.data import sample_subset
+    from transferlab.plugins.text_sentiment import tfidf_baseline
+
+    data = load_task_data(registry, "sentiment_tweets")
+    splits = make_splits(data)
+    encoder, baseline = [], []
+    for seed in (0, 1, 2):
+        train = sample_subset(data.labels, splits.pool, seed, 100)
+        baseline.append(tfidf_baseline(data, train, splits.test, seed)["accuracy"])
+        job = make_job(registry, task="sentiment_tweets", backbone="minilm-l6", weights="sentence-pairs",
+                       strategy="frozen_features", examples_per_class=100, seed=seed)
+        encoder.append(Runner(registry).run(job).test_accuracy)
+    assert np.mean(encoder) > np.mean(baseline), (encoder, baseline)
