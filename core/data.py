@@ -21,7 +21,7 @@ VAL_FRACTION = 0.1
 VAL_MAX_PER_CLASS = 50
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: == on numpy fields would be ambiguous
 class ImageFiles:
     """Images that stay on disk: tf.data decodes them as it streams (the set is never held in memory).
 
@@ -31,6 +31,11 @@ class ImageFiles:
 
     paths: np.ndarray
     rois: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "paths", np.asarray(self.paths, dtype=str))
+        if self.rois is not None:
+            object.__setattr__(self, "rois", np.asarray(self.rois, dtype=np.int32))
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -355,3 +360,13 @@ def make_dataset(data: TaskData, indices: np.ndarray, targets: np.ndarray, backb
         files = ImageFiles(data.images.paths[indices], None if data.images.rois is None else data.images.rois[indices])
         return make_file_dataset(files, targets, input_size, backbone.preprocess, batch_size, shuffle_seed)
     return make_image_dataset(data.images[indices], targets, input_size, backbone.preprocess, batch_size, shuffle_seed)
+
+
+def tfds_prepared(name: str) -> bool:
+    """Whether tensorflow-datasets has ``name`` fully prepared on this machine (cheap: no TensorFlow
+    import). A prepared dataset has a version folder holding ``dataset_info.json``, written last."""
+    import os
+    from pathlib import Path
+
+    data_dir = Path(os.environ.get("TFDS_DATA_DIR", Path.home() / "tensorflow_datasets"))
+    return any(data_dir.glob(f"{name}/*/dataset_info.json")) or any(data_dir.glob(f"{name}/*/*/dataset_info.json"))

@@ -6,6 +6,7 @@ alive; a run whose worker vanished is noticed through its stale heartbeat and ma
 """
 from __future__ import annotations
 
+import hashlib
 import multiprocessing as mp
 import os
 import threading
@@ -59,7 +60,8 @@ def run_one(store: Store, job: JobSpec, registry=None) -> str:
     from transferlab.runner import Runner, has_checkpoint
 
     registry = registry or get_registry()
-    if not has_checkpoint(job):
+    namespace = hashlib.sha256(store.url.encode()).hexdigest()[:8]  # checkpoints per store
+    if not has_checkpoint(job, namespace):
         store.clear_epochs(job.job_id)  # starting over: drop the curve of an earlier, unresumable attempt
     stop = threading.Event()
 
@@ -76,6 +78,7 @@ def run_one(store: Store, job: JobSpec, registry=None) -> str:
         log_epoch=lambda epoch, phase, metrics, seconds: store.log_epoch(job.job_id, epoch, phase, metrics, seconds),
         weights_file=_weights_resolver(store),
         report_progress=lambda progress: store.heartbeat(job.job_id, progress),
+        checkpoint_namespace=namespace,
     )
     try:
         result = runner.run(job)

@@ -59,28 +59,21 @@ class TaskHead:
     def evaluate(self, predictions: np.ndarray, data: Any, indices: np.ndarray, labels: np.ndarray,
                  num_classes: int, job: Any) -> dict[str, Any]:
         """Score test predictions: ``score`` (the task's metric), ``loss``, and optionally
-        ``balanced_accuracy``, ``confusion`` and ``metrics`` (a JSON-ready dict of further figures)."""
-        raise NotImplementedError
+        ``balanced_accuracy``, ``confusion`` and ``metrics`` (a JSON-ready dict of further figures).
 
-
-class ClassificationHead(TaskHead):
-    """Dropout and a softmax layer; scored by accuracy, with the metrics that matter under imbalance
-    (balanced accuracy, macro F1, per-class recall) and the confusion matrix."""
-
-    def evaluate(self, predictions, data, indices, labels, num_classes, job):
-        """Accuracy, cross-entropy, balanced accuracy, macro F1, per-class recall, confusion matrix."""
-        from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, recall_score
+        The default classifies: accuracy, cross-entropy, balanced accuracy, macro F1, per-class recall
+        (the metrics that mean something under class imbalance) and the confusion matrix.
+        """
+        from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, log_loss, recall_score
 
         labels = np.asarray(labels, dtype=np.int64)
         pred = predictions.argmax(axis=1)
-        eps = 1e-7
-        loss = float(-np.mean(np.log(np.clip(predictions[np.arange(len(labels)), labels], eps, 1.0))))
         present = sorted(set(labels.tolist()))
         recall = recall_score(labels, pred, labels=present, average=None, zero_division=0)
         names = list(data.class_names)
         return dict(
             score=float((pred == labels).mean()),
-            loss=loss,
+            loss=float(log_loss(labels, predictions, labels=list(range(num_classes)))),
             balanced_accuracy=float(balanced_accuracy_score(labels, pred)),
             confusion=confusion_matrix(labels, pred, labels=list(range(num_classes))).tolist(),
             metrics=dict(
@@ -88,3 +81,8 @@ class ClassificationHead(TaskHead):
                 per_class_recall={names[c]: float(r) for c, r in zip(present, recall)},
             ),
         )
+
+
+class ClassificationHead(TaskHead):
+    """Dropout and a softmax layer; scored by accuracy, balanced accuracy, macro F1, per-class recall and
+    the confusion matrix (all the defaults of :class:`TaskHead`)."""

@@ -30,6 +30,7 @@ PathLike = str | bytes | os.PathLike
 
 
 def too_large(width: int, height: int) -> str:
+    """The reason text for an image above MAX_PIXELS."""
     return f"too large: {width}x{height} px (limit {MAX_PIXELS / 1e6:g} MP)"
 
 
@@ -226,6 +227,7 @@ class ImageFolderScan:
 
 
 def check_bad_fraction(max_bad_fraction: float) -> None:
+    """Refuse a max_bad_fraction outside [0, 1]."""
     if not 0 <= max_bad_fraction <= 1:
         raise UserError(
             "max_bad_fraction must be in [0, 1] (0.05 = skip up to 5% bad files). "
@@ -234,6 +236,7 @@ def check_bad_fraction(max_bad_fraction: float) -> None:
 
 
 def refuse_if_too_many_bad(bad: list[tuple[str, str]], n_files: int, max_bad_fraction: float, where: str, fix: str) -> None:
+    """Raise one UserError listing the first bad files when more than ``max_bad_fraction`` of ``n_files`` are bad."""
     if not n_files or len(bad) / n_files <= max_bad_fraction:
         return
     listing = "; ".join(f"{path}: {reason}" for path, reason in bad[:5])
@@ -245,11 +248,13 @@ def refuse_if_too_many_bad(bad: list[tuple[str, str]], n_files: int, max_bad_fra
 
 
 def is_hidden(name: str) -> bool:
+    """Whether a file or folder name is hidden (dot files, macOS zip resource forks)."""
     # "__MACOSX" holds the "._*" resource forks of zips made on macOS: never data.
     return name.startswith(".") or name == "__MACOSX"
 
 
 def is_image_name(name: str) -> bool:
+    """Whether a file name is a visible image (by extension)."""
     return not is_hidden(name) and name.lower().endswith(IMAGE_EXTENSIONS)
 
 

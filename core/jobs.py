@@ -87,6 +87,8 @@ class JobSpec:
 
 
 _FIELDS = {f.name for f in dataclasses.fields(JobSpec)}
+#: The options a task may set defaults for (everything but what names the job).
+JOB_OPTIONS = _FIELDS - {"task", "backbone", "strategy", "kind", "weights_sha256", "depends_on"}
 
 
 def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -151,8 +153,8 @@ def make_job(registry: Registry, **fields: Any) -> JobSpec:
         )
     # The task's defaults fill what the user left unset (e.g. a sequence length, a cap on examples).
     for name, value in task.job_defaults.items():
-        if name not in _FIELDS:
-            raise UserError(f"Task {task.name!r} sets an unknown job default {name!r}. Valid options: {sorted(_FIELDS)}")
+        if name == "examples_per_class" and fields.get("kind") == "pretrain":
+            continue  # a source pretrains on its whole pool
         if fields.get(name) is not None or (name in ("examples_per_class", "fraction")
                                                 and (fields.get("examples_per_class") or fields.get("fraction"))):
             continue
@@ -169,6 +171,8 @@ def make_job(registry: Registry, **fields: Any) -> JobSpec:
         raise UserError(f"Task {task.name!r} ({head.kind}) does not support augment; leave it off.")
     if fields.get("class_weight", "none") != "none" and not head.supports_class_weight:
         raise UserError(f"Task {task.name!r} ({head.kind}) does not support class weights; use class_weight='none'.")
+    if fields.get("shuffled_labels") and head.kind != "classification":
+        raise UserError(f"Task {task.name!r} ({head.kind}) has no labels to shuffle; use it as a plain source.")
     if fields.get("augment") and task.modality != "image":
         raise UserError(f"Task {task.name!r} takes {task.modality}; augment applies to images only.")
     kind = fields.get("kind", "train")

@@ -166,59 +166,85 @@ def set_trainable(base: Any, phase: PhaseSpec, top_layers: int, batchnorm: str =
 
 # ------------------------------------------------------------------------------------------ checkpoints
 
-def checkpoint_dir(job: JobSpec) -> Path:
+def checkpoint_dir(job: JobSpec, namespace: str = "") -> Path:
     """Where an unfinished run keeps its checkpoints: one per finished phase, and Keras
-    ``BackupAndRestore``'s per-epoch backup of the phase in progress. Removed when the run ends."""
+    ``BackupAndRestore``'s per-epoch backup of the phase in progress. Removed when the run ends.
+
+    ``namespace`` separates stores that share a home (the executor passes a hash of the store's URL),
+    so two stores running the same job never touch each other's checkpoints.
+    """
     from transferlab.paths import cache_dir
 
-    return cache_dir("checkpoints") / job.job_id
+    return cache_dir("checkpoints") / (f"{namespace}-{job.job_id}" if namespace else job.job_id)
 
 
-def has_checkpoint(job: JobSpec) -> bool:
+def has_checkpoint(job: JobSpec, namespace: str = "") -> bool:
     """Whether an interrupted attempt of ``job`` left something to resume from."""
-    return checkpoint_dir(job).is_dir() and any(checkpoint_dir(job).iterdir())
+    folder = checkpoint_dir(job, namespace)
+    return folder.is_dir() and any(folder.iterdir())
 
 
-def _phase_files(job: JobSpec, index: int) -> tuple[Path, Path]:
-    folder = checkpoint_dir(job)
-    return folder / f"phase-{index}.weights.h5", folder / f"phase-{index}.json"
+class _Checkpoints:
+    """The checkpoints of one attempt at a job.
 
+    ``identity`` names what the checkpoints were trained on (training, validation and test indices);
+    a checkpoint from another identity, e.g. a folder dataset that gained files, is never resumed.
+    """
 
-def _save_phase(model: Any, job: JobSpec, index: int, record: dict[str, Any]) -> None:
-    """Weights and record of a finished phase, each written atomically (the record last: it marks done)."""
-    import json
+    def __init__(self, job: JobSpec, namespace: str, identity: str):
+        self.folder, self.identity = checkpoint_dir(job, namespace), identity
 
-    from transferlab.safe_io import atomic_path, sha256_file
+    def _files(self, index: int) -> tuple[Path, Path]:
+        return self.folder / f"phase-{index}.weights.h5", self.folder / f"phase-{index}.json"
 
-    weights, done = _phase_files(job, index)
-    with atomic_path(weights) as tmp:
-        model.save_weights(tmp)
-    with atomic_path(done) as tmp:
-        tmp.write_text(json.dumps({"record": record, "weights_sha256": sha256_file(weights)}))
+    def save(self, model: Any, index: int, record: dict[str, Any]) -> None:
+        """Weights and record of a finished phase, each written atomically (the record last: it marks done)."""
+        import json
 
+        from transferlab.safe_io import atomic_path, sha256_file
 
-def _load_phase(model: Any, job: JobSpec, index: int) -> dict[str, Any] | None:
-    """The record of a phase finished by an earlier attempt, with its weights loaded; None when there is
-    none or its files fail their hash check (the phase then runs again)."""
-    import json
+        weights, done = self._files(index)
+        with atomic_path(weights) as tmp:
+            model.save_weights(tmp)
+        with atomic_path(done) as tmp:
+            tmp.write_text(json.dumps({"record": record, "weights_sha256": sha256_file(weights),
+                                       "identity": self.identity}))
 
-    from transferlab.safe_io import sha256_file
+    def load(self, model: Any, index: int, backbone_name: str) -> dict[str, Any] | None:
+        """The record of a phase finished by an earlier attempt, with its weights loaded; None when there is
+        none, it was trained on other data, or its files fail their hash check (the phase then runs again)."""
+        import json
 
-    weights, done = _phase_files(job, index)
-    if not (weights.is_file() and done.is_file()):
-        return None
-    try:
-        saved = json.loads(done.read_text())
-        if sha256_file(weights) != saved["weights_sha256"]:
+        from transferlab.safe_io import sha256_file
+
+        weights, done = self._files(index)
+        if not (weights.is_file() and done.is_file()):
             return None
-        model.load_weights(weights)
-    except Exception:
-        return None
-    return saved["record"]
+        try:
+            saved = json.loads(done.read_text())
+            if saved.get("identity") != self.identity or sha256_file(weights) != saved["weights_sha256"]:
+                return None
+            load_weights_strictly(model, weights, backbone_name)
+        except (OSError, ValueError, KeyError, UserError):
+            return None
+        return saved["record"]
+
+    def forget_from(self, index: int) -> None:
+        """Drop the checkpoints of phase ``index`` and every later one: they grew from an earlier state."""
+        if not self.folder.is_dir():
+            return
+        for path in self.folder.iterdir():
+            number = path.name.split("-")[1].split(".")[0] if path.name.startswith("phase-") else ""
+            if number.isdigit() and int(number) >= index:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+    def backup(self, index: int):
+        """Keras' per-epoch backup of phase ``index``: an interrupted fit continues after its last finished epoch."""
+        return _backup_callback(self.folder / f"phase-{index}-backup", self.identity)
 
 
-def _backup_callback(job: JobSpec, index: int):
-    """Keras' per-epoch backup of a phase: an interrupted fit continues after its last finished epoch."""
+def _backup_callback(folder: Path, identity: str):
+    """A BackupAndRestore callback writing to ``folder`` (see AtomicBackupAndRestore below)."""
     import json
 
     import keras
@@ -230,8 +256,8 @@ def _backup_callback(job: JobSpec, index: int):
 
         Keras writes the backup in place, so a kill in the middle of a write would leave a torn file that
         fails (or half-succeeds) to load. Here the weights and then the epoch record (holding the weights'
-        sha256) are each renamed into place; a backup that does not check out is dropped and the phase
-        starts over from its beginning, with nothing half-loaded.
+        sha256 and the data identity) are each renamed into place; a backup that does not check out is
+        dropped and the phase starts over from its beginning, with nothing half-loaded.
         """
 
         def _save_model(self):
@@ -239,12 +265,14 @@ def _backup_callback(job: JobSpec, index: int):
                 self.model.save_weights(tmp)
             with atomic_path(self._training_metadata_path) as tmp:
                 tmp.write_text(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen,
-                                           "weights_sha256": sha256_file(self._weights_path)}))
+                                           "weights_sha256": sha256_file(self._weights_path), "identity": identity}))
 
         def on_train_begin(self, logs=None):
+            self.model._initial_epoch = None
             try:
                 record = json.loads(Path(self._training_metadata_path).read_text())
-                usable = sha256_file(self._weights_path) == record["weights_sha256"]
+                usable = (record["identity"] == identity
+                          and sha256_file(self._weights_path) == record["weights_sha256"])
             except (OSError, ValueError, KeyError):
                 usable = False
             if usable:
@@ -252,8 +280,13 @@ def _backup_callback(job: JobSpec, index: int):
             else:
                 shutil.rmtree(self.backup_dir, ignore_errors=True)
 
-    return AtomicBackupAndRestore(str(checkpoint_dir(job) / f"phase-{index}-backup"), save_freq="epoch",
-                                  delete_checkpoint=True)
+        def on_train_end(self, logs=None):
+            # Keras leaves the restored epoch on the model, and fit() prefers it to its own initial_epoch:
+            # without this, the next phase would start at this phase's restored epoch.
+            self.model._initial_epoch = None
+            super().on_train_end(logs)
+
+    return AtomicBackupAndRestore(str(folder), save_freq="epoch", delete_checkpoint=True)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -358,7 +391,8 @@ class Runner:
 
     ``log_epoch(epoch, phase, metrics, seconds)`` receives each epoch's metrics; ``weights_file(run_id)``
     resolves ``run:<id>`` weights to (path, sha256); ``report_progress(dict)`` receives live progress
-    (phase, epoch, step) a few times a second at most.
+    (phase, epoch, step) a few times a second at most; ``checkpoint_namespace`` keeps the checkpoints of
+    different stores apart (see :func:`checkpoint_dir`).
     """
 
     def __init__(
@@ -367,8 +401,10 @@ class Runner:
         log_epoch: EpochLogger | None = None,
         weights_file: Callable[[str], tuple[Path, str]] | None = None,
         report_progress: Callable[[dict[str, Any]], None] | None = None,
+        checkpoint_namespace: str = "",
     ):
         self.registry = registry
+        self.checkpoint_namespace = checkpoint_namespace
         self.log_epoch = log_epoch
         self.weights_file = weights_file
         self.report_progress = report_progress
@@ -411,11 +447,11 @@ class Runner:
         try:
             result = self._run(job, t_start)
         except (NaNLossError, FreezeViolationError, UserError):
-            shutil.rmtree(checkpoint_dir(job), ignore_errors=True)  # a final outcome: nothing to resume
+            shutil.rmtree(checkpoint_dir(job, self.checkpoint_namespace), ignore_errors=True)  # final: nothing to resume
             raise
         finally:
             keras.mixed_precision.set_global_policy(previous_policy)
-        shutil.rmtree(checkpoint_dir(job), ignore_errors=True)
+        shutil.rmtree(checkpoint_dir(job, self.checkpoint_namespace), ignore_errors=True)
         return result
 
     def _run(self, job: JobSpec, t_start: float) -> RunResult:
@@ -562,30 +598,33 @@ class Runner:
         extra = head.epoch_callback(lambda: model.predict(val_inputs, verbose=0), data, splits.val, job)
         steps = math.ceil(len(train_idx) / job.batch_size)
         compile_args = head.compile_args(num_classes, job)
+        identity = f"{indices_hash(train_idx)}:{indices_hash(splits.val)}:{indices_hash(splits.test)}"
+        checkpoints = _Checkpoints(job, self.checkpoint_namespace, identity)
         phases, offset, seconds, images = [], 0, 0.0, 0
         for index, phase in enumerate(strategy.phases):
             set_trainable(net, phase, job.fine_tune_layers, strategy.batchnorm, blocks)
             epochs, lr = ((job.epochs, job.learning_rate) if phase.stage == "head"
                           else (job.fine_tune_epochs, job.fine_tune_learning_rate))
             offset += epochs
-            resumed = _load_phase(model, job, index)
+            resumed = checkpoints.load(model, index, backbone.name) if not phases or phases[-1].get("resumed") else None
             if resumed is not None:  # finished by an interrupted attempt: keep it, verified as it was then
                 phases.append(dict(resumed, resumed=True))
                 continue
+            checkpoints.forget_from(index + 1)  # later phases would have grown from another state
             trainable = count_params(model.trainable_weights)
             total = count_params(model_weights(model))
             before = snapshot(model)
             expected = expected_to_change(model, strategy.batchnorm)
             seconds += self._fit_phase(model, phase.name, train_ds, val_ds, epochs, offset - epochs, lr, class_weight,
                                        steps, job.label(), job.xla, compile_args, extra, head.val_metric,
-                                       backup=_backup_callback(job, index))
+                                       backup=checkpoints.backup(index))
             changed = verify_phase(model, before, expected, phase.name)
             images += len(train_idx) * epochs
             record = dict(phase=phase.name, train=phase.train, epochs=epochs, learning_rate=lr,
                           trainable_params=trainable, frozen_params=total - trainable, changed_params=changed,
                           verified=True)
             phases.append(record)
-            _save_phase(model, job, index, record)
+            checkpoints.save(model, index, record)
         test_ds = make(splits.test, data.labels[splits.test])
         predictions = model.predict(test_ds.map(lambda x, y: x), verbose=0)
         return predictions, phases, model, images, seconds

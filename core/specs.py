@@ -159,8 +159,22 @@ class TaskSpec:
         _check_callable("Task", self.name, "load", self.load)
         _check_callable("Task", self.name, "available", self.available)
         _check_modality("Task", self.name, self.modality)
+        if self.num_classes is not None and (isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int)
+                                             or self.num_classes < 2):
+            raise SpecError(
+                f"Task {self.name!r}: num_classes must be an int >= 2, or None when the data decides. "
+                f"Received: num_classes={self.num_classes!r}"
+            )
         if not isinstance(self.job_defaults, dict):
             raise SpecError(f"Task {self.name!r}: job_defaults must be a dict. Received: job_defaults={self.job_defaults!r}")
+        from transferlab.jobs import JOB_OPTIONS
+
+        unknown = sorted(set(self.job_defaults) - JOB_OPTIONS)
+        if unknown:
+            raise SpecError(
+                f"Task {self.name!r}: job_defaults sets unknown job option(s) {unknown}. Valid options: "
+                f"{sorted(JOB_OPTIONS)}. Received: job_defaults={self.job_defaults!r}"
+            )
         if self.head is not None:
             from transferlab.heads import TaskHead
 
@@ -175,11 +189,6 @@ class TaskSpec:
         from transferlab.heads import ClassificationHead
 
         return self.head if self.head is not None else ClassificationHead()
-        if self.num_classes is not None and (not isinstance(self.num_classes, int) or self.num_classes < 2):
-            raise SpecError(
-                f"Task {self.name!r}: num_classes must be an int >= 2, or None when the data decides. "
-                f"Received: num_classes={self.num_classes!r}"
-            )
 
 
 TRAIN_WHAT = ("head", "top", "all")

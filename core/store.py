@@ -85,7 +85,7 @@ meta = sa.Table("meta", metadata, sa.Column("key", sa.String(64), primary_key=Tr
 #: columns of ``transferlab runs --csv``, in order
 CSV_COLUMNS = [
     "run_id", "task", "backbone", "weights", "strategy", "source", "examples_per_class", "seed", "status",
-    "test_accuracy", "balanced_accuracy", "trainable_params", "total_params", "wall_seconds",
+    "test_accuracy", "metric", "balanced_accuracy", "trainable_params", "total_params", "wall_seconds",
     "fraction", "input_size", "kind", "test_loss", "images_per_second", "transferability", "error",
 ]
 
@@ -106,7 +106,10 @@ def store_error(exc: Exception, url: str, doing: str) -> StoreError:
     text = str(getattr(exc, "orig", exc)).lower()
     where = _safe_url(url)
     kept = "Nothing of this write was kept (the transaction was rolled back)."
-    if "full" in text or "no space" in text or "disk i/o" in text:
+    if "disk i/o" in text:
+        return StoreError(f"The disk under the store at {where} reported an I/O error while {doing}. {kept} "
+                          "Check the disk (or network mount), or point TRANSFERLAB_STORE at another disk.")
+    if "full" in text or "no space" in text:
         return StoreError(f"The store at {where} is out of space while {doing}: the disk or its quota is full. "
                           f"{kept} Free some space, or point TRANSFERLAB_STORE at another disk, and run again.")
     if "locked" in text or "busy" in text:

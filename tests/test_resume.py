@@ -56,6 +56,29 @@ def test_a_finished_phase_is_not_trained_again(registry):
     assert fine_tune["changed_params"] > head["changed_params"]
 
 
+def test_interrupted_in_the_first_phase_the_next_phase_keeps_its_own_epochs(registry):
+    job = make_job(registry, task="digits", backbone="tiny", strategy="lp_ft", examples_per_class=10,
+                   input_size=16, epochs=3, fine_tune_epochs=3, batch_size=16, fine_tune_learning_rate=1e-3)
+    with pytest.raises(Interrupted):
+        Runner(registry, log_epoch=_interrupt_at(2, [])).run(job)  # inside the head phase
+    seen: list[tuple[int, str]] = []
+    result = Runner(registry, log_epoch=lambda e, p, m, s: seen.append((e, p))).run(job)
+    assert seen == [(3, "head"), (4, "fine_tune"), (5, "fine_tune"), (6, "fine_tune")]
+    assert [p["epochs"] for p in result.phases] == [3, 3]
+
+
+def test_a_checkpoint_of_other_data_is_not_resumed(registry):
+    job = make_job(registry, task="digits", backbone="tiny", strategy="scratch", examples_per_class=10,
+                   input_size=16, epochs=4, batch_size=16)
+    with pytest.raises(Interrupted):
+        Runner(registry, log_epoch=_interrupt_at(2, [])).run(job)
+    for path in checkpoint_dir(job).rglob("*.json"):  # as if the dataset had changed between attempts
+        path.write_text(path.read_text().replace('"identity": "', '"identity": "other-'))
+    seen: list[int] = []
+    Runner(registry, log_epoch=lambda e, p, m, s: seen.append(e)).run(job)
+    assert seen == [1, 2, 3, 4]
+
+
 def test_a_corrupt_phase_checkpoint_is_trained_again(registry):
     job = make_job(registry, task="digits", backbone="tiny", strategy="lp_ft", examples_per_class=10,
                    input_size=16, epochs=2, fine_tune_epochs=2, batch_size=16)

@@ -142,6 +142,41 @@ def test_road_signs_train_streaming_through_the_runner(registry, gtsrb_dir):
     assert np.array(result.confusion).sum() == 30
 
 
+def test_gtsrb_download_extracts_the_three_official_archives_and_checks_them(registry, tmp_path, monkeypatch):
+    import zipfile
+
+    import keras
+
+    from transferlab.plugins.road_signs import write_gtsrb_fixture
+
+    src = write_gtsrb_fixture(tmp_path / "src", classes=range(3), per_class=4, n_test=6)
+    cache = tmp_path / "keras-cache"
+    cache.mkdir()
+    layout = {"GTSRB_Final_Training_Images.zip": ("Final_Training", "GTSRB/"),
+              "GTSRB_Final_Test_Images.zip": ("Final_Test", "GTSRB/"), "GTSRB_Final_Test_GT.zip": ("GT-final_test.csv", "")}
+    for archive, (member, prefix) in layout.items():  # the official archives' layout
+        with zipfile.ZipFile(cache / archive, "w") as bundle:
+            paths = [src / member] if (src / member).is_file() else sorted((src / member).rglob("*"))
+            for path in paths:
+                bundle.write(path, prefix + str(path.relative_to(src)))
+    fetched = []
+
+    def fake_get_file(fname, origin, cache_subdir):  # what keras.utils.get_file returns after a download
+        fetched.append(origin)
+        return str(cache / fname)
+
+    monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+    monkeypatch.delenv("TRANSFERLAB_GTSRB_DIR", raising=False)
+    data = load_task_data(registry, "road_signs")
+    assert len(fetched) == 3 and len(data.test_indices) == 6 and len(data) == 3 * 4 + 6
+    assert (cache / "GTSRB_Final_Test_GT.zip.sha256").is_file()
+    _TASK_DATA.clear()
+    with zipfile.ZipFile(cache / "GTSRB_Final_Test_GT.zip", "a") as bundle:  # altered after the download
+        bundle.writestr("extra.txt", "x")
+    with pytest.raises(UserError, match="changed since it was downloaded"):
+        load_task_data(registry, "road_signs")
+
+
 def test_missing_gtsrb_says_urls_layout_and_setting(registry, tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFERLAB_GTSRB_DIR", str(tmp_path / "nothing-here"))
     with pytest.raises(DatasetUnavailableError) as err:
@@ -161,6 +196,12 @@ def test_detection_canvases_are_deterministic_with_boxes(registry):
     _TASK_DATA.clear()
     again = load_task_data(registry, "animal_detection")
     assert np.array_equal(again.images[:20], data.images[:20])
+    assert len(data.test_indices) == len(data) // 5 and "no training canvas uses" in data.provenance["test"]
+
+
+def test_shuffled_labels_are_refused_for_detection(registry):
+    with pytest.raises(UserError, match="no labels to shuffle"):
+        make_job(registry, task="animal_detection", backbone="small_cnn", strategy="scratch", shuffled_labels=True)
 
 
 def test_detection_map_rises_above_the_untrained_model(registry):

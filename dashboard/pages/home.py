@@ -18,10 +18,15 @@ def render() -> None:
     with left:
         st.subheader("Installed")
         ok = sum(1 for p in registry.plugins if not p.errors)
+        stubs = sum(1 for t in registry.tasks.values() if t.stub)
         st.markdown(f"**{len(registry.plugins)} plugins** ({ok} healthy) · **{len(registry.backbones)} backbones** · "
-                    f"**{len(registry.tasks)} tasks** · **{len(registry.strategies)} strategies**")
-        tasks = pd.DataFrame([dict(task=t.name + (" (stub)" if t.stub else ""), classes=t.num_classes,
-                                   offline="yes" if t.available() else "online only", about=t.description)
+                    f"**{len(registry.tasks) - stubs} tasks**" + (f" (+ {stubs} stub)" if stubs else "")
+                    + f" · **{len(registry.strategies)} strategies**")
+        tasks = pd.DataFrame([dict(task=t.name + (" (stub)" if t.stub else ""), kind=t.kind,
+                                   classes=str(t.num_classes) if t.num_classes else "from data",
+                                   ready=("stub: not runnable" if t.stub else "yes" if t.available()
+                                          else "needs its data (see about)"),
+                                   about=t.description)
                               for t in registry.tasks.values()])
         st.dataframe(tasks, hide_index=True, width="stretch")
         sources = pd.DataFrame([dict(backbone=b.name, weights=w.name, pretrained_on=w.pretrained_on,

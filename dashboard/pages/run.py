@@ -32,8 +32,9 @@ def sweep_form(registry):
         strategies = st.multiselect("Strategies", list(registry.strategies), default=["scratch"])
         sizes = st.text_input("Labelled examples per class", "5,20")
         seeds = st.text_input("Seeds", "0")
-        sources = st.multiselect("Pretrain on a source first", ["none"] + [f"{t}{m}" for t in registry.tasks
-                                                                         for m in ("", ":shuffled")], default=["none"])
+        sources = st.multiselect("Pretrain on a source first",
+                                 ["none"] + [f"{t}{m}" for t, spec in registry.tasks.items() if not spec.stub
+                                             for m in ("", ":shuffled")], default=["none"])
     with c3:
         input_size = st.number_input("Input size (px, or tokens for text; 0 = the task's or backbone's default)",
                                      0, 512, 32, step=8)
@@ -59,36 +60,26 @@ def sweep_form(registry):
     return grid, options, int(workers)
 
 
-def _fits(registry, task: str, backbone: str, strategy: str, options: dict) -> bool:
-    """Whether a task, backbone and strategy go together (text with text backbones, no cached features
-    for detection); a grid skips the combinations that do not rather than refusing the whole sweep."""
-    spec, head = registry.task(task), registry.task(task).task_head
-    if registry.backbone(backbone).modality != spec.modality:
-        return False
-    if registry.strategy(strategy).cached_features and not head.supports_cached_features:
-        return False
-    return not (options.get("augment") and (not head.supports_augment or spec.modality != "image"))
-
-
 def _expand(registry, grid, options):
-    """Jobs of the grid; a weight source a backbone lacks, or a combination that does not fit, is skipped
-    rather than refused."""
-    from transferlab.errors import UnknownNameError
+    """Jobs of the grid, cell by cell: a cell that does not fit (a weight source the backbone lacks, a
+    text task with an image backbone, cached features for detection, ...) is skipped rather than
+    refusing the whole sweep. Returns (jobs, skipped cells as text)."""
+    from transferlab.errors import UserError
     from transferlab.jobs import expand_grid
 
-    jobs = {}
+    jobs, skipped = {}, []
     for task in grid["tasks"]:
         for backbone in grid["backbones"]:
-            strategies = [s for s in grid["strategies"] if _fits(registry, task, backbone, s, options)]
-            for weights in grid["weights"] if strategies else []:
-                try:
-                    cell = dict(grid, tasks=[task], backbones=[backbone], weights=[weights], strategies=strategies)
-                    for job in expand_grid(registry, cell, options):
-                        jobs.setdefault(job.job_id, job)
-                except UnknownNameError as exc:
-                    if "weight source" not in exc.kind:
-                        raise
-    return sorted(jobs.values(), key=lambda j: j.kind != "pretrain")
+            for weights in grid["weights"]:
+                for strategy in grid["strategies"]:
+                    cell = dict(grid, tasks=[task], backbones=[backbone], weights=[weights], strategies=[strategy])
+                    try:
+                        for job in expand_grid(registry, cell, options):
+                            jobs.setdefault(job.job_id, job)
+                    except UserError as exc:
+                        if weights == "none" or "weight source" not in str(exc):
+                            skipped.append(f"{task} × {backbone} × {strategy}: {exc}")
+    return sorted(jobs.values(), key=lambda j: j.kind != "pretrain"), skipped
 
 
 def render() -> None:
@@ -98,7 +89,8 @@ def render() -> None:
         return
     registry = get_registry()
     grid, options, workers = sweep_form(registry)
-    jobs = _expand(registry, grid, options) if all(grid[k] for k in ("tasks", "backbones", "strategies")) else []
+    jobs, skipped = (_expand(registry, grid, options) if all(grid[k] for k in ("tasks", "backbones", "strategies"))
+                     else ([], []))
     from transferlab.launch import estimate_seconds
 
     seconds, covered = estimate_seconds(load_runs(), jobs, registry)
@@ -112,6 +104,9 @@ def render() -> None:
         estimate = f"about {seconds:.0f} s" if seconds < 90 else f"about {seconds / 60:.0f} min"
     st.markdown(f"**{len(jobs)} jobs** ({len(jobs) - len(new)} already in the store) · estimated time {estimate}"
                 + (f" (from {covered} comparable measurements)" if covered and covered < len(jobs) else ""))
+    if skipped:
+        with st.expander(f"{len(skipped)} combinations skipped: they do not fit together"):
+            st.markdown("\n".join(f"- {line}" for line in skipped[:50]))
     if jobs:
         st.dataframe(pd.DataFrame([dict(job=j.label(), id=j.job_id) for j in jobs[:200]]), hide_index=True,
                      height=160)
@@ -119,9 +114,15 @@ def render() -> None:
         from transferlab.data import check_jobs_fit_data
         from transferlab.launch import launch
 
-        check_jobs_fit_data(registry, jobs)
+        # Data that is not here is fetched by the background sweep, never by this page's process.
+        ready = [j for j in jobs if registry.task(j.task).available()]
+        check_jobs_fit_data(registry, ready)
         record = launch(jobs, workers=workers)
         st.success(f"Launched {len(jobs)} jobs ({record.launch_id}).")
+        away = sorted({j.task for j in jobs} - {j.task for j in ready})
+        if away:
+            st.warning(f"Not ready on this machine: {', '.join(away)}. Their runs download the data in the background, "
+                       "or fail with a message that says where to get it.")
     st.subheader("Running and recent")
     live_view()
 
