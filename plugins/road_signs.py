@@ -12,6 +12,7 @@ one split. Default backbone ResNet50V2.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -353,22 +354,15 @@ def load_gtsrb(crop: bool) -> TaskData:
 @hookimpl
 def register_tasks() -> list[TaskSpec]:
     """Road signs, cropped to the sign and whole-frame."""
-    available = lambda: bool(os.environ.get(GTSRB_ENV))  # noqa: E731 (online it downloads)
+    variants = (("road_signs", True, "cropped to the sign box"), ("road_signs_full", False, "whole frame around the sign"))
     return [
         TaskSpec(
-            name="road_signs",
-            description=f"GTSRB road signs, 43 classes, cropped to the sign box ({GTSRB_ENV}, or downloads).",
-            load=lambda: load_gtsrb(crop=True),
+            name=name,
+            description=f"GTSRB road signs, 43 classes, {what} ({GTSRB_ENV}, or downloads).",
+            load=functools.partial(load_gtsrb, crop=crop),
             num_classes=GTSRB_NUM_CLASSES,
-            available=available,
+            available=lambda: bool(os.environ.get(GTSRB_ENV)),  # without it, loading downloads
             default_backbone="resnet50v2",
-        ),
-        TaskSpec(
-            name="road_signs_full",
-            description=f"GTSRB road signs, 43 classes, whole frame around the sign ({GTSRB_ENV}, or downloads).",
-            load=lambda: load_gtsrb(crop=False),
-            num_classes=GTSRB_NUM_CLASSES,
-            available=available,
-            default_backbone="resnet50v2",
-        ),
+        )
+        for name, crop, what in variants
     ]
