@@ -20,7 +20,9 @@ def render() -> None:
     left, right = st.columns(2)
     with left:
         st.plotly_chart(data_efficiency_chart(summary, crossovers(summary)), width="stretch")
-        st.caption("Mean test accuracy over seeds with its 95 % confidence interval; stars mark where one "
+        metric = str(summary["metric"].iloc[0]) if "metric" in summary and len(summary) else "accuracy"
+        name = {"accuracy": "test accuracy", "map50": "test mAP@0.5"}.get(metric, f"test {metric}")
+        st.caption(f"Mean {name} over seeds with its 95 % confidence interval; stars mark where one "
                    "configuration overtakes another.")
     with right:
         st.plotly_chart(gain_chart(summary), width="stretch")
