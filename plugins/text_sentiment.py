@@ -43,7 +43,7 @@ SENTIMENT_CLASSES = ("negative", "neutral", "positive")
 #: A fixed, stratified test set of this many tweets: large enough for +-2.5 % (95 %) on accuracy, small
 #: enough that scoring a fine-tuned encoder takes under a minute on 2 CPU cores.
 TWEETS_TEST_SIZE = 1500
-TEXT_JOB_DEFAULTS = {"input_size": 64, "examples_per_class": 100, "epochs": 30, "fine_tune_epochs": 3,
+TEXT_JOB_DEFAULTS = {"input_size": 64, "batch_size": 32, "examples_per_class": 100, "epochs": 30, "fine_tune_epochs": 3,
                      "learning_rate": 1e-3, "fine_tune_learning_rate": 3e-5, "fine_tune_layers": 2}
 
 
