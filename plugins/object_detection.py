@@ -11,6 +11,7 @@ Tasks:
 - ``animal_detection`` (offline): real Animal-MNIST silhouettes pasted at random positions and
   scales on 128x128 canvases, 1-4 objects each, with their boxes and labels, deterministic from a fixed
   seed. A canvas's class for stratified splits and ``examples_per_class`` is its first object's.
+- ``fashion_detection``: the same with Fashion-MNIST garments, where Fashion-MNIST is present.
 - ``voc2007_detection``: Pascal VOC 2007 from a local ``VOCdevkit`` folder (``TRANSFERLAB_VOC_DIR``)
   or, online, through tensorflow-datasets.
 
@@ -148,15 +149,13 @@ class SSDHead(TaskHead):
 
 # ------------------------------------------------------------------------------------------ data
 
-def load_animal_detection() -> TaskData:
-    """Canvases of Animal-MNIST silhouettes with their boxes (fixed seed, so always the same set).
+def canvases_from(source: TaskData, what: str = "objects") -> TaskData:
+    """Detection canvases of a classification dataset's bright-on-black images, with their boxes (fixed
+    seed, so always the same set).
 
-    The test canvases are composed from silhouettes that no training canvas uses (a fixed 20 % of the
-    source images), so test mAP measures detection of unseen animals, not recall of pasted pixels.
+    The test canvases are composed from source images that no training canvas uses (a fixed 20 %), so
+    test mAP measures detection of unseen objects, not recall of pasted pixels.
     """
-    from transferlab.plugins.image_tasks import load_animal_mnist
-
-    source = load_animal_mnist()
     order = np.random.default_rng(CANVAS_SEED).permutation(len(source.labels))
     n_test_sources = len(order) // 5
     n_test = N_CANVASES // 5
@@ -172,8 +171,22 @@ def load_animal_detection() -> TaskData:
         targets=list(zip(boxes, classes)), test_indices=np.arange(N_CANVASES - n_test, N_CANVASES),
         provenance={**source.provenance, "canvases": N_CANVASES, "canvas_size": CANVAS_SIZE, "seed": CANVAS_SEED,
                     "objects": "1-4 per canvas, scale 0.25-0.5",
-                    "test": f"{n_test} canvases from {n_test_sources} silhouettes no training canvas uses"},
+                    "test": f"{n_test} canvases from {n_test_sources} {what} no training canvas uses"},
     )
+
+
+def load_animal_detection() -> TaskData:
+    """Canvases of real Animal-MNIST silhouettes (offline, from the PyPI package)."""
+    from transferlab.plugins.image_tasks import load_animal_mnist
+
+    return canvases_from(load_animal_mnist(), "silhouettes")
+
+
+def load_fashion_detection() -> TaskData:
+    """Canvases of Fashion-MNIST garments (where Fashion-MNIST is present: Keras cache or Debian package)."""
+    from transferlab.plugins.image_tasks import load_fashion_mnist
+
+    return canvases_from(load_fashion_mnist(), "garments")
 
 
 def read_voc_folder(root: Path, year: str = "2007") -> TaskData:
@@ -275,7 +288,7 @@ def _voc_from_tfds(train, test, size: int = 224) -> TaskData:
 @hookimpl
 def register_tasks() -> list[TaskSpec]:
     """Animal-MNIST canvases (offline) and Pascal VOC 2007."""
-    from transferlab.plugins.image_tasks import _animal_mnist_available
+    from transferlab.plugins.image_tasks import _animal_mnist_available, _fashion_local_dir
 
     detection_defaults = {"input_size": 96, "epochs": 15, "fine_tune_epochs": 5, "learning_rate": 1e-3}
     return [
@@ -286,6 +299,18 @@ def register_tasks() -> list[TaskSpec]:
             load=load_animal_detection,
             num_classes=10,
             available=_animal_mnist_available,
+            kind="object_detection",
+            metric="map50",
+            head=SSDHead(),
+            job_defaults=detection_defaults,
+        ),
+        TaskSpec(
+            name="fashion_detection",
+            description=f"Detect garments: {N_CANVASES} {CANVAS_SIZE}px canvases of 1-4 Fashion-MNIST images with boxes "
+                        "(where Fashion-MNIST is present), scored by mAP@0.5.",
+            load=load_fashion_detection,
+            num_classes=10,
+            available=lambda: _fashion_local_dir() is not None,
             kind="object_detection",
             metric="map50",
             head=SSDHead(),

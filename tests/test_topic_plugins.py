@@ -372,3 +372,18 @@ def test_frozen_minilm_beats_tfidf_at_100_tweets_per_class(registry):
                        strategy="frozen_features", examples_per_class=100, seed=seed)
         encoder.append(Runner(registry).run(job).test_accuracy)
     assert np.mean(encoder) > np.mean(baseline), (encoder, baseline)
+
+
+def test_fashion_detection_composes_canvases_from_fashion_mnist(registry, monkeypatch):
+    from transferlab.data import TaskData
+    from transferlab.plugins import image_tasks
+
+    rng = np.random.default_rng(0)
+    garments = np.zeros((200, 28, 28), np.uint8)
+    garments[:, 6:22, 8:20] = rng.integers(60, 255, (200, 16, 12))  # bright garments on black, as in the set
+    fake = TaskData(images=garments, labels=np.arange(200) % 10, class_names=image_tasks.FASHION_MNIST_CLASSES,
+                    provenance={"source": "test"})
+    monkeypatch.setattr(image_tasks, "load_fashion_mnist", lambda: fake)
+    data = load_task_data(registry, "fashion_detection")
+    assert data.class_names == image_tasks.FASHION_MNIST_CLASSES and len(data.targets) == len(data)
+    assert "garments no training canvas uses" in data.provenance["test"]
