@@ -302,6 +302,7 @@ def register_tasks() -> list[TaskSpec]:
             kind="object_detection",
             metric="map50",
             head=SSDHead(),
+            default_backbone="small_cnn",
             job_defaults=detection_defaults,
         ),
         TaskSpec(
@@ -314,6 +315,7 @@ def register_tasks() -> list[TaskSpec]:
             kind="object_detection",
             metric="map50",
             head=SSDHead(),
+            default_backbone="small_cnn",
             job_defaults=detection_defaults,
         ),
         TaskSpec(
@@ -325,6 +327,7 @@ def register_tasks() -> list[TaskSpec]:
             kind="object_detection",
             metric="map50",
             head=SSDHead(),
+            default_backbone="small_cnn",
             job_defaults={**detection_defaults, "input_size": 224},
         ),
     ]

@@ -326,6 +326,7 @@ def register_tasks() -> list[TaskSpec]:
             kind="text_classification",
             modality="text",
             job_defaults=dict(TEXT_JOB_DEFAULTS),
+            default_backbone="minilm-l6",
         ),
         TaskSpec(
             name="imdb_reviews",
@@ -336,5 +337,6 @@ def register_tasks() -> list[TaskSpec]:
             kind="text_classification",
             modality="text",
             job_defaults={**TEXT_JOB_DEFAULTS, "input_size": 256},
+            default_backbone="minilm-l6",
         ),
     ]

@@ -24,7 +24,9 @@ def sweep_form(registry):
     c1, c2, c3 = st.columns(3)
     with c1:
         tasks = st.multiselect("Tasks", [t for t, s in registry.tasks.items() if not s.stub], default=["animal_mnist"])
-        backbones = st.multiselect("Backbones", list(registry.backbones), default=["small_cnn"])
+        # The chosen tasks' own default backbones are preselected (MobileNetV2 for skin lesions, ...).
+        suggested = sorted({registry.tasks[t].default_backbone for t in tasks} & set(registry.backbones))
+        backbones = st.multiselect("Backbones", list(registry.backbones), default=suggested or ["small_cnn"])
         weight_names = sorted({"none", *(w.name for b in registry.backbones.values() for w in b.weight_sources)})
         weights = st.multiselect("Weights", weight_names, default=["none"],
                                  help="Each backbone only takes the weights it offers; scratch always starts from none.")
