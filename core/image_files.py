@@ -346,3 +346,21 @@ def scan_class_folders(root: PathLike, max_bad_fraction: float = MAX_BAD_FRACTIO
         class_names=tuple(class_names),
         skipped=tuple([(p, "not in a class folder") for p in loose] + bad),
     )
+
+
+def scan_to_task_data(scan: ImageFolderScan, where: str, test_indices: np.ndarray | None = None,
+                      use_rois: bool = True, **provenance):
+    """A :class:`transferlab.data.TaskData` that streams the scanned files from disk, with the scan's groups
+    and (when ``use_rois``) its ROI boxes; skipped files are reported under ``where`` and counted in the
+    provenance."""
+    from transferlab.data import ImageFiles, TaskData
+    from transferlab.progress import say
+
+    if scan.skipped:
+        say(f"{where}: skipped {len(scan.skipped)} file(s), e.g. {scan.skipped[0][0]} ({scan.skipped[0][1]}).")
+    return TaskData(
+        images=ImageFiles(scan.paths, scan.rois if use_rois else None), labels=scan.labels, class_names=scan.class_names,
+        groups=scan.groups, test_indices=test_indices,
+        provenance={**provenance, "files": int(len(scan)), "skipped": len(scan.skipped),
+                    "skipped_examples": [f"{os.path.basename(p)}: {r}" for p, r in scan.skipped[:5]]},
+    )

@@ -1,6 +1,7 @@
 """Where transferlab keeps its store and caches: ``TRANSFERLAB_HOME``."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -25,3 +26,13 @@ def cache_dir(kind: str) -> Path:
 def default_store_url() -> str:
     """``$TRANSFERLAB_STORE`` (any SQLAlchemy URL) or a SQLite file in the home."""
     return os.environ.get("TRANSFERLAB_STORE") or f"sqlite:///{home() / 'runs.sqlite'}"
+
+
+def package_dir(module: str) -> Path | None:
+    """The folder of an installed package, found without importing it (so none of its code runs), or None.
+
+    Used for packages that transferlab reads only for their files (weights, data)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])

