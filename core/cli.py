@@ -73,19 +73,15 @@ def backbone_table(registry, names: list[str] | None = None, fine_tune_layers: i
     """Parameter counts of each backbone (with a 10-class head) under every strategy, built with no weights."""
     import keras
 
-    from transferlab.runner import count_params, model_weights, set_trainable
+    from transferlab.runner import count_params, input_shape, model_inputs, model_weights, set_trainable
 
     rows = []
     for spec in registry.backbones.values():
         if names and spec.name not in names:
             continue
         size = spec.default_input_size
-        if spec.modality == "text":
-            base = spec.build((size,), None)
-            inputs = {name: keras.Input((size,), dtype="int32", name=name) for name in base.input}
-        else:
-            base = spec.build((size, size, 3), None)
-            inputs = keras.Input((size, size, 3))
+        base = spec.build(input_shape(spec, size), None)
+        inputs = model_inputs(spec, base, size)
         blocks = spec.blocks(base) if spec.blocks is not None else None
         model = keras.Model(inputs, keras.layers.Dense(TABLE_STRATEGY_CLASSES)(base(inputs, training=False)))
         row = dict(backbone=spec.name, modality=spec.modality, total_params=count_params(model_weights(model)),

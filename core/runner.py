@@ -334,6 +334,21 @@ def feature_map(base: Any, backbone_name: str) -> Any:
     return keras.Model(base.inputs, pools[-1].input, name=f"{base.name}_map")
 
 
+def input_shape(backbone: BackboneSpec, size: int) -> tuple[int, ...]:
+    """The shape a backbone is built for: ``(size, size, 3)`` pixels, or ``(size,)`` tokens for text."""
+    return (size,) if backbone.modality == "text" else (size, size, 3)
+
+
+def model_inputs(backbone: BackboneSpec, base: Any, size: int) -> Any:
+    """The Keras inputs of a model around ``base``: an image of ``size`` px, or for a text backbone one
+    int32 input of ``size`` tokens per input the base takes (``token_ids``, ``padding_mask``)."""
+    import keras
+
+    if backbone.modality == "text":
+        return {name: keras.Input(shape=(size,), dtype="int32", name=name) for name in base.input}
+    return keras.Input(shape=(size, size, 3), name="image")
+
+
 def _package_versions() -> dict[str, str]:
     out = {}
     for name in ("transferlab", "tensorflow", "keras", "keras-hub", "transformers", "numpy", "scikit-learn",
@@ -414,7 +429,7 @@ class Runner:
         """The backbone with its starting weights, and the sha256 of the weights file (if any)."""
         from transferlab.safe_io import check_sha256
 
-        shape = (job.input_size,) if backbone.modality == "text" else (job.input_size, job.input_size, 3)
+        shape = input_shape(backbone, job.input_size)
         weights = job.weights
         if weights == "none":
             return backbone.build(shape, None), None
@@ -569,19 +584,11 @@ class Runner:
             raise NaNLossError(f"Loss or weights became NaN/inf during phase {phase_name!r}; lower the learning rate.")
         return seconds
 
-    @staticmethod
-    def _inputs(backbone: BackboneSpec, base: Any, job: JobSpec) -> Any:
-        import keras
-
-        if backbone.modality == "text":
-            return {name: keras.Input(shape=(job.input_size,), dtype="int32", name=name) for name in base.input}
-        return keras.Input(shape=(job.input_size, job.input_size, 3), name="image")
-
     def _run_end_to_end(self, job, task, head, backbone, strategy, data, splits, train_idx, y_train, num_classes, base,
                         class_weight):
         import keras
 
-        inputs = self._inputs(backbone, base, job)
+        inputs = model_inputs(backbone, base, job.input_size)
         x = augmentation_layers()(inputs) if job.augment else inputs
         net = feature_map(base, backbone.name) if head.feature == "map" else base
         x = net(x, training=False) if strategy.batchnorm == "inference" else net(x)

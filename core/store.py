@@ -98,25 +98,33 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _error_kind(exc: Exception) -> str | None:
+    """``io``, ``full``, ``locked`` or ``read-only`` for a database error with a known cause, else None."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    kinds = (("io", ("disk i/o",)), ("full", ("full", "no space")), ("locked", ("locked", "busy")),
+             ("read-only", ("readonly", "read-only", "read only")))
+    return next((kind for kind, words in kinds if any(w in text for w in words)), None)
+
+
 def store_error(exc: Exception, url: str, doing: str) -> StoreError:
     """One clear message for a database error while ``doing`` something: full, locked, read-only, or other.
 
     Every write is one transaction, so the message can promise that nothing of it was kept.
     """
-    text = str(getattr(exc, "orig", exc)).lower()
+    kind = _error_kind(exc)
     where = _safe_url(url)
     kept = "Nothing of this write was kept (the transaction was rolled back)."
-    if "disk i/o" in text:
+    if kind == "io":
         return StoreError(f"The disk under the store at {where} reported an I/O error while {doing}. {kept} "
                           "Check the disk (or network mount), or point TRANSFERLAB_STORE at another disk.")
-    if "full" in text or "no space" in text:
+    if kind == "full":
         return StoreError(f"The store at {where} is out of space while {doing}: the disk or its quota is full. "
                           f"{kept} Free some space, or point TRANSFERLAB_STORE at another disk, and run again.")
-    if "locked" in text or "busy" in text:
+    if kind == "locked":
         return StoreError(f"The store at {where} stayed locked by another process while {doing} (waited "
                           f"{_busy_timeout():g} s). {kept} Wait for the other writer to finish, or raise "
                           "TRANSFERLAB_STORE_BUSY_TIMEOUT; use PostgreSQL for many concurrent writers.")
-    if "readonly" in text or "read-only" in text or "read only" in text:
+    if kind == "read-only":
         return StoreError(f"The store at {where} is read-only (file or folder permissions, or a read-only mount) "
                           f"while {doing}. {kept} Make it writable, or point TRANSFERLAB_STORE at a writable place.")
     return StoreError(f"The store at {where} failed while {doing}: {type(getattr(exc, 'orig', exc)).__name__}: "
@@ -170,8 +178,7 @@ class Store:
                     _add_missing_columns(conn)
                 version = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
         except sa.exc.OperationalError as exc:
-            text = str(exc.orig).lower()
-            if any(k in text for k in ("full", "locked", "readonly", "read-only", "no space")):
+            if _error_kind(exc) in ("full", "locked", "read-only"):
                 raise store_error(exc, self.url, "opening it") from None  # nothing was written
 
             raise StoreError(

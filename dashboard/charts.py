@@ -112,11 +112,15 @@ def metric_name(metric: str) -> str:
     return METRIC_NAMES.get(str(metric), str(metric))
 
 
+def _scored_otherwise(table: pd.DataFrame) -> bool:
+    """Whether some task in ``table`` is scored by another metric than accuracy (mAP@0.5, say)."""
+    return "metric" in table and bool((~table["metric"].astype(str).isin(["accuracy", "nan", "None"])).any())
+
+
 def _task_facets(table: pd.DataFrame, y_title: str) -> tuple[go.Figure, dict[str, tuple[int, int]]]:
     tasks = sorted(table["task"].astype(str).unique())
-    metrics = (table.groupby(table["task"].astype(str))["metric"].first().to_dict() if "metric" in table else {})
-    other = {t: m for t, m in metrics.items() if str(m) not in ("accuracy", "nan", "None")}
-    if other:  # a task scored by something other than accuracy: name each facet's metric
+    if _scored_otherwise(table):  # a task scored by something other than accuracy: name each facet's metric
+        metrics = table.groupby(table["task"].astype(str))["metric"].first().to_dict()
         y_title = y_title.replace("accuracy", "score")
         titles = [f"{t} ({metric_name(metrics.get(t, 'accuracy'))})" for t in tasks]
     else:
@@ -291,7 +295,7 @@ def data_efficiency_chart(summary: pd.DataFrame, crossovers: pd.DataFrame | None
                 hoverinfo="text", marker=dict(symbol="star", size=15, color="gold", line=dict(color="black", width=1)),
             ), row=row, col=col)
     _size_axes(fig, table["examples_per_class"])
-    scored = "test score" if "metric" in table and (table["metric"].astype(str) != "accuracy").any() else "test accuracy"
+    scored = "test score" if _scored_otherwise(table) else "test accuracy"
     fig.update_layout(title=f"Data efficiency: {scored} (mean ± 95% CI over seeds)")
     _legend_below(fig)
     return fig

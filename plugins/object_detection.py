@@ -62,6 +62,7 @@ class SSDHead(TaskHead):
     def __init__(self, scales=ops.DEFAULT_SCALES, aspect_ratios=ops.DEFAULT_ASPECT_RATIOS, channels: int = 128):
         self.scales, self.aspect_ratios, self.channels = tuple(scales), tuple(aspect_ratios), channels
         self._anchors: dict[int, np.ndarray] = {}
+        self._sizes: dict[str, int] = {}  # feature-map size per job, known once its model is built
 
     def anchors(self, feature_size: int) -> np.ndarray:
         """The anchors of a feature map of ``feature_size`` x ``feature_size`` cells."""
@@ -73,12 +74,6 @@ class SSDHead(TaskHead):
         if job.job_id not in self._sizes:
             raise UserError("The detection head's targets were asked for before its model was built.")
         return self._sizes[job.job_id]
-
-    @property
-    def _sizes(self) -> dict[str, int]:
-        if not hasattr(self, "_size_by_job"):
-            self._size_by_job: dict[str, int] = {}
-        return self._size_by_job
 
     def outputs(self, features, num_classes, job):
         """Per-anchor offsets and class probabilities from the feature map."""
@@ -113,10 +108,11 @@ class SSDHead(TaskHead):
         anchors = self.anchors(self._feature_size(job))
         return [ops.detect(anchors, p[:, :4], p[:, 4:]) for p in predictions]
 
-    def score(self, predictions, data, indices, job) -> tuple[float, dict[int, float]]:
-        """mAP@0.5 and per-class AP of ``predictions`` against the boxes of ``indices``."""
-        truth = [data.targets[i] for i in indices]
-        return ops.voc_map(self.detections(predictions, job), truth, len(data.class_names), 0.5)
+    def score(self, predictions, data, indices, job, found=None) -> tuple[float, dict[int, float]]:
+        """mAP@0.5 and per-class AP of ``predictions`` (or of their detections ``found``, when already
+        decoded) against the boxes of ``indices``."""
+        found = self.detections(predictions, job) if found is None else found
+        return ops.voc_map(found, [data.targets[i] for i in indices], len(data.class_names), 0.5)
 
     def epoch_callback(self, predict_val, data, val_indices, job):
         """Adds ``val_map50`` to each epoch's logs."""
@@ -135,11 +131,11 @@ class SSDHead(TaskHead):
         """mAP@0.5 (the score), the SSD loss on the test set, per-class AP and detections per image."""
         import tensorflow as tf
 
-        mean, per_class = self.score(predictions, data, indices, job)
+        found = self.detections(predictions, job)  # decoded and NMS-filtered once, for mAP and the counts
+        mean, per_class = self.score(predictions, data, indices, job, found)
         y_true = self.targets(data, indices, labels, job)
         loss = float(np.mean(ops.ssd_loss(num_classes)(tf.constant(y_true), tf.constant(predictions)).numpy()))
         names = list(data.class_names)
-        found = self.detections(predictions, job)
         return dict(score=mean, loss=loss, metrics=dict(
             ap_per_class={names[c]: float(ap) for c, ap in sorted(per_class.items())},
             mean_detections=float(np.mean([len(d[0]) for d in found])) if found else 0.0,
@@ -285,49 +281,28 @@ def _voc_from_tfds(train, test, size: int = 224) -> TaskData:
 
 # ------------------------------------------------------------------------------------------ hooks
 
+def detection_task(name: str, description: str, load, num_classes: int, available, **job_defaults) -> TaskSpec:
+    """A detection TaskSpec: the SSD head, mAP@0.5, the small CNN preselected, detection job defaults."""
+    return TaskSpec(
+        name=name, description=description, load=load, num_classes=num_classes, available=available,
+        kind="object_detection", metric="map50", head=SSDHead(), default_backbone="small_cnn",
+        job_defaults={"input_size": 96, "epochs": 15, "fine_tune_epochs": 5, "learning_rate": 1e-3, **job_defaults},
+    )
+
+
 @hookimpl
 def register_tasks() -> list[TaskSpec]:
-    """Animal-MNIST canvases (offline) and Pascal VOC 2007."""
+    """Animal-MNIST and Fashion-MNIST canvases (offline) and Pascal VOC 2007."""
     from transferlab.plugins.image_tasks import _animal_mnist_available, _fashion_local_dir
 
-    detection_defaults = {"input_size": 96, "epochs": 15, "fine_tune_epochs": 5, "learning_rate": 1e-3}
     return [
-        TaskSpec(
-            name="animal_detection",
-            description=f"Detect animals: {N_CANVASES} {CANVAS_SIZE}px canvases of 1-4 real Animal-MNIST silhouettes "
-                        "with boxes (offline), scored by mAP@0.5.",
-            load=load_animal_detection,
-            num_classes=10,
-            available=_animal_mnist_available,
-            kind="object_detection",
-            metric="map50",
-            head=SSDHead(),
-            default_backbone="small_cnn",
-            job_defaults=detection_defaults,
-        ),
-        TaskSpec(
-            name="fashion_detection",
-            description=f"Detect garments: {N_CANVASES} {CANVAS_SIZE}px canvases of 1-4 Fashion-MNIST images with boxes "
-                        "(where Fashion-MNIST is present), scored by mAP@0.5.",
-            load=load_fashion_detection,
-            num_classes=10,
-            available=lambda: _fashion_local_dir() is not None,
-            kind="object_detection",
-            metric="map50",
-            head=SSDHead(),
-            default_backbone="small_cnn",
-            job_defaults=detection_defaults,
-        ),
-        TaskSpec(
-            name="voc2007_detection",
-            description="Pascal VOC 2007, 20 classes (TRANSFERLAB_VOC_DIR, or tensorflow-datasets online), mAP@0.5.",
-            load=load_voc2007,
-            num_classes=20,
-            available=lambda: bool(os.environ.get("TRANSFERLAB_VOC_DIR")),
-            kind="object_detection",
-            metric="map50",
-            head=SSDHead(),
-            default_backbone="small_cnn",
-            job_defaults={**detection_defaults, "input_size": 224},
-        ),
+        detection_task("animal_detection", f"Detect animals: {N_CANVASES} {CANVAS_SIZE}px canvases of 1-4 real "
+                       "Animal-MNIST silhouettes with boxes (offline), scored by mAP@0.5.",
+                       load_animal_detection, 10, _animal_mnist_available),
+        detection_task("fashion_detection", f"Detect garments: {N_CANVASES} {CANVAS_SIZE}px canvases of 1-4 "
+                       "Fashion-MNIST images with boxes (where Fashion-MNIST is present), scored by mAP@0.5.",
+                       load_fashion_detection, 10, lambda: _fashion_local_dir() is not None),
+        detection_task("voc2007_detection", "Pascal VOC 2007, 20 classes (TRANSFERLAB_VOC_DIR, or tensorflow-datasets "
+                       "online), mAP@0.5.", load_voc2007, 20, lambda: bool(os.environ.get("TRANSFERLAB_VOC_DIR")),
+                       input_size=224),
     ]

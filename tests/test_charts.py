@@ -77,6 +77,16 @@ def test_data_efficiency_lines_and_crossovers(summary):
     assert layout["template"]["layout"] is not None and layout["height"] > 0
 
 
+def test_a_task_scored_by_map_is_named_on_its_facet(runs):
+    plain = charts.data_efficiency_chart(summarize(runs))
+    assert "test accuracy" in figure_data(plain)[1]["title"]["text"]
+    detection = runs.copy()
+    detection["metric"] = "map50"
+    fig = charts.data_efficiency_chart(summarize(detection))
+    assert "test score" in figure_data(fig)[1]["title"]["text"]
+    assert any("(mAP@0.5)" in text for text in annotation_texts(fig))
+
+
 def test_data_efficiency_without_crossovers_has_no_stars(summary):
     data, _ = figure_data(charts.data_efficiency_chart(summary))
     assert all(trace["name"] != "crossover" for trace in data)

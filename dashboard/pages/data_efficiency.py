@@ -5,7 +5,7 @@ import streamlit as st
 
 from transferlab.analysis import summarize
 from transferlab.compare import crossovers
-from transferlab.dashboard.charts import data_efficiency_chart, gain_chart
+from transferlab.dashboard.charts import data_efficiency_chart, gain_chart, metric_name
 from transferlab.dashboard.common import filter_runs, guarded, load_runs, no_runs_message, train_runs
 
 
@@ -21,8 +21,7 @@ def render() -> None:
     with left:
         st.plotly_chart(data_efficiency_chart(summary, crossovers(summary)), width="stretch")
         metric = str(summary["metric"].iloc[0]) if "metric" in summary and len(summary) else "accuracy"
-        name = {"accuracy": "test accuracy", "map50": "test mAP@0.5"}.get(metric, f"test {metric}")
-        st.caption(f"Mean {name} over seeds with its 95 % confidence interval; stars mark where one "
+        st.caption(f"Mean test {metric_name(metric)} over seeds with its 95 % confidence interval; stars mark where one "
                    "configuration overtakes another.")
     with right:
         st.plotly_chart(gain_chart(summary), width="stretch")
