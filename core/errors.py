@@ -10,13 +10,28 @@ class UserError(TransferlabError):
     """Bad input from the user (CLI exit status 2, an error box in the UI)."""
 
 
+def _pluralise(noun: str) -> str:
+    if noun.endswith("y") and noun[-2:-1] not in tuple("aeiou"):
+        return noun[:-1] + "ies"
+    if noun.endswith(("s", "x", "z", "ch", "sh")):
+        return noun + "es"
+    return noun + "s"
+
+
 class UnknownNameError(UserError):
-    """A task, backbone, strategy or weight source that is not registered."""
+    """A task, backbone, strategy or weight source that is not registered.
+
+    ``kind`` may carry a qualifier: ``weight source for backbone 'x'`` reads
+    "Unknown weight source 'y' for backbone 'x'. Valid weight sources for backbone 'x': ...".
+    """
 
     def __init__(self, kind: str, name: str, valid: list[str] | tuple[str, ...]):
         self.kind, self.name, self.valid = kind, name, list(valid)
+        noun, sep, qualifier = kind.partition(" for ")
+        where = sep + qualifier
         super().__init__(
-            f"Unknown {kind} {name!r}. Valid {kind}s: {', '.join(sorted(self.valid)) or '(none registered)'}."
+            f"Unknown {noun} {name!r}{where}. Valid {_pluralise(noun)}{where}: "
+            f"{', '.join(sorted(self.valid)) or '(none registered)'}."
         )
 
 

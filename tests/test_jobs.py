@@ -43,9 +43,10 @@ def test_canonical_round_trip(seed, epc, epochs, lr, augment):
     [
         (dict(task="nope"), "Unknown task 'nope'. Valid tasks: animal_detection, animal_mnist"),
         (dict(backbone="resnet9000"), "Unknown backbone 'resnet9000'. Valid backbones:"),
-        (dict(strategy="yolo"), "Unknown strategy 'yolo'. Valid strategys: feature_extraction"),
+        (dict(strategy="yolo"), "Unknown strategy 'yolo'. Valid strategies: feature_extraction"),
         (dict(backbone="inceptionv3", input_size=32), "needs inputs of at least 75 px. Received: input_size=32"),
-        (dict(weights="imagenet"), "Unknown weight source for backbone 'small_cnn' 'imagenet'"),
+        (dict(weights="imagenet"),
+         "Unknown weight source 'imagenet' for backbone 'small_cnn'. Valid weight sources for backbone 'small_cnn': "),
         (dict(examples_per_class=0), "examples_per_class must be an integer >= 1"),
         (dict(epochs=0), "epochs must be an integer >= 1. Received: epochs=0"),
         (dict(frobnicate=1), "Unknown job option(s) ['frobnicate']"),

@@ -35,7 +35,7 @@ def test_unknown_name_lists_valid_names():
     registry = load_registry()
     with pytest.raises(UnknownNameError) as info:
         registry.strategy("fine_tune_everything")
-    assert "Valid strategys" in str(info.value) or "Valid strategy" in str(info.value)
+    assert "Valid strategies: " in str(info.value)
     assert "lp_ft" in str(info.value) and "scratch" in str(info.value)
 
 
