@@ -17,10 +17,26 @@ def test_job_id_is_stable_and_ignores_how_defaults_were_given():
     b = make_job(REG, examples_per_class=5, strategy="scratch", backbone="small_cnn", task="digits", input_size=32,
                  epochs=10)
     assert a.job_id == b.job_id and len(a.job_id) == 16
-    # the id is a pure function of the canonical JSON: pinned here so an accidental change to it shows up
-    assert a.job_id == JobSpec.from_json(a.canonical_json()).job_id
     c = make_job(REG, task="digits", backbone="small_cnn", strategy="scratch", examples_per_class=5, seed=1)
     assert c.job_id != a.job_id
+
+
+# Computed once and never regenerated: stored runs are found again by these ids, so a change to
+# the canonical JSON or the hash that turns it into an id must fail here rather than orphan every stored run.
+PINNED_CANONICAL_JSON = (
+    '{"augment":false,"backbone":"small_cnn","batch_size":32,"class_weight":"none","depends_on":[],"epochs":10,'
+    '"examples_per_class":5,"fine_tune_epochs":5,"fine_tune_layers":20,"fine_tune_learning_rate":1e-05,'
+    '"fraction":null,"input_size":32,"kind":"train","learning_rate":0.001,"seed":0,"shuffled_labels":false,'
+    '"source":null,"strategy":"scratch","task":"digits","weights":"none","weights_sha256":null}'
+)
+PINNED_JOB_ID = "c16a606eb6fc927c"
+
+
+def test_job_id_is_pinned_across_releases():
+    job = JobSpec(task="digits", backbone="small_cnn", strategy="scratch", examples_per_class=5, input_size=32)
+    assert job.canonical_json() == PINNED_CANONICAL_JSON
+    assert job.job_id == PINNED_JOB_ID
+    assert JobSpec.from_json(PINNED_CANONICAL_JSON) == job
 
 
 def test_scratch_ignores_weights():
