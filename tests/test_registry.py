@@ -10,6 +10,7 @@ import textwrap
 import pytest
 import support_plugins
 
+from transferlab import hookimpl
 from transferlab.errors import PluginError, SpecError, UnknownNameError
 from transferlab.registry import DEFAULT_PLUGINS, load_registry
 from transferlab.specs import BackboneSpec, PhaseSpec, StrategySpec, TaskSpec
@@ -29,6 +30,58 @@ def test_builtins_register_through_hooks():
     assert [p["name"] for p in registry.health()][: len(DEFAULT_PLUGINS)] == list(DEFAULT_PLUGINS)
     assert all(p["status"] == "ok" for p in registry.health())
     assert registry.owner[("backbone", "efficientnet_lite0")] == "transferlab.plugins.efficientnet_lite"
+
+
+def _registered_by(registry, plugin_name):
+    """The health row of ``plugin_name``, checked to be healthy."""
+    row = _row(registry, plugin_name)
+    assert row["status"] == "ok", row["error"]
+    return row
+
+
+# One test per hook, named test_hook_<hook> (tests/test_hook_docs.py requires it): each registers a small
+# plugin through pluggy the way a third party would and finds what it returned in the registry.
+def test_hook_register_backbones():
+    registry = load_registry(extra_plugins=[("tests.tiny", support_plugins.TinyPlugin)])
+    row = _registered_by(registry, "tests.tiny")
+    assert row["hooks"] == ["register_backbones"]
+    assert row["registered"] == {"backbone": ["tiny", "leaky", "nan_net"]}
+    tiny = registry.backbone("tiny")
+    assert tiny.build is support_plugins.build_tiny and tiny.min_input_size == 8
+    assert registry.owner[("backbone", "tiny")] == "tests.tiny"
+    assert "tiny" not in load_registry().backbones  # only the plugin put it there
+
+
+def test_hook_register_tasks():
+    registry = load_registry(extra_plugins=[("tests.tasks", support_plugins.GoodTaskPlugin)])
+    row = _registered_by(registry, "tests.tasks")
+    assert row["hooks"] == ["register_tasks"]
+    assert row["registered"] == {"task": ["digits_again"]}
+    from transferlab.plugins.image_tasks import load_digits_task
+
+    task = registry.task("digits_again")
+    assert task.load is load_digits_task and task.num_classes == 10
+    assert registry.owner[("task", "digits_again")] == "tests.tasks"
+    assert "digits_again" not in load_registry().tasks
+
+
+def test_hook_register_strategies():
+    probe = StrategySpec(name="hook_probe", description="head, then everything",
+                         phases=(PhaseSpec("head", "head"), PhaseSpec("all", "all")))
+
+    class StrategyPlugin:
+        @staticmethod
+        @hookimpl
+        def register_strategies():
+            return [probe]
+
+    registry = load_registry(extra_plugins=[("tests.strategies", StrategyPlugin)])
+    row = _registered_by(registry, "tests.strategies")
+    assert row["hooks"] == ["register_strategies"]
+    assert row["registered"] == {"strategy": ["hook_probe"]}
+    assert registry.strategy("hook_probe") is probe
+    assert registry.owner[("strategy", "hook_probe")] == "tests.strategies"
+    assert "hook_probe" not in load_registry().strategies
 
 
 def test_unknown_name_lists_valid_names():
