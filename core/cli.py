@@ -62,10 +62,11 @@ def cmd_tasks(args) -> int:
 
 def cmd_strategies(args) -> int:
     reg = _registry()
-    rows = [dict(name=s.name, phases=" -> ".join(f"{p.name}({p.train})" for p in s.phases),
-                 batchnorm=s.batchnorm, plugin=reg.owner[("strategy", s.name)], description=s.description)
+    rows = [dict(name=s.name, phases=" -> ".join(p.describe() for p in s.phases),
+                 batchnorm=s.batchnorm, baseline="random init" if s.random_init else "",
+                 plugin=reg.owner[("strategy", s.name)], description=s.description)
             for s in reg.strategies.values()]
-    print(_table(rows, ["name", "phases", "batchnorm", "plugin", "description"]))
+    print(_table(rows, ["name", "phases", "batchnorm", "baseline", "plugin", "description"]))
     return 0
 
 
@@ -73,7 +74,7 @@ def backbone_table(registry, names: list[str] | None = None, fine_tune_layers: i
     """Parameter counts of each backbone (with a 10-class head) under every strategy, built with no weights."""
     import keras
 
-    from transferlab.runner import count_params, input_shape, model_inputs, model_weights, set_trainable
+    from transferlab.runner import count_params, freeze_for_phase, input_shape, model_inputs, model_weights
 
     rows = []
     for spec in registry.backbones.values():
@@ -90,7 +91,7 @@ def backbone_table(registry, names: list[str] | None = None, fine_tune_layers: i
                    weights=",".join(["none"] + [w.name + ("" if w.available() else " (online)") for w in spec.weight_sources]))
         for strategy in registry.strategies.values():
             phase = strategy.phases[-1]
-            set_trainable(base, phase, fine_tune_layers, strategy.batchnorm, blocks)
+            freeze_for_phase(base, phase, fine_tune_layers, strategy.batchnorm_of(phase), blocks)
             row[f"trainable:{strategy.name}"] = count_params(model.trainable_weights)
         rows.append(row)
         keras.backend.clear_session()

@@ -95,6 +95,10 @@ class Registry:
             raise UnknownNameError("strategy", name, list(self.strategies))
         return self.strategies[name]
 
+    def plugin_version(self, plugin: str | None) -> str | None:
+        """The version of the plugin called ``plugin`` (its distribution's; a built-in's is transferlab's)."""
+        return next((p.version for p in self.plugins if p.name == plugin), None)
+
     def health(self) -> list[dict[str, Any]]:
         """The plugin health table as a list of dicts."""
         return [p.as_dict() for p in self.plugins]

@@ -7,10 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_example_plugin_installs_registers_and_runs(tmp_path):
+def test_example_plugin_installs_registers_and_runs(tmp_path, monkeypatch):
     target = tmp_path / "site"
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
@@ -33,3 +35,14 @@ def test_example_plugin_installs_registers_and_runs(tmp_path):
     )
     assert run.returncode == 0, run.stderr
     assert "status: succeeded 1" in run.stdout
+    # the strategy did what its docstring says, with no change to core: head, then the top 4 units with
+    # weights (the example net has 2) at a tenth of the head's learning rate
+    from transferlab.store import Store
+
+    monkeypatch.setenv("TRANSFERLAB_HOME", str(tmp_path / "home"))
+    row = Store().runs_frame().iloc[0]
+    phases = row["phases_json"] if isinstance(row["phases_json"], list) else json.loads(row["phases_json"])
+    head, top4 = phases
+    assert head["train"] == "head" and top4["train"] == "top 4" and top4["units_trained"] == 2
+    assert top4["learning_rate"] == pytest.approx(head["learning_rate"] / 10)
+    assert head["verified"] and top4["verified"] and top4["trainable_params"] > head["trainable_params"]

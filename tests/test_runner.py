@@ -18,7 +18,7 @@ def _epochs_logged():
 
 
 @pytest.mark.parametrize("strategy", ["scratch", "feature_extraction", "frozen_features", "fine_tune_top_k",
-                                      "full_fine_tune", "lp_ft"])
+                                      "full_fine_tune", "lp_ft", "discriminative_lr", "gradual_unfreeze"])
 def test_every_strategy_runs_and_verifies_its_freeze(registry, strategy):
     job = make_job(registry, strategy=strategy, **FAST)
     logged, log = _epochs_logged()
@@ -32,7 +32,7 @@ def test_every_strategy_runs_and_verifies_its_freeze(registry, strategy):
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(logged[0][2])
     head_params = 8 * 10 + 10  # Dense(10) on 8 features
     first = result.phases[0]
-    if spec.phases[0].train == "head":
+    if not spec.phases[0].trains_base:
         assert first["trainable_params"] == head_params
     else:
         assert first["trainable_params"] > head_params
@@ -99,18 +99,64 @@ def test_pretrained_features_are_shared_across_seeds(registry, tl_home):
     assert len(sorted((tl_home / "cache" / "features").glob("*.npy"))) == 4
 
 
-def test_altered_feature_cache_is_recomputed(registry, tl_home):
+def test_altered_feature_cache_is_recomputed(registry, tl_home, monkeypatch):
+    from transferlab import features
+
     job = make_job(registry, strategy="frozen_features", **FAST)
     first = Runner(registry).run(job)
-    for f in (tl_home / "cache" / "features").glob("*.npy"):
-        f.write_bytes(f.read_bytes()[:-16] + b"\0" * 16)
+    files = sorted((tl_home / "cache" / "features").glob("*.npy"))
+    assert len(files) == 3  # train, val, test
+    fresh = [np.load(f) for f in files]
+    for f, good in zip(files, fresh):  # still a loadable .npy of the right shape: only the hash tells
+        np.save(f, good + 1000.0, allow_pickle=False)
+    used = []
+    original = features.cached_features
+
+    def spy(*args, **kwargs):
+        used.append(original(*args, **kwargs))
+        return used[-1]
+
+    monkeypatch.setattr(features, "cached_features", spy)
     again = Runner(registry).run(job)
+    assert len(used) >= 3
+    for matrix in used:  # what the head trained and was scored on: recomputed, not the altered content
+        assert any(m.shape == matrix.shape and np.allclose(matrix, m) for m in fresh)
+        assert not any(m.shape == matrix.shape and np.allclose(matrix, m + 1000.0) for m in fresh)
+    for f, good in zip(files, fresh):  # rewritten, with a hash that checks out again
+        reloaded = features.load_cached(f.stem)
+        assert reloaded is not None and np.allclose(reloaded, good)
     assert again.test_accuracy == pytest.approx(first.test_accuracy)
 
 
-def test_shuffled_labels_and_balanced_weights_run(registry):
-    job = make_job(registry, strategy="scratch", class_weight="balanced", augment=True, **FAST)
-    assert Runner(registry).run(job).phases[0]["verified"]
+def test_shuffled_labels_train_on_a_permutation_and_score_on_the_truth(registry, monkeypatch):
+    from transferlab.heads import ClassificationHead
+
+    seen = []  # (true labels at the indices, labels the runner turned into targets there), per call
+    original = ClassificationHead.targets
+
+    def spy(self, data, indices, labels, job):
+        seen.append((np.asarray(data.labels[indices]), np.asarray(labels)))
+        return original(self, data, indices, labels, job)
+
+    monkeypatch.setattr(ClassificationHead, "targets", spy)
+
+    def targets_of(shuffled):
+        seen.clear()
+        job = make_job(registry, strategy="scratch", class_weight="balanced", augment=True, shuffled_labels=shuffled,
+                       **FAST)
+        assert Runner(registry).run(job).phases[0]["verified"]
+        return list(seen)
+
+    honest = targets_of(False)
+    assert len(honest) >= 3 and all(np.array_equal(truth, labels) for truth, labels in honest)
+    shuffled = targets_of(True)
+    moved = [(truth, labels) for truth, labels in shuffled if not np.array_equal(truth, labels)]
+    assert len(shuffled) == len(honest)
+    assert len(moved) == 1, "only the training labels are shuffled; validation and test are scored on the truth"
+    truth, trained_on = moved[0]
+    assert len(truth) == 5 * 10  # the training subset: 5 examples per class
+    assert np.mean(truth != trained_on) > 0.5  # the labels no longer say what the images show ...
+    assert np.bincount(trained_on, minlength=10).tolist() == np.bincount(truth, minlength=10).tolist()  # ... counts kept
 
 
 def test_backbone_table_counts_match_what_runs_train(registry):

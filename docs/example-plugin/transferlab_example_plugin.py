@@ -1,7 +1,8 @@
 """An example third-party transferlab plugin.
 
-It registers one backbone (a two-block CNN) and one strategy (train the head, then the top 4 layers at
-a tenth of the head's learning rate). Install it with ``pip install ./docs/example-plugin`` and it
+It registers one backbone (a two-block CNN) and one strategy (train the head, then the top 4 layers
+with weights and the head at a tenth of the head phase's learning rate), written only with the public
+``PhaseSpec`` fields: no change to transferlab is needed for a new strategy. Install it with ``pip install ./docs/example-plugin`` and it
 shows up in ``transferlab plugins``, ``transferlab backbones`` and the dashboard.
 """
 from __future__ import annotations
@@ -51,7 +52,11 @@ def register_strategies():
     return [
         StrategySpec(
             name="example_head_then_top4",
-            description="Example plugin: head first, then the top 4 layers of the base.",
-            phases=(PhaseSpec("head", train="head"), PhaseSpec("top4", train="top", stage="fine_tune")),
+            description="Example plugin: head first, then the top 4 layers with weights at a tenth of the head's "
+            "learning rate, for `fine_tune_epochs`.",
+            phases=(
+                PhaseSpec("head", train="head", epochs="epochs", learning_rate="learning_rate"),
+                PhaseSpec("top4", train=4, epochs="fine_tune_epochs", learning_rate="learning_rate", lr_scale=0.1),
+            ),
         )
     ]

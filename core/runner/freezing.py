@@ -1,0 +1,162 @@
+"""Freezing and its verification: which units of the base train in a phase, at which learning-rate scale,
+and a check after every phase that exactly the weights meant to train changed."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from transferlab.errors import FreezeViolationError, SpecError
+from transferlab.specs import PhaseSpec
+
+
+def _is_seed_state(variable: Any) -> bool:
+    # Keras 3 keeps random-layer RNG state (Dropout, augmentation) as variables that change every
+    # call; they are not model weights and take no part in the freeze check or the counts.
+    return "seed_generator" in variable.path
+
+
+def model_weights(model: Any) -> list[Any]:
+    """The model's weights without RNG state."""
+    return [v for v in model.weights if not _is_seed_state(v)]
+
+
+def count_params(variables: list[Any]) -> int:
+    """Total number of scalars in a list of variables."""
+    return int(sum(int(np.prod(v.shape)) for v in variables))
+
+
+def snapshot(model: Any) -> dict[str, np.ndarray]:
+    """A copy of every weight, by variable path."""
+    return {v.path: np.array(v.numpy(), copy=True) for v in model_weights(model)}
+
+
+def all_layers(model: Any) -> list[Any]:
+    """Every layer of ``model``, nested models' layers included (depth first)."""
+    out = []
+    for layer in model.layers:
+        out.append(layer)
+        if hasattr(layer, "layers"):
+            out.extend(all_layers(layer))
+    return out
+
+
+def _with_sublayers(unit: Any) -> list[Any]:
+    return [unit, *all_layers(unit)] if hasattr(unit, "layers") else [unit]
+
+
+def expected_to_change(model: Any, batchnorm: str) -> set[str]:
+    """Paths of the weights a phase is meant to change.
+
+    The trainable weights, and the moving statistics of trainable BatchNorm layers when the phase runs
+    BatchNorm in training mode (scratch). Everything else must stay bit-identical.
+    """
+    import keras
+
+    expected = {v.path for v in model.trainable_weights}
+    if batchnorm == "train":
+        for layer in all_layers(model):
+            if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable:
+                expected.update(v.path for v in layer.non_trainable_weights)
+    return expected
+
+
+def _layer_of(path: str) -> str:
+    return path.rsplit("/", 1)[0]
+
+
+def verify_phase(model: Any, before: dict[str, np.ndarray], expected: set[str], phase: str) -> int:
+    """Fail unless exactly the weights meant to train changed (BatchNorm statistics included).
+
+    Returns how many scalars live in the weights that changed, for the dashboard's freeze check.
+    """
+    after = snapshot(model)
+    changed = {p for p, value in after.items() if p in before and not np.array_equal(value, before[p])}
+    leaked = sorted(changed - expected)
+    stuck = sorted(p for p in expected - changed if p in after)
+    if leaked or stuck:
+        parts = []
+        if leaked:
+            parts.append(f"frozen weights changed in layers {sorted({_layer_of(p) for p in leaked})}")
+        if stuck:
+            parts.append(f"weights meant to train did not change in layers {sorted({_layer_of(p) for p in stuck})}")
+        raise FreezeViolationError(f"Freeze check failed after phase {phase!r}: " + "; ".join(parts) + ".")
+    return int(sum(after[p].size for p in changed))
+
+
+def base_units(base: Any, blocks: list[Any] | None = None) -> list[Any]:
+    """The units a phase selects from: the backbone's ``blocks`` when it names them, else the base's layers."""
+    return list(blocks) if blocks is not None else list(base.layers)
+
+
+def select_units(phase: PhaseSpec, units: list[Any], top_layers: int) -> list[Any]:
+    """The units of the base that train in ``phase`` (bottom to top), from its ``train`` field."""
+    train = phase.train
+    if isinstance(train, str):
+        if train == "head":
+            return []
+        if train == "all":
+            return list(units)
+        return list(units[max(0, len(units) - top_layers):])  # "top": the job's fine_tune_layers, as counted always
+    if isinstance(train, int):
+        weighted = [u for u in units if u.weights]
+        return weighted[max(0, len(weighted) - train):]
+    chosen = list(train(list(units)))
+    ids = {id(u) for u in units}
+    if any(id(u) not in ids for u in chosen):
+        raise SpecError(f"Phase {phase.name!r}: its train callable returned something that is not one of the "
+                        "base's units; return a selection of the list it is given.")
+    picked = {id(u) for u in chosen}
+    return [u for u in units if id(u) in picked]
+
+
+def set_trainable(base: Any, training_units: list[Any], batchnorm: str = "inference") -> None:
+    """Freeze the base except ``training_units`` (and their sublayers).
+
+    With ``batchnorm="inference"`` every BatchNormalization layer of the base stays frozen. Calling the
+    base with ``training=False`` is not enough: in Keras 3 a trainable BatchNorm nested in a functional
+    model still updates its moving statistics during ``fit`` (the freeze check caught this), while a
+    BatchNorm whose ``trainable`` is False always runs in inference mode.
+    """
+    import keras
+
+    # Every layer is set explicitly: in Keras 3, `model.trainable = True` does not undo a `False` set
+    # earlier on a sublayer (a top-k phase followed by a full phase would keep the bottom frozen).
+    base.trainable = bool(training_units)
+    for layer in all_layers(base):
+        layer.trainable = False
+    for unit in training_units:
+        for layer in _with_sublayers(unit):
+            layer.trainable = True
+    if batchnorm == "inference":
+        for layer in all_layers(base):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+
+
+def freeze_for_phase(base: Any, phase: PhaseSpec, top_layers: int, batchnorm: str,
+                     blocks: list[Any] | None = None) -> list[Any]:
+    """Select the units ``phase`` trains and freeze everything else; returns those units (bottom to top)."""
+    units = select_units(phase, base_units(base, blocks), top_layers)
+    set_trainable(base, units, batchnorm)
+    return units
+
+
+def unit_lr_scales(training_units: list[Any], decay: float) -> dict[str, float]:
+    """Learning-rate scale per variable path under layer-wise decay.
+
+    The top unit with trainable weights gets scale 1, each one below it ``decay`` times the one above;
+    units with nothing to train take no step. Variables not listed (the head) keep scale 1.
+    """
+    scales: dict[str, float] = {}
+    if decay == 1:
+        return scales
+    depth = 0
+    for unit in reversed(training_units):
+        variables = unit.trainable_weights
+        if not variables:
+            continue
+        for variable in variables:
+            scales[variable.path] = decay ** depth
+        depth += 1
+    return scales

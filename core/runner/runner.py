@@ -1,0 +1,391 @@
+"""Running one job: build the model, train each phase, verify what changed, evaluate, report.
+
+The runner never draws and never talks to the user beyond progress bars; the executor stores what
+it returns. Data flows one way: job spec -> runner -> store.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from transferlab.data import (
+    load_task_data,
+    balanced_class_weight,
+    indices_hash,
+    make_dataset,
+    make_splits,
+    sample_subset,
+    shuffled_labels,
+)
+from transferlab.errors import FreezeViolationError, NaNLossError, UserError, WeightsError
+from transferlab.jobs import JobSpec
+from transferlab.registry import Registry
+from transferlab.runner.assembly import (
+    augmentation_layers, feature_map, input_shape, load_weights_strictly, model_inputs,
+)
+from transferlab.runner.callbacks import (
+    EpochLogger, epoch_log_callback, finite_weights, nan_guard, progress_callback,
+)
+from transferlab.runner.checkpoints import Checkpoints, checkpoint_dir
+from transferlab.runner.freezing import (
+    count_params, expected_to_change, freeze_for_phase, model_weights, snapshot, unit_lr_scales, verify_phase,
+)
+from transferlab.runner.optimizers import make_optimizer
+from transferlab.specs import BackboneSpec, PhaseSpec, StrategySpec
+
+
+@dataclass
+class RunResult:
+    """What a finished run reports; the executor stores it."""
+
+    test_accuracy: float
+    test_loss: float
+    balanced_accuracy: float | None
+    trainable_params: int
+    total_params: int
+    images_per_second: float
+    wall_seconds: float
+    phases: list[dict[str, Any]]
+    confusion: list[list[int]]
+    manifest: dict[str, Any]
+    transferability: float | None = None
+    metrics: dict[str, Any] | None = None
+
+    def store_values(self) -> dict[str, Any]:
+        """The columns the store keeps for a succeeded run.
+
+        ``test_accuracy`` holds the task's score (accuracy, or mAP@0.5 for detection; the manifest's
+        ``metric`` names it); ``metrics_json`` holds the task's further figures.
+        """
+        return dict(
+            test_accuracy=self.test_accuracy, test_loss=self.test_loss, balanced_accuracy=self.balanced_accuracy,
+            trainable_params=self.trainable_params, total_params=self.total_params,
+            images_per_second=self.images_per_second, wall_seconds=self.wall_seconds,
+            transferability=self.transferability, phases_json=self.phases, confusion_json=self.confusion,
+            manifest_json=self.manifest, metrics_json=self.metrics or {},
+            metric=self.manifest.get("metric", "accuracy"),
+        )
+
+
+#: the frameworks every run depends on; each plugin's own distribution and version come from the registry
+FRAMEWORK_DISTRIBUTIONS = ("transferlab", "tensorflow", "keras", "numpy", "scikit-learn")
+
+
+def package_versions(distributions: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """Installed versions of ``distributions`` (missing ones are left out)."""
+    out = {}
+    for name in distributions:
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the runner
+
+class Runner:
+    """Runs one job.
+
+    ``log_epoch(epoch, phase, metrics, seconds)`` receives each epoch's metrics; ``weights_file(run_id)``
+    resolves ``run:<id>`` weights to (path, sha256); ``report_progress(dict)`` receives live progress
+    (phase, epoch, step) a few times a second at most; ``checkpoint_namespace`` keeps the checkpoints of
+    different stores apart (see :func:`checkpoint_dir`).
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        log_epoch: EpochLogger | None = None,
+        weights_file: Callable[[str], tuple[Path, str]] | None = None,
+        report_progress: Callable[[dict[str, Any]], None] | None = None,
+        checkpoint_namespace: str = "",
+    ):
+        self.registry = registry
+        self.checkpoint_namespace = checkpoint_namespace
+        self.log_epoch = log_epoch
+        self.weights_file = weights_file
+        self.report_progress = report_progress
+
+    # --------------------------------------------------------------------------- building
+    def build_base(self, backbone: BackboneSpec, job: JobSpec) -> tuple[Any, str | None]:
+        """The backbone with its starting weights, and the sha256 of the weights file (if any)."""
+        from transferlab.safe_io import check_sha256
+
+        shape = input_shape(backbone, job.input_size)
+        weights = job.weights
+        if weights == "none":
+            return backbone.build(shape, None), None
+        if weights.startswith(("file:", "run:")):
+            if weights.startswith("file:"):
+                path, sha = Path(weights[5:]), job.weights_sha256
+            else:
+                if self.weights_file is None:
+                    raise WeightsError(f"Weights {weights!r} come from another run, but no store is attached.")
+                path, sha = self.weights_file(weights[4:])
+            if not path.is_file():
+                raise WeightsError(f"Weights file {path} is missing. Re-run the job that made it.")
+            if sha:
+                check_sha256(path, sha, "Weights file")
+            base = backbone.build(shape, None)
+            load_weights_strictly(base, path, backbone.name)
+            return base, sha
+        return backbone.build(shape, weights), None
+
+    # --------------------------------------------------------------------------- running
+    def run(self, job: JobSpec) -> RunResult:
+        """Train and evaluate ``job``; raises NaNLossError, FreezeViolationError or a UserError."""
+        import keras
+
+        t_start = time.perf_counter()
+        # Mixed precision: float16 compute with float32 variables (a GPU option); the head's softmax
+        # stays float32 for stable losses. The global policy is restored when the run ends.
+        previous_policy = keras.mixed_precision.global_policy().name
+        keras.mixed_precision.set_global_policy("mixed_float16" if job.mixed_precision else "float32")
+        try:
+            result = self._run(job, t_start)
+        except (NaNLossError, FreezeViolationError, UserError):
+            shutil.rmtree(checkpoint_dir(job, self.checkpoint_namespace), ignore_errors=True)  # final: nothing to resume
+            raise
+        finally:
+            keras.mixed_precision.set_global_policy(previous_policy)
+        shutil.rmtree(checkpoint_dir(job, self.checkpoint_namespace), ignore_errors=True)
+        return result
+
+    def _run(self, job: JobSpec, t_start: float) -> RunResult:
+        import keras
+
+        task = self.registry.task(job.task)
+        backbone = self.registry.backbone(job.backbone)
+        strategy = self.registry.strategy(job.strategy)
+        data = load_task_data(self.registry, job.task)
+        splits = make_splits(data)
+        if job.kind == "pretrain" and job.examples_per_class is None and job.fraction is None:
+            train_idx = splits.pool
+        else:
+            train_idx = sample_subset(data.labels, splits.pool, job.seed, job.examples_per_class, job.fraction, task.name)
+        y_train = data.labels[train_idx]
+        if job.shuffled_labels:
+            y_train = shuffled_labels(y_train, job.seed)
+        num_classes = len(data.class_names)
+        head = task.task_head
+        keras.utils.set_random_seed(job.seed)
+
+        base, weights_sha = self.build_base(backbone, job)
+        transferability = (self._transferability(base, backbone, job, data, train_idx, y_train)
+                           if head.kind == "classification" else None)
+        class_weight = balanced_class_weight(y_train, num_classes) if job.class_weight == "balanced" else None
+        context = dict(job=job, task=task, head=head, backbone=backbone, strategy=strategy, data=data, splits=splits,
+                       train_idx=train_idx, y_train=y_train, num_classes=num_classes, base=base,
+                       class_weight=class_weight)
+        if strategy.cached_features:
+            outcome = self._run_on_features(**context)
+        else:
+            outcome = self._run_end_to_end(**context)
+        predictions, phases, model, train_images, train_seconds = outcome
+
+        y_test = data.labels[splits.test]
+        result = head.evaluate(predictions, data, splits.test, y_test, num_classes, job)
+        total = count_params(model_weights(model))
+        trainable = phases[-1]["trainable_params"]
+        plugins = {"task": self.registry.owner.get(("task", job.task)),
+                   "backbone": self.registry.owner.get(("backbone", job.backbone)),
+                   "strategy": self.registry.owner.get(("strategy", job.strategy))}
+        source = backbone.weight_source(job.weights)
+        distributions = (*FRAMEWORK_DISTRIBUTIONS, *backbone.distributions, *task.distributions,
+                         *(source.distributions if source else ()))
+        manifest = dict(
+            packages=package_versions(list(dict.fromkeys(distributions))),
+            python=platform.python_version(),
+            plugins=plugins,
+            plugin_versions={name: self.registry.plugin_version(name) for name in set(plugins.values()) if name},
+            weights=job.weights,
+            weights_sha256=weights_sha or self._source_sha(backbone, job.weights),
+            subset_indices_sha=indices_hash(train_idx),
+            test_indices_sha=indices_hash(splits.test),
+            split=splits.method,
+            n_train=int(len(train_idx)), n_val=int(len(splits.val)), n_test=int(len(splits.test)),
+            seed=job.seed,
+            provenance=data.provenance,
+            class_names=list(data.class_names),
+            head=head.kind,
+            metric=head.metric,
+        )
+        if job.kind == "pretrain":
+            manifest.update(self._save_pretrained(base, job))
+        return RunResult(
+            test_accuracy=result["score"], test_loss=result["loss"], balanced_accuracy=result.get("balanced_accuracy"),
+            trainable_params=trainable, total_params=total,
+            images_per_second=train_images / train_seconds if train_seconds > 0 else 0.0,
+            wall_seconds=time.perf_counter() - t_start, phases=phases, confusion=result.get("confusion", []),
+            manifest=manifest, transferability=transferability, metrics=result.get("metrics", {}),
+        )
+
+    def _transferability(self, base, backbone, job, data, train_idx, y_train) -> float | None:
+        """LogME of the starting backbone's features on the training subset, before any training."""
+        from transferlab.features import cached_features
+        from transferlab.transferability import logme
+
+        if job.kind == "pretrain":
+            return None
+        features = cached_features(base, backbone, job, data, train_idx, "train")
+        return logme(features, y_train)
+
+    @staticmethod
+    def _source_sha(backbone: BackboneSpec, weights: str) -> str | None:
+        source = backbone.weight_source(weights)
+        return source.sha256 if source else None
+
+    def _save_pretrained(self, base: Any, job: JobSpec) -> dict[str, Any]:
+        from transferlab.paths import cache_dir
+        from transferlab.safe_io import atomic_path, sha256_file
+
+        target = cache_dir("weights") / f"run-{job.job_id}.weights.h5"
+        with atomic_path(target) as tmp:
+            base.save_weights(tmp)
+        return {"weights_file": str(target), "weights_file_sha256": sha256_file(target)}
+
+    def _fit_phase(self, model, phase_name, train_ds, val_ds, epochs, offset, optimizer, class_weight, steps, label,
+                   xla=False, compile_args=None, extra_callback=None, score_key="val_accuracy", backup=None):
+        """Compile and fit one phase; returns seconds spent. Raises NaNLossError on a non-finite loss."""
+        from transferlab.progress import keras_bar_callback
+
+        # A fresh compile per phase: Keras reads `trainable` at compile time, and each phase's optimizer
+        # starts with empty slots. XLA stays off unless asked for: on CPU it made MobileNetV2 5-14x slower.
+        model.compile(optimizer=optimizer, jit_compile=bool(xla), **compile_args)
+        guard = nan_guard()
+        bar = keras_bar_callback(f"{label} · {phase_name}", steps * epochs, "batch")
+        # The head's metric callback comes first so the epoch log sees what it adds.
+        callbacks = ([extra_callback] if extra_callback is not None else []) + [guard, bar]
+        if backup is not None:  # before the epoch logger: an epoch that reached the store is in the backup
+            callbacks.insert(0, backup)
+        if self.log_epoch is not None:
+            callbacks.append(epoch_log_callback(self.log_epoch, phase_name, score_key))
+        if self.report_progress is not None:
+            callbacks.append(progress_callback(self.report_progress, phase_name, offset, epochs, steps))
+        t0 = time.perf_counter()
+        model.fit(train_ds, validation_data=val_ds, epochs=offset + epochs, initial_epoch=offset, shuffle=False,
+                  class_weight=class_weight, verbose=0, callbacks=callbacks)
+        seconds = time.perf_counter() - t0
+        if guard.hit or not finite_weights(model):
+            raise NaNLossError(f"Loss or weights became NaN/inf during phase {phase_name!r}; lower the learning rate.")
+        return seconds
+
+    def _run_end_to_end(self, job, task, head, backbone, strategy, data, splits, train_idx, y_train, num_classes, base,
+                        class_weight):
+        import keras
+
+        inputs = model_inputs(backbone, base, job.input_size)
+        x = augmentation_layers()(inputs) if job.augment else inputs
+        net = feature_map(base, backbone.name) if head.feature == "map" else base
+        # training=False keeps BatchNorm and Dropout of the base in inference mode for good (the Keras
+        # transfer-learning guide); a strategy with a phase that trains BatchNorm leaves it to `trainable`.
+        x = net(x, training=False) if strategy.batchnorm_always_inference else net(x)
+        model = keras.Model(inputs, head.outputs(x, num_classes, job), name=f"{backbone.name}_{strategy.name}")
+        blocks = backbone.blocks(base) if backbone.blocks is not None else None
+
+        def make(idx, labels, seed=None):
+            return make_dataset(data, idx, head.targets(data, idx, labels, job), backbone, job.input_size,
+                                job.batch_size, shuffle_seed=seed)
+
+        train_ds = make(train_idx, y_train, job.seed)
+        val_ds = make(splits.val, data.labels[splits.val])
+        val_inputs = val_ds.map(lambda x, y: x)
+        extra = head.epoch_callback(lambda: model.predict(val_inputs, verbose=0), data, splits.val, job)
+        steps = math.ceil(len(train_idx) / job.batch_size)
+        compile_args = head.compile_args(num_classes, job)
+        identity = f"{indices_hash(train_idx)}:{indices_hash(splits.val)}:{indices_hash(splits.test)}"
+        checkpoints = Checkpoints(job, self.checkpoint_namespace, identity)
+        phases, offset, seconds, images = [], 0, 0.0, 0
+        for index, phase in enumerate(strategy.phases):
+            batchnorm = strategy.batchnorm_of(phase)
+            units = freeze_for_phase(net, phase, job.fine_tune_layers, batchnorm, blocks)
+            epochs, lr = phase.resolved_epochs(job), phase.resolved_learning_rate(job)
+            offset += epochs
+            resumed = checkpoints.load(model, index, backbone.name) if not phases or phases[-1].get("resumed") else None
+            if resumed is not None:  # finished by an interrupted attempt: keep it, verified as it was then
+                phases.append(dict(resumed, resumed=True))
+                continue
+            checkpoints.forget_from(index + 1)  # later phases would have grown from another state
+            trainable = count_params(model.trainable_weights)
+            total = count_params(model_weights(model))
+            before = snapshot(model)
+            expected = expected_to_change(model, batchnorm)
+            scales = unit_lr_scales(units, phase.lr_decay)
+            optimizer = make_optimizer(phase.optimizer, lr, scales, phase.weight_decay)
+            seconds += self._fit_phase(model, phase.name, train_ds, val_ds, epochs, offset - epochs, optimizer, class_weight,
+                                       steps, job.label(), job.xla, compile_args, extra, head.val_metric,
+                                       backup=checkpoints.backup(index))
+            changed = verify_phase(model, before, expected, phase.name)
+            images += len(train_idx) * epochs
+            record = dict(phase=phase.name, train=phase_train_label(phase), epochs=epochs, learning_rate=lr,
+                          min_learning_rate=lr * min(scales.values(), default=1.0), lr_decay=phase.lr_decay,
+                          optimizer=phase.optimizer, batchnorm=batchnorm, units_trained=len(units),
+                          optimizer_steps=steps * epochs, trainable_params=trainable, frozen_params=total - trainable,
+                          changed_params=changed, verified=True)
+            phases.append(record)
+            checkpoints.save(model, index, record)
+        test_ds = make(splits.test, data.labels[splits.test])
+        predictions = model.predict(test_ds.map(lambda x, y: x), verbose=0)
+        return predictions, phases, model, images, seconds
+
+    def _run_on_features(self, job, task, head, backbone, strategy, data, splits, train_idx, y_train, num_classes, base,
+                         class_weight):
+        import keras
+        import tensorflow as tf
+
+        from transferlab.features import cached_features
+
+        base_before = snapshot(base)
+        feats = {}
+        for split, idx in (("train", train_idx), ("val", splits.val), ("test", splits.test)):
+            feats[split] = cached_features(base, backbone, job, data, idx, split)
+        verify_phase(base, base_before, set(), "feature extraction")
+
+        head_in = keras.Input(shape=(feats["train"].shape[1],), name="features")
+        head_model = keras.Model(head_in, head.outputs(head_in, num_classes, job), name="head")
+        y_fit = head.targets(data, train_idx, y_train, job)
+        train_ds = (tf.data.Dataset.from_tensor_slices((feats["train"], y_fit))
+                    .shuffle(len(y_train), seed=job.seed).batch(job.batch_size).prefetch(tf.data.AUTOTUNE))
+        y_val = head.targets(data, splits.val, data.labels[splits.val], job)
+        val_ds = tf.data.Dataset.from_tensor_slices((feats["val"], y_val)).batch(256)
+        extra = head.epoch_callback(lambda: head_model.predict(feats["val"], batch_size=256, verbose=0), data,
+                                    splits.val, job)
+        phase = strategy.phases[0]
+        before = snapshot(head_model)
+        expected = expected_to_change(head_model, "inference")
+        epochs, lr, steps = phase.resolved_epochs(job), phase.resolved_learning_rate(job), math.ceil(len(y_train) / job.batch_size)
+        seconds = self._fit_phase(head_model, phase.name, train_ds, val_ds, epochs, 0,
+                                  make_optimizer(phase.optimizer, lr, None, phase.weight_decay),
+                                  class_weight, steps, job.label(), job.xla,
+                                  head.compile_args(num_classes, job), extra, head.val_metric)
+        changed = verify_phase(head_model, before, expected, phase.name)
+        head_params = count_params(head_model.trainable_weights)
+        base_params = count_params(model_weights(base))
+        phases = [dict(phase=phase.name, train="head", epochs=epochs, learning_rate=lr, min_learning_rate=lr,
+                       lr_decay=1.0, optimizer=phase.optimizer, batchnorm="inference", units_trained=0,
+                       optimizer_steps=steps * epochs, trainable_params=head_params, frozen_params=base_params,
+                       changed_params=changed, verified=True, cached_features=True)]
+        predictions = head_model.predict(feats["test"], batch_size=256, verbose=0)
+
+        class _Both:  # total parameter count of base + head, as if one model
+            weights = list(base.weights) + list(head_model.weights)
+
+        return predictions, phases, _Both, len(y_train) * epochs, seconds
+
+
+def phase_train_label(phase: PhaseSpec) -> str:
+    """What a phase trains, as stored with its record: ``head``, ``top``, ``all``, ``top 3`` or the callable's name."""
+    if isinstance(phase.train, str):
+        return phase.train
+    if isinstance(phase.train, int):
+        return f"top {phase.train}"
+    return getattr(phase.train, "__name__", "custom")
