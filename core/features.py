@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from transferlab.data import TaskData, indices_hash, make_dataset
+from transferlab.safe_io import VerifiedFile
 
 FEATURE_CACHE_VERSION = 1
 
@@ -36,37 +37,33 @@ def feature_key(backbone_name: str, weights: str, weights_sha256: str | None, ta
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def _paths(key: str) -> tuple[Path, Path]:
+def _cache_file(key: str) -> VerifiedFile:
     from transferlab.paths import cache_dir
 
-    folder = cache_dir("features")
-    return folder / f"{key}.npy", folder / f"{key}.npy.sha256"
+    return VerifiedFile(cache_dir("features") / f"{key}.npy")
 
 
 def load_cached(key: str) -> np.ndarray | None:
     """The cached features for ``key``, or None when absent or failing their hash check."""
     from transferlab.progress import say
-    from transferlab.safe_io import sha256_file
 
-    path, sidecar = _paths(key)
-    if not (path.is_file() and sidecar.is_file()):
+    cache = _cache_file(key)
+    status = cache.status()
+    if status == "altered":
+        say(f"Feature cache {cache.path.name} failed its hash check; recomputing it.")
+    if status != "ok":
         return None
-    if sha256_file(path) != sidecar.read_text().strip():
-        say(f"Feature cache {path.name} failed its hash check; recomputing it.")
-        return None
-    return np.load(path, allow_pickle=False)
+    return np.load(cache.path, allow_pickle=False)
 
 
 def store_cached(key: str, features: np.ndarray) -> None:
     """Write features atomically, then their hash."""
-    from transferlab.safe_io import atomic_path, sha256_file
 
-    path, sidecar = _paths(key)
-    with atomic_path(path) as tmp:
+    def save(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
             np.save(fh, features, allow_pickle=False)
-    with atomic_path(sidecar) as tmp:
-        tmp.write_text(sha256_file(path))
+
+    _cache_file(key).write(save)
 
 
 def cached_features(base: Any, backbone: Any, job: Any, data: TaskData, indices: np.ndarray, split: str) -> np.ndarray:

@@ -10,9 +10,9 @@ import pickle
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Literal
 
-from transferlab.errors import UserError, WeightsError
+from transferlab.errors import DatasetUnavailableError, UserError, WeightsError
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -69,6 +69,98 @@ def check_sha256(path: str | os.PathLike, expected: str, what: str) -> None:
         )
 
 
+class VerifiedFile:
+    """A file written atomically with its sha256 kept beside it (``<name>.sha256``), read only once the
+    hash checks out.
+
+    The one helper for "write atomically, keep a hash, verify before reading": feature caches,
+    converted weights and downloaded archives use it. ``write`` puts the file and then its hash into
+    place, each by an atomic rename, so a crash leaves no file, a file without a hash (not verified:
+    rebuilt), or both. A caller that keeps the hash elsewhere (a JSON record, a store row) passes it to
+    :meth:`status` / :meth:`check` as ``expected``.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.sidecar = self.path.with_name(self.path.name + ".sha256")
+
+    def __repr__(self) -> str:
+        return f"VerifiedFile({str(self.path)!r})"
+
+    def write(self, write: Callable[[Path], object]) -> str:
+        """Call ``write(tmp)`` to write the file to a temporary path beside it, rename it into place,
+        then write its sha256 beside it the same way; return the sha256."""
+        with atomic_path(self.path) as tmp:
+            write(tmp)
+        digest = sha256_file(self.path)
+        with atomic_path(self.sidecar) as tmp:
+            tmp.write_text(digest)
+        return digest
+
+    def status(self, expected: str | None = None) -> Literal["ok", "missing", "altered"]:
+        """``ok`` when the file's sha256 is ``expected`` (default: the hash kept beside it); ``missing``
+        when the file, or the kept hash that is needed, is absent; ``altered`` when the hashes differ."""
+        if not self.path.is_file():
+            return "missing"
+        if expected is None:
+            if not self.sidecar.is_file():
+                return "missing"
+            expected = self.sidecar.read_text().strip()
+        return "ok" if sha256_file(self.path) == expected else "altered"
+
+    def check(self, expected: str | None = None) -> bool:
+        """Whether the file is there and its sha256 is ``expected`` (default: the hash kept beside it)."""
+        return self.status(expected) == "ok"
+
+    def adopt(self) -> bool:
+        """For a file written by someone else (a download): keep its sha256 beside it the first time,
+        and on every later call check it against that. True when it matches (or was just recorded)."""
+        digest = sha256_file(self.path)
+        if self.sidecar.is_file():
+            return self.sidecar.read_text().strip() == digest
+        with atomic_path(self.sidecar) as tmp:
+            tmp.write_text(digest)
+        return True
+
+
+def checked_download(
+    url: str,
+    cache_subdir: str,
+    file_name: str | None = None,
+    sha256: str | None = None,
+    unavailable: Callable[[str], Exception] | None = None,
+) -> Path:
+    """Download ``url`` once into the Keras cache (``keras.utils.get_file``) and return its path, checked.
+
+    With ``sha256`` the file must have that hash; without it, the hash is recorded beside the file at
+    the first download and checked at every later call (:meth:`VerifiedFile.adopt`), so an archive
+    that is truncated or altered afterwards is reported instead of read. A failed download raises
+    ``unavailable(reason)`` (``reason`` names the exception), by default a DatasetUnavailableError;
+    a file that fails its check raises UserError.
+    """
+    import keras
+
+    name = file_name or url.rsplit("/", 1)[1]
+    try:
+        path = Path(keras.utils.get_file(name, url, cache_subdir=cache_subdir))
+    except Exception as exc:
+        reason = type(exc).__name__
+        if unavailable is not None:
+            raise unavailable(reason) from None
+        raise DatasetUnavailableError(
+            f"Downloading {url} failed ({reason}). Run this online once; the file is then kept in the Keras cache."
+        ) from None
+    verified = VerifiedFile(path)
+    if sha256 is not None:
+        if not verified.check(sha256):
+            raise UserError(
+                f"{path} does not have the published sha256 {sha256} (truncated or altered). Delete it to download again."
+            )
+    elif not verified.adopt():
+        raise UserError(f"{path} changed since it was downloaded (sha256 mismatch). Delete it to download again.")
+    return path
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles numpy arrays and nothing else: no other global can be reached."""
 
@@ -80,6 +172,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     }
 
     def find_class(self, module: str, name: str):  # noqa: D401 - pickle API
+        """Resolve only the numpy globals an array pickle needs; refuse every other."""
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"refusing to unpickle global {module}.{name}: only numpy arrays are allowed")
         import numpy as np
