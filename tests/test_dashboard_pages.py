@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ROOT / "dashboard" / "pages"
+PAGES = ROOT / "dashboard" / "views"
 VIEW_PAGES = ["home.py", "backbones.py", "compare.py", "data_efficiency.py", "negative_transfer.py", "plugins.py",
               "share.py"]
 
@@ -45,6 +45,26 @@ def test_page_renders_without_exception(app_env, page):
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     assert at.title, "every page has a title"
+
+
+def test_every_registered_page_is_a_script_in_views_and_no_pages_folder_exists():
+    from transferlab.dashboard.common import PAGES as REGISTERED
+
+    assert sorted(name for name, _, _ in REGISTERED) == sorted(p.name for p in PAGES.glob("*.py") if p.stem != "__init__")
+    # Streamlit scans a pages/ folder beside the entry script and then runs deep links without app.py.
+    assert not (ROOT / "dashboard" / "pages").exists()
+
+
+def test_app_runs_its_default_page_through_navigation(app_env):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "transferlab"
+    at.switch_page("views/data_efficiency.py").run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Data efficiency"
 
 
 def test_home_shows_store_counts_and_demo_button(app_env):
