@@ -21,7 +21,7 @@ from transferlab.plugins.efficientnet_lite import (
     preprocess_lite,
     verify_lite0_checkpoint,
 )
-from transferlab.torch_legacy import (
+from transferlab.plugins.efficientnet_lite.torch_legacy import (
     LEGACY_MAGIC_NUMBER,
     LEGACY_PROTOCOL_VERSION,
     CheckpointFormatError,
@@ -252,7 +252,7 @@ def test_real_checkpoint_loads(lite0_state: dict[str, np.ndarray]) -> None:
 
 def test_plugin_import_is_lazy() -> None:
     code = (
-        "import sys, transferlab.plugins.efficientnet_lite, transferlab.torch_legacy\n"
+        "import sys, transferlab.plugins.efficientnet_lite, transferlab.plugins.efficientnet_lite.torch_legacy\n"
         "bad = [m for m in ('tensorflow', 'keras', 'torch') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

