@@ -28,7 +28,7 @@ def _store_rows(tl_home) -> int:
         (["run", "--task", "digits", "--backbone", "alexnet", "--strategy", "scratch"],
          "Unknown backbone 'alexnet'. Valid backbones: bert-base-uncased, densenet121, efficientnet_lite0"),
         (["run", "--task", "digits", "--backbone", "small_cnn", "--strategy", "freeze_all"],
-         "Unknown strategy 'freeze_all'. Valid strategies: feature_extraction, fine_tune_top_k"),
+         "Unknown strategy 'freeze_all'. Valid strategies: discriminative_lr, feature_extraction, fine_tune_top_k"),
         (["run", "--task", "digits", "--backbone", "small_cnn", "--strategy", "scratch", "--examples-per-class", "400"],
          "Task 'digits' has only 125 labelled training examples in its smallest class"),
         (["run", "--task", "digits", "--backbone", "inceptionv3", "--strategy", "scratch", "--input-size", "40"],

@@ -59,7 +59,7 @@ def test_canonical_round_trip(seed, epc, epochs, lr, augment):
     [
         (dict(task="nope"), "Unknown task 'nope'. Valid tasks: animal_detection, animal_mnist"),
         (dict(backbone="resnet9000"), "Unknown backbone 'resnet9000'. Valid backbones:"),
-        (dict(strategy="yolo"), "Unknown strategy 'yolo'. Valid strategies: feature_extraction"),
+        (dict(strategy="yolo"), "Unknown strategy 'yolo'. Valid strategies: discriminative_lr, feature_extraction"),
         (dict(backbone="inceptionv3", input_size=32), "needs inputs of at least 75 px. Received: input_size=32"),
         (dict(weights="imagenet"),
          "Unknown weight source 'imagenet' for backbone 'small_cnn'. Valid weight sources for backbone 'small_cnn': "),
