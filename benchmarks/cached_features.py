@@ -36,7 +36,7 @@ def main(epochs: int = 10, per_class: int = 100) -> None:
         accuracy[strategy] = [
             runner.run(make_job(registry, task="animal_mnist", backbone="efficientnet_lite0", weights="imagenet",
                                 strategy=strategy, examples_per_class=per_class, input_size=96, epochs=epochs,
-                                learning_rate=lr)).test_accuracy
+                                learning_rate=lr)).score
             for lr in LEARNING_RATES
         ]
         seconds[strategy] = time.perf_counter() - start

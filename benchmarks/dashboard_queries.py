@@ -34,12 +34,12 @@ def seed_store(n_runs: int = 1000, n_epochs: int = 20) -> str:
         run_rows.append(dict(run_id=run_id, spec_json=json.dumps(spec), kind="train", task="animal_mnist",
                              backbone=backbone, weights="none" if strategy == "scratch" else "imagenet",
                              strategy=strategy, examples_per_class=size, seed=seed, input_size=64, depends_on="[]",
-                             status="succeeded", test_accuracy=acc, balanced_accuracy=acc, test_loss=1 - acc,
+                             status="succeeded", score=acc, balanced_accuracy=acc, test_loss=1 - acc,
                              trainable_params=1000, total_params=5000, wall_seconds=10.0, transferability=-1.0,
                              phases_json="[]", manifest_json="{}", created_at=float(i)))
         for epoch in range(1, n_epochs + 1):
             epoch_rows.append(dict(run_id=run_id, epoch=epoch, phase="head", train_loss=1 / epoch, val_loss=1.2 / epoch,
-                                   train_accuracy=acc * epoch / n_epochs, val_accuracy=acc * epoch / n_epochs,
+                                   train_score=acc * epoch / n_epochs, val_score=acc * epoch / n_epochs,
                                    seconds=1.0))
     with store.engine.begin() as conn:
         conn.execute(runs.insert(), run_rows)

@@ -38,7 +38,7 @@ def main() -> None:
             baseline.append(tfidf_baseline(data, train, splits.test, seed)["accuracy"])
             job = make_job(registry, task="sentiment_tweets", backbone="minilm-l6", weights="sentence-pairs",
                            strategy="frozen_features", examples_per_class=size, seed=seed)
-            encoder.append(runner.run(job).test_accuracy)
+            encoder.append(runner.run(job).score)
         print(f"{size:>4}/class  MiniLM frozen {np.mean(encoder):.3f} ± {np.std(encoder):.3f}   "
               f"TF-IDF+LR {np.mean(baseline):.3f} ± {np.std(baseline):.3f}   (3 seeds, test accuracy)")
         report(f"accuracy at {size}/class, MiniLM vs TF-IDF", float(np.mean(encoder)), float(np.mean(baseline)),

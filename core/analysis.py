@@ -1,7 +1,8 @@
-"""From stored runs to comparison tables (pandas): mean and 95 % CI over seeds, gain over scratch."""
+"""From stored runs to comparison tables (pandas): mean and 95 % CI over seeds, gain over the random-init baseline."""
 from __future__ import annotations
 
 import math
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -103,22 +104,25 @@ def run_labels(runs: pd.DataFrame) -> pd.Series:
     return labels
 
 
-def summarize(runs: pd.DataFrame, metric: str = "test_accuracy") -> pd.DataFrame:
-    """Mean, 95 % CI and seed count per configuration and size, with the gain over scratch.
+def summarize(runs: pd.DataFrame, metric: str = "score", baselines: Iterable[str] | None = None) -> pd.DataFrame:
+    """Mean, 95 % CI and seed count per configuration and size, with the gain over the baseline.
 
     Only succeeded training runs count (pretrain jobs are inputs, not results); runs are grouped only
-    when they differ by seed alone. The gain compares a configuration with the ``scratch`` runs of the
-    same task and size: those of the same backbone when there are, else the only scratch configuration
-    there is; with several and none matching, the gain is left empty rather than guessed. Its CI is
-    Welch's; ``scratch_label`` and ``scratch_n`` name the reference used.
+    when they differ by seed alone. The baseline is a strategy that declares random init
+    (``baselines``: their names; by default the loaded registry's). The gain compares a configuration
+    with the baseline runs of the same task and size: those of the same backbone when there are, else
+    the only baseline configuration there is; with several and none matching, the gain is left empty
+    rather than guessed. Its CI is Welch's; ``baseline_label`` and ``baseline_n`` name the reference used.
     """
     columns = ["task", "backbone", "weights", "strategy", "source", "examples_per_class", "n", "mean", "ci95",
-               "gain_vs_scratch", "gain_ci95", "label", "scratch_label", "scratch_n", "config", "metric"]
+               "gain_vs_baseline", "gain_ci95", "label", "baseline_label", "baseline_n", "config", "metric",
+               "metric_label", "is_baseline"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
     ok = runs[(runs["status"] == "succeeded") & (runs["kind"] == "train")].copy()
     if ok.empty:
         return pd.DataFrame(columns=columns)
+    baseline_names = set(baselines) if baselines is not None else _registry_baselines()
     ok["label"] = run_labels(ok)
     ok["config"] = config_keys(ok)
     ok["source"] = ok["source"].fillna("")
@@ -128,16 +132,16 @@ def summarize(runs: pd.DataFrame, metric: str = "test_accuracy") -> pd.DataFrame
     rows = []
     for key, group in ok.groupby([*GROUP, "config"], dropna=False, sort=True):
         values = group[metric].to_numpy(dtype=float)
-        score = group["metric"].dropna() if "metric" in group else pd.Series(dtype=object)
         rows.append(dict(zip([*GROUP, "config"], key), n=len(values), mean=float(values.mean()),
                          ci95=t_ci95(values), label=group["label"].iloc[0], _values=values,
-                         metric=str(score.iloc[0]) if len(score) else "accuracy"))
+                         metric=_first(group, "metric") or "score", metric_label=metric_label(group)))
     table = pd.DataFrame(rows)
+    table["is_baseline"] = table["strategy"].isin(baseline_names)
     gains, gain_cis, ref_labels, ref_ns = [], [], [], []
     for _, row in table.iterrows():
-        ref = _scratch_reference(table, row)
-        if ref is None or row["strategy"] == "scratch":
-            gains.append(0.0 if row["strategy"] == "scratch" else float("nan"))
+        ref = _baseline_reference(table, row)
+        if ref is None or row["is_baseline"]:
+            gains.append(0.0 if row["is_baseline"] else float("nan"))
             gain_cis.append(float("nan"))
             ref_labels.append(None)
             ref_ns.append(np.nan)
@@ -146,22 +150,42 @@ def summarize(runs: pd.DataFrame, metric: str = "test_accuracy") -> pd.DataFrame
         gain_cis.append(_welch_ci95(row["_values"], ref["_values"]))
         ref_labels.append(ref["label"])
         ref_ns.append(ref["n"])
-    table["gain_vs_scratch"] = gains
+    table["gain_vs_baseline"] = gains
     table["gain_ci95"] = gain_cis
-    table["scratch_label"] = ref_labels
-    table["scratch_n"] = ref_ns
+    table["baseline_label"] = ref_labels
+    table["baseline_n"] = ref_ns
     table["examples_per_class"] = table["examples_per_class"].replace(-1, np.nan)
     return table.drop(columns="_values")[columns]
 
 
-def _scratch_reference(table: pd.DataFrame, row: pd.Series) -> pd.Series | None:
-    scratch = table[(table["task"] == row["task"]) & (table["strategy"] == "scratch")
-                    & (table["examples_per_class"] == row["examples_per_class"])]
-    same_backbone = scratch[scratch["backbone"] == row["backbone"]]
+def _first(frame: pd.DataFrame, column: str) -> str | None:
+    values = frame[column].dropna() if column in frame else pd.Series(dtype=object)
+    return str(values.iloc[0]) if len(values) else None
+
+
+def metric_label(runs: pd.DataFrame) -> str:
+    """How the task head calls the score of these runs (``test accuracy``, ``test mAP@0.5``): the stored label,
+    else ``test <metric>`` for runs stored before labels were; ``test score`` when the runs disagree."""
+    labels = set(runs["metric_label"].dropna().astype(str)) if "metric_label" in runs else set()
+    if not labels and "metric" in runs:
+        labels = {f"test {m}" for m in runs["metric"].dropna().astype(str)}
+    return labels.pop() if len(labels) == 1 else "test score"
+
+
+def _registry_baselines() -> set[str]:
+    from transferlab.registry import get_registry
+
+    return get_registry().baseline_strategies()
+
+
+def _baseline_reference(table: pd.DataFrame, row: pd.Series) -> pd.Series | None:
+    baseline = table[(table["task"] == row["task"]) & table["is_baseline"]
+                     & (table["examples_per_class"] == row["examples_per_class"])]
+    same_backbone = baseline[baseline["backbone"] == row["backbone"]]
     if len(same_backbone) == 1:
         return same_backbone.iloc[0]
-    if len(scratch) == 1:
-        return scratch.iloc[0]
+    if len(baseline) == 1:
+        return baseline.iloc[0]
     return None  # none, or several and none clearly the baseline: no gain rather than a wrong one
 
 
@@ -174,7 +198,10 @@ def format_summary(table: pd.DataFrame) -> str:
     gain = lambda g, c: "" if not np.isfinite(g) else (f"{g:+.3f} ± {c:.3f}" if np.isfinite(c) else f"{g:+.3f}")  # noqa: E731
     lines = []
     for task, per_task in table.groupby("task"):
-        header = [f"{task}: test accuracy, mean ± 95% CI over seeds (gain over scratch)"]
+        metric = str(per_task["metric"].dropna().iloc[0]) if per_task["metric"].notna().any() else "score"
+        baseline = per_task.loc[per_task["is_baseline"].astype(bool), "label"]
+        against = f"gain over {', '.join(sorted(set(baseline)))}" if len(baseline) else "no random-init baseline run"
+        header = [f"{task}: test {metric}, mean ± 95% CI over seeds ({against})"]
         width = max(len(label) for label in per_task["label"]) + 2
         head = "configuration".ljust(width) + "".join(f"{int(s):>6d}/class".rjust(36) for s in sizes)
         lines += header + [head, "-" * len(head)]
@@ -186,7 +213,7 @@ def format_summary(table: pd.DataFrame) -> str:
                     text += "—".rjust(36)
                     continue
                 r = match.iloc[0]
-                g = gain(r["gain_vs_scratch"], r["gain_ci95"]) if r["strategy"] != "scratch" else ""
+                g = gain(r["gain_vs_baseline"], r["gain_ci95"]) if not r["is_baseline"] else ""
                 text += (cell(r["mean"], r["ci95"]) + (f" ({g})" if g else "") + f" n={int(r['n'])}").rjust(36)
             lines.append(text)
         lines.append("")
@@ -204,6 +231,6 @@ def differing_settings(runs: pd.DataFrame) -> pd.DataFrame:
     varying = [c for c in specs.columns if specs[c].astype(str).nunique() > 1]
     out = specs[varying].copy()
     out.insert(0, "run_id", runs["run_id"])
-    if "test_accuracy" in runs:
-        out["test_accuracy"] = runs["test_accuracy"]
+    if "score" in runs:
+        out["score"] = runs["score"]
     return out.reset_index(drop=True)

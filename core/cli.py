@@ -207,9 +207,7 @@ def cmd_runs(args) -> int:
         print("No runs in the store yet. Try `transferlab demo`.")
         return 0
     view = frame.reindex(columns=["run_id", "task", "backbone", "weights", "strategy", "examples_per_class", "seed",
-                                  "status", "test_accuracy", "metric", "trainable_params", "wall_seconds"])
-    # test_accuracy holds each task's score (accuracy, or mAP@0.5 for detection): show it as "score".
-    view = view.rename(columns={"test_accuracy": "score"})
+                                  "status", "score", "metric", "trainable_params", "wall_seconds"])
     view["metric"] = view["metric"].fillna("accuracy").where(view["status"] == "succeeded", "")
     view["trainable_params"] = view["trainable_params"].astype("Int64")  # counts, not floats (NaN while queued)
     print(view.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

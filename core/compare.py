@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
 
-from transferlab.analysis import config_label, run_labels, summarize, t_ci95
+from transferlab.analysis import config_label, metric_label, run_labels, summarize, t_ci95
 from transferlab.errors import UserError
 
 __all__ = ["config_label", "crossovers", "curves", "freeze_checks", "gain_per_run", "negative_transfer",
@@ -24,7 +24,7 @@ CURVE_COLUMNS = ["group", "task", "label", "examples_per_class", "epoch", "split
 CROSSOVER_COLUMNS = ["task", "leader_before", "leader_after", "between_low", "between_high", "x", "y"]
 NEGATIVE_COLUMNS = ["task", "starting_point", "examples_per_class", "n", "gain", "gain_ci95",
                     "significant_negative", "significant_positive"]
-GAIN_COLUMNS = ["run_id", "task", "label", "examples_per_class", "seed", "test_accuracy", "gain", "transferability"]
+GAIN_COLUMNS = ["run_id", "task", "label", "examples_per_class", "seed", "score", "gain", "transferability"]
 FREEZE_COLUMNS = ["run_id", "label", "phase", "trainable_params", "frozen_params", "changed_params", "verified"]
 PARAMETER_COLUMNS = ["backbone", "strategy", "trainable_params", "total_params", "n_runs", "published_params"]
 
@@ -52,20 +52,20 @@ def _size_text(size: float) -> str:
 
 # ---------------------------------------------------------------------------------------- learning curves
 
-def curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accuracy", band: str = "minmax",
+def curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "score", band: str = "minmax",
            smoothing: float = 0.0, statuses: tuple[str, ...] = CURVE_STATUSES) -> pd.DataFrame:
     """Learning curves aggregated over seeds: per group, epoch and split the mean and a band.
 
     Runs that differ only by seed form a group (same task, label and examples per class; pretrain runs form
-    groups of their own). ``metric`` is ``accuracy`` or ``loss``; ``band`` is ``minmax`` (lowest..highest
+    groups of their own). ``metric`` is ``score`` (the task head's metric) or ``loss``; ``band`` is ``minmax`` (lowest..highest
     seed) or ``ci95`` (mean ± Student-t 95 % CI). With one seed the band collapses onto the mean.
     ``smoothing`` in [0, 1) is the weight of the past in an exponential moving average applied to each run
     before aggregating (0 = raw, 0.9 = heavy). Only runs whose status is in ``statuses`` count: running runs
     by default, so curves fill in live, but not failed or NaN runs, whose partial curves would drag the mean.
-    The frame's ``attrs`` record ``metric`` and ``band``.
+    The frame's ``attrs`` record ``metric`` (the task head's name for the score, or ``loss``) and ``band``.
     """
-    if metric not in ("accuracy", "loss"):
-        raise UserError(f"metric must be 'accuracy' or 'loss'. Received: metric={metric!r}")
+    if metric not in ("score", "loss"):
+        raise UserError(f"metric must be 'score' or 'loss'. Received: metric={metric!r}")
     if band not in ("minmax", "ci95"):
         raise UserError(f"band must be 'minmax' or 'ci95'. Received: band={band!r}")
     if not 0.0 <= smoothing < 1.0:
@@ -77,6 +77,8 @@ def curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accuracy", b
     chosen = runs[runs["status"].isin(statuses)]
     if chosen.empty:
         return empty
+    # the y axis says what the score is ("accuracy", "mAP@0.5"), as the task head names it
+    named = metric_label(chosen).removeprefix("test ") if metric == "score" else metric
     meta = pd.DataFrame({
         "run_id": chosen["run_id"],
         "task": chosen["task"].astype(str),
@@ -117,7 +119,7 @@ def curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "accuracy", b
         rows.append(dict(group=group, task=task, label=label, examples_per_class=_size_value(size_key),
                          epoch=int(epoch), split=split, mean=mean, low=low, high=high, n_seeds=len(values)))
     result = pd.DataFrame(rows, columns=CURVE_COLUMNS) if rows else empty
-    result.attrs.update(metric=metric, band=band)  # so a chart can name its axis without being told again
+    result.attrs.update(metric=named, band=band)  # so a chart can name its axis without being told again
     return result
 
 
@@ -169,24 +171,24 @@ def _pair_crossovers(task: Any, first: str, second: str, pair: pd.DataFrame) -> 
 # ---------------------------------------------------------------------------------------- gains
 
 def negative_transfer(summary: pd.DataFrame) -> pd.DataFrame:
-    """Gain over scratch per task, starting point (label) and size, with significance flags.
+    """Gain over the random-init baseline per task, starting point (label) and size, with significance flags.
 
     ``significant_negative`` is ``gain + gain_ci95 < 0``: the whole 95 % CI of the gain lies below zero,
     so the starting point hurt. It needs at least two seeds on both sides (otherwise there is no CI and
-    the flag is False); ``significant_positive`` is the mirror. Scratch rows, and rows with no scratch
+    the flag is False); ``significant_positive`` is the mirror. Baseline rows, and rows with no baseline
     reference at their size, are left out.
     """
     empty = pd.DataFrame(columns=NEGATIVE_COLUMNS)
     if summary.empty:
         return empty
-    table = summary[(summary["strategy"] != "scratch")].copy()
-    table["n_scratch"] = pd.to_numeric(table["scratch_n"], errors="coerce")
-    table = table[np.isfinite(table["gain_vs_scratch"].astype(float)) & table["n_scratch"].notna()]
+    table = summary[~summary["is_baseline"].astype(bool)].copy()
+    table["n_baseline"] = pd.to_numeric(table["baseline_n"], errors="coerce")
+    table = table[np.isfinite(table["gain_vs_baseline"].astype(float)) & table["n_baseline"].notna()]
     if table.empty:
         return empty
-    gain = table["gain_vs_scratch"].astype(float)
+    gain = table["gain_vs_baseline"].astype(float)
     ci = table["gain_ci95"].astype(float)
-    enough = (table["n"] >= 2) & (table["n_scratch"] >= 2) & np.isfinite(ci)
+    enough = (table["n"] >= 2) & (table["n_baseline"] >= 2) & np.isfinite(ci)
     result = pd.DataFrame({
         "task": table["task"], "starting_point": table["label"], "examples_per_class": table["examples_per_class"],
         "n": table["n"].astype(int), "gain": gain, "gain_ci95": ci,
@@ -195,39 +197,41 @@ def negative_transfer(summary: pd.DataFrame) -> pd.DataFrame:
     return result.sort_values(["task", "starting_point", "examples_per_class"]).reset_index(drop=True)
 
 
-def gain_per_run(runs: pd.DataFrame) -> pd.DataFrame:
-    """Each succeeded, non-scratch training run's test accuracy minus the scratch mean at its task and size.
+def gain_per_run(runs: pd.DataFrame, baselines: Iterable[str] | None = None) -> pd.DataFrame:
+    """Each succeeded, non-baseline training run's score minus the baseline mean at its task and size.
 
-    The scratch reference is the one :func:`~transferlab.analysis.summarize` uses, so the mean of these
-    gains over a configuration's seeds equals its ``gain_vs_scratch``. Runs with no scratch reference are
+    The baseline reference is the one :func:`~transferlab.analysis.summarize` uses (``baselines`` as
+    there), so the mean of these gains over a configuration's seeds equals its ``gain_vs_baseline``.
+    Runs with no baseline reference are
     left out. ``transferability`` is the run's LogME score of its starting features (NaN when missing).
     """
     empty = pd.DataFrame(columns=GAIN_COLUMNS)
     ok = _succeeded_train(runs)
     if ok.empty:
         return empty
-    summary = summarize(ok)
-    summary = summary[summary["gain_vs_scratch"].notna() & (summary["strategy"] != "scratch")]
+    summary = summarize(ok, baselines=baselines)
+    baseline_names = set(summary.loc[summary["is_baseline"].astype(bool), "strategy"])
+    summary = summary[summary["gain_vs_baseline"].notna() & ~summary["is_baseline"].astype(bool)]
     if summary.empty:
         return empty
-    # the scratch mean each configuration was compared with, per task, label and size
-    summary = summary.assign(scratch_mean=summary["mean"] - summary["gain_vs_scratch"],
+    # the baseline mean each configuration was compared with, per task, label and size
+    summary = summary.assign(baseline_mean=summary["mean"] - summary["gain_vs_baseline"],
                              size_key=_size_key(summary["examples_per_class"]))
-    chosen = ok[ok["strategy"] != "scratch"]
+    chosen = ok[~ok["strategy"].isin(baseline_names)]
     if chosen.empty:
         return empty
     frame = pd.DataFrame({
         "run_id": chosen["run_id"], "task": chosen["task"], "label": run_labels(ok).loc[chosen.index],
         "examples_per_class": pd.to_numeric(chosen["examples_per_class"], errors="coerce").astype(float),
-        "seed": chosen["seed"], "test_accuracy": pd.to_numeric(chosen["test_accuracy"], errors="coerce"),
+        "seed": chosen["seed"], "score": pd.to_numeric(chosen["score"], errors="coerce"),
         "transferability": pd.to_numeric(chosen["transferability"], errors="coerce").astype(float),
         "size_key": _size_key(chosen["examples_per_class"]),
     })
-    frame = frame.merge(summary[["task", "label", "size_key", "scratch_mean"]], on=["task", "label", "size_key"],
-                        how="inner").rename(columns={"scratch_mean": "mean"})
+    frame = frame.merge(summary[["task", "label", "size_key", "baseline_mean"]], on=["task", "label", "size_key"],
+                        how="inner").rename(columns={"baseline_mean": "mean"})
     if frame.empty:
         return empty
-    frame["gain"] = frame["test_accuracy"] - frame["mean"]
+    frame["gain"] = frame["score"] - frame["mean"]
     return frame[GAIN_COLUMNS].reset_index(drop=True)
 
 

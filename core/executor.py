@@ -98,7 +98,7 @@ def run_one(store: Store, job: JobSpec, registry=None) -> str:
         stop.set()
         _free_memory()
     store.finish(job.job_id, "succeeded", **result.store_values())
-    say(f"  done   {job.label()}: test accuracy {result.test_accuracy:.3f} ({result.wall_seconds:.0f} s)")
+    say(f"  done   {job.label()}: test {result.manifest.get('metric', 'score')} {result.score:.3f} ({result.wall_seconds:.0f} s)")
     return "succeeded"
 
 

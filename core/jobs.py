@@ -239,14 +239,19 @@ def parse_source(registry: Registry, source: str) -> tuple[str, bool]:
 
 
 def pretrain_job(registry: Registry, target: JobSpec, source: str, pretrain_epochs: int) -> JobSpec:
-    """The job that pretrains ``target``'s backbone from scratch on the source task (all its pool)."""
+    """The job that pretrains ``target``'s backbone from random weights on the source task (all its pool),
+    with the first registered strategy that declares random init."""
     task, shuffled = parse_source(registry, source)
+    baselines = registry.select("strategy", random_init=True)
+    if not baselines:
+        raise UserError(f"Pretraining on source {source!r} needs a strategy that declares random_init=True, and none "
+                        "is registered. Install or enable a plugin that provides one (the built-in strategies do).")
     return make_job(
         registry,
         kind="pretrain",
         task=task,
         backbone=target.backbone,
-        strategy="scratch",
+        strategy=baselines[0].name,
         seed=target.seed,
         input_size=target.input_size,
         epochs=pretrain_epochs,

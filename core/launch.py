@@ -145,7 +145,7 @@ def estimate_seconds(runs: Any, jobs: list[JobSpec], registry: Any) -> tuple[flo
     done = runs[(runs["status"] == "succeeded") & runs["wall_seconds"].notna()]
     if done.empty:
         return None, 0
-    done = done.assign(work=[_work(json.loads(spec), json.loads(man or "{}").get("n_train", 0))
+    done = done.assign(work=[_work(json.loads(spec), json.loads(man or "{}").get("n_train", 0), registry)
                              for spec, man in zip(done["spec_json"], done["manifest_json"])])
     done = done[done["work"] > 0]
     total, covered = 0.0, 0
@@ -157,10 +157,17 @@ def estimate_seconds(runs: Any, jobs: list[JobSpec], registry: Any) -> tuple[flo
         if same.empty:
             continue
         n_train = (job.examples_per_class or 100) * (registry.task(job.task).num_classes or 2)  # None: the data decides
-        total += float(np.median(same["wall_seconds"] / same["work"])) * _work(job.canonical(), n_train)
+        total += float(np.median(same["wall_seconds"] / same["work"])) * _work(job.canonical(), n_train, registry)
         covered += 1
     return (total if covered else None), covered
 
 
-def _work(spec: dict[str, Any], n_train: float) -> float:
-    return float(n_train) * (int(spec.get("epochs", 1)) + int(spec.get("fine_tune_epochs", 0)))
+def _work(spec: dict[str, Any], n_train: float, registry: Any) -> float:
+    """Training images x epochs of a job: its strategy's phases, each at the epochs it resolves to."""
+    from types import SimpleNamespace
+
+    strategy = registry.strategies.get(spec.get("strategy"))
+    if strategy is None:  # a run of a strategy no longer installed: its job fields are all there is
+        return float(n_train) * (int(spec.get("epochs", 1)) + int(spec.get("fine_tune_epochs", 0)))
+    job = SimpleNamespace(**{"epochs": 1, "fine_tune_epochs": 0, **spec})
+    return float(n_train) * sum(phase.resolved_epochs(job) for phase in strategy.phases)

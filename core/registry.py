@@ -95,6 +95,22 @@ class Registry:
             raise UnknownNameError("strategy", name, list(self.strategies))
         return self.strategies[name]
 
+    def select(self, kind: str, **attrs: Any) -> list[Any]:
+        """The registered specs of ``kind`` (``backbone``, ``task``, ``strategy``) whose attributes equal
+        ``attrs``, in registration order: ``select("strategy", random_init=True)``, ``select("task", stub=False)``.
+
+        The one filter over the registry, instead of a comprehension in every caller.
+        """
+        table = {"backbone": self.backbones, "task": self.tasks, "strategy": self.strategies}
+        if kind not in table:
+            raise ValueError(f"kind must be one of {sorted(table)}. Received: kind={kind!r}")
+        return [spec for spec in table[kind].values()
+                if all(getattr(spec, name) == value for name, value in attrs.items())]
+
+    def baseline_strategies(self) -> set[str]:
+        """Names of the strategies that declare random init: the baseline every gain is measured against."""
+        return {spec.name for spec in self.select("strategy", random_init=True)}
+
     def plugin_version(self, plugin: str | None) -> str | None:
         """The version of the plugin called ``plugin`` (its distribution's; a built-in's is transferlab's)."""
         return next((p.version for p in self.plugins if p.name == plugin), None)

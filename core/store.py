@@ -46,8 +46,9 @@ runs = sa.Table(
     sa.Column("depends_on", sa.Text, nullable=False, default="[]"),
     sa.Column("status", sa.String(16), nullable=False, index=True),
     sa.Column("error", sa.Text),
-    sa.Column("test_accuracy", sa.Float),  # the task's score: accuracy, or the metric named in `metric`
+    sa.Column("score", sa.Float),  # the task's test score, in the metric named by `metric` (the task head's)
     sa.Column("metric", sa.String(32)),
+    sa.Column("metric_label", sa.String(64)),  # how the task head calls it, e.g. "test accuracy"
     sa.Column("test_loss", sa.Float),
     sa.Column("balanced_accuracy", sa.Float),
     sa.Column("trainable_params", sa.BigInteger),
@@ -74,9 +75,9 @@ epochs = sa.Table(
     sa.Column("epoch", sa.Integer, primary_key=True),
     sa.Column("phase", sa.String(64), nullable=False),
     sa.Column("train_loss", sa.Float),
-    sa.Column("train_accuracy", sa.Float),
+    sa.Column("train_score", sa.Float),  # the head's metric on the training batches, where Keras logs it
     sa.Column("val_loss", sa.Float),
-    sa.Column("val_accuracy", sa.Float),
+    sa.Column("val_score", sa.Float),  # the head's validation metric (val_accuracy, val_map50, ...)
     sa.Column("seconds", sa.Float),
 )
 
@@ -85,7 +86,7 @@ meta = sa.Table("meta", metadata, sa.Column("key", sa.String(64), primary_key=Tr
 #: columns of ``transferlab runs --csv``, in order
 CSV_COLUMNS = [
     "run_id", "task", "backbone", "weights", "strategy", "source", "examples_per_class", "seed", "status",
-    "test_accuracy", "metric", "balanced_accuracy", "trainable_params", "total_params", "wall_seconds",
+    "score", "metric", "balanced_accuracy", "trainable_params", "total_params", "wall_seconds",
     "fraction", "input_size", "kind", "test_loss", "images_per_second", "transferability", "error",
 ]
 
@@ -176,6 +177,8 @@ class Store:
                         {"v": str(SCHEMA_VERSION)},
                     )
                     _add_missing_columns(conn)
+                else:
+                    _refuse_outdated(conn, self.url)
                 version = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
         except sa.exc.OperationalError as exc:
             if _error_kind(exc) in ("full", "locked", "read-only"):
@@ -297,8 +300,8 @@ class Store:
     def log_epoch(self, run_id: str, epoch: int, phase: str, metrics: dict[str, float], seconds: float) -> None:
         """Store one epoch's metrics (one transaction)."""
         row = dict(run_id=run_id, epoch=epoch, phase=phase, seconds=seconds,
-                   train_loss=metrics.get("loss"), train_accuracy=metrics.get("accuracy"),
-                   val_loss=metrics.get("val_loss"), val_accuracy=metrics.get("val_accuracy"))
+                   train_loss=metrics.get("loss"), train_score=metrics.get("score"),
+                   val_loss=metrics.get("val_loss"), val_score=metrics.get("val_score"))
         with self._write("storing an epoch") as conn:
             conn.execute(epochs.delete().where(epochs.c.run_id == run_id, epochs.c.epoch == epoch))
             conn.execute(epochs.insert().values(**row))
@@ -397,8 +400,31 @@ def _safe_url(url: str) -> str:
         return "<store URL>"
 
 
+#: columns renamed since the first release: (table, old name, new name)
+RENAMED_COLUMNS = (("runs", "test_accuracy", "score"), ("epochs", "train_accuracy", "train_score"),
+                   ("epochs", "val_accuracy", "val_score"))
+
+
+def _refuse_outdated(conn, url: str) -> None:
+    """A read-only store cannot be migrated: say how to update it instead of failing on a missing column."""
+    inspector = sa.inspect(conn)
+    tables = set(inspector.get_table_names())
+    for table_name, old, new in RENAMED_COLUMNS:
+        if table_name in tables and old in {c["name"] for c in inspector.get_columns(table_name)}:
+            raise StoreError(
+                f"The store at {_safe_url(url)} was written by an older transferlab (column {table_name}.{old} is now "
+                f"{new}) and is opened read-only, so it cannot be updated. Open it once writable, e.g. with "
+                "`transferlab runs` and TRANSFERLAB_READ_ONLY unset, then serve it read-only again."
+            )
+
+
 def _add_missing_columns(conn) -> None:
-    """Add nullable columns that this version defines but an older store of the same schema lacks."""
+    """Bring an older store of the same schema up to date: rename the columns renamed since (the task's
+    score was stored as ``test_accuracy`` even when it was mAP), then add the nullable columns it lacks."""
+    for table_name, old, new in RENAMED_COLUMNS:
+        present = {c["name"] for c in sa.inspect(conn).get_columns(table_name)}
+        if old in present and new not in present:
+            conn.execute(sa.text(f'ALTER TABLE {table_name} RENAME COLUMN "{old}" TO "{new}"'))
     for table in (runs, epochs):
         present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
         for column in table.columns:

@@ -15,6 +15,8 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from transferlab.analysis import metric_label
+
 TEMPLATE = "plotly_white"
 FACET_COLUMNS = 3
 FACET_HEIGHT = 260
@@ -103,26 +105,26 @@ def _size_axes(fig: go.Figure, sizes: Iterable[float]) -> None:
     fig.update_xaxes(type="log", tickangle=0, **ticks)
 
 
-#: How each task metric is named on charts (a task's score is stored as its run's test score).
-METRIC_NAMES = {"accuracy": "accuracy", "map50": "mAP@0.5"}
+def _task_metric_labels(table: pd.DataFrame) -> dict[str, str]:
+    """Each task's score as its task head names it (``test accuracy``, ``test mAP@0.5``), from the summary."""
+    return {str(task): metric_label(rows) for task, rows in table.groupby(table["task"].astype(str))}
 
 
-def metric_name(metric: str) -> str:
-    """The chart name of a task metric (``map50`` -> ``mAP@0.5``)."""
-    return METRIC_NAMES.get(str(metric), str(metric))
-
-
-def _scored_otherwise(table: pd.DataFrame) -> bool:
-    """Whether some task in ``table`` is scored by another metric than accuracy (mAP@0.5, say)."""
-    return "metric" in table and bool((~table["metric"].astype(str).isin(["accuracy", "nan", "None"])).any())
+def score_label(table: pd.DataFrame) -> str:
+    """The one name of the score in ``table`` (``test accuracy``), or ``test score`` when tasks differ."""
+    labels = set(_task_metric_labels(table).values())
+    return labels.pop() if len(labels) == 1 else "test score"
 
 
 def _task_facets(table: pd.DataFrame, y_title: str) -> tuple[go.Figure, dict[str, tuple[int, int]]]:
+    """One facet per task; ``y_title`` may hold ``{score}``, filled with the tasks' score name. Where tasks are
+    scored differently, each facet names its own score and the axis says ``test score``."""
     tasks = sorted(table["task"].astype(str).unique())
-    if _scored_otherwise(table):  # a task scored by something other than accuracy: name each facet's metric
-        metrics = table.groupby(table["task"].astype(str))["metric"].first().to_dict()
-        y_title = y_title.replace("accuracy", "score")
-        titles = [f"{t} ({metric_name(metrics.get(t, 'accuracy'))})" for t in tasks]
+    labels = _task_metric_labels(table)
+    shared = score_label(table)
+    y_title = y_title.format(score=shared)
+    if len(set(labels.values())) > 1:
+        titles = [f"{t} ({labels[t].removeprefix('test ')})" for t in tasks]
     else:
         titles = tasks if len(tasks) > 1 else [""]
     fig, positions = _facets(titles, y_title=y_title, x_title="examples per class (log)")
@@ -272,14 +274,14 @@ def learning_curves_chart(curves_frame: pd.DataFrame, shared_y: bool = True, met
 
 
 def data_efficiency_chart(summary: pd.DataFrame, crossovers: pd.DataFrame | None = None) -> go.Figure:
-    """Test accuracy against examples per class (log x), one line per configuration with 95 % CI error bars;
+    """Test score against examples per class (log x), one line per configuration with 95 % CI error bars;
     stars mark where one configuration overtakes another (pass ``compare.crossovers(summary)``)."""
     if _missing(summary, ["task", "label", "examples_per_class", "mean", "ci95"]):
         return empty_figure("No succeeded training runs to compare yet.")
     table = _sized(summary)
     if table.empty:
         return empty_figure("Every run used all examples: sweep examples per class to see data efficiency.")
-    fig, where = _task_facets(table, "test accuracy")
+    fig, where = _task_facets(table, "{score}")
     _label_lines(fig, table, "mean", "ci95", where,
                  "%{x:g}/class: %{y:.3f} ± %{customdata[1]:.3f} (n=%{customdata[0]:.0f})")
     if not _missing(crossovers, ["task", "leader_before", "leader_after", "x", "y"]):
@@ -295,37 +297,38 @@ def data_efficiency_chart(summary: pd.DataFrame, crossovers: pd.DataFrame | None
                 hoverinfo="text", marker=dict(symbol="star", size=15, color="gold", line=dict(color="black", width=1)),
             ), row=row, col=col)
     _size_axes(fig, table["examples_per_class"])
-    scored = "test score" if _scored_otherwise(table) else "test accuracy"
-    fig.update_layout(title=f"Data efficiency: {scored} (mean ± 95% CI over seeds)")
+    fig.update_layout(title=f"Data efficiency: {score_label(table)} (mean ± 95% CI over seeds)")
     _legend_below(fig)
     return fig
 
 
 def gain_chart(summary: pd.DataFrame) -> go.Figure:
-    """Gain in test accuracy over training from scratch against examples per class (log x), with Welch 95 %
+    """Gain in test score over the random-init baseline against examples per class (log x), with Welch 95 %
     CI error bars and a line at zero: above it the starting point helped."""
-    if _missing(summary, ["task", "label", "strategy", "examples_per_class", "gain_vs_scratch", "gain_ci95"]):
+    if _missing(summary, ["task", "label", "is_baseline", "examples_per_class", "gain_vs_baseline", "gain_ci95"]):
         return empty_figure("No succeeded training runs to compare yet.")
     table = _sized(summary)
-    table = table[(table["strategy"] != "scratch")
-                  & np.isfinite(pd.to_numeric(table["gain_vs_scratch"], errors="coerce").astype(float))]
+    table = table[~table["is_baseline"].astype(bool)
+                  & np.isfinite(pd.to_numeric(table["gain_vs_baseline"], errors="coerce").astype(float))]
     if table.empty:
-        return empty_figure("No gains to show: a gain needs scratch runs at the same task and examples per class.")
-    fig, where = _task_facets(table, "gain over scratch")
-    _label_lines(fig, table, "gain_vs_scratch", "gain_ci95", where,
+        return empty_figure("No gains to show: a gain needs runs of a random-init baseline strategy at the same "
+                            "task and examples per class.")
+    fig, where = _task_facets(table, "gain in {score}")
+    _label_lines(fig, table, "gain_vs_baseline", "gain_ci95", where,
                  "%{x:g}/class: %{y:+.3f} ± %{customdata[1]:.3f} (n=%{customdata[0]:.0f})")
     fig.add_hline(y=0, line=dict(color="black", width=1, dash="dot"), row="all", col="all")
     _size_axes(fig, table["examples_per_class"])
-    fig.update_layout(title="Gain over scratch (mean ± 95% CI, Welch)")
+    fig.update_layout(title=f"Gain over the random-init baseline, {score_label(table)} (mean ± 95% CI, Welch)")
     _legend_below(fig)
     return fig
 
 
 def negative_transfer_heatmap(neg: pd.DataFrame) -> go.Figure:
-    """Gain over scratch as a heatmap: rows are starting points, columns examples per class; red is worse
-    than scratch, blue better. ▼ marks a gain whose whole 95 % CI is below zero (▲ above zero)."""
+    """Gain over the random-init baseline as a heatmap: rows are starting points, columns examples per class;
+    red is worse than the baseline, blue better. ▼ marks a gain whose whole 95 % CI is below zero (▲ above zero)."""
     if _missing(neg, ["task", "starting_point", "examples_per_class", "gain", "gain_ci95", "significant_negative"]):
-        return empty_figure("No gains over scratch yet: they need scratch and transfer runs at the same size.")
+        return empty_figure("No gains over a random-init baseline yet: they need baseline and transfer runs at the "
+                            "same size.")
     frame = neg.copy()
     frame["examples_per_class"] = pd.to_numeric(frame["examples_per_class"], errors="coerce").astype(float)
     several_tasks = frame["task"].nunique() > 1
@@ -349,28 +352,28 @@ def negative_transfer_heatmap(neg: pd.DataFrame) -> go.Figure:
     fig = go.Figure(go.Heatmap(
         z=z, x=columns, y=rows, text=text, texttemplate="%{text}", textfont=dict(size=11),
         colorscale="RdBu", zmid=0, zmin=-limit, zmax=limit, xgap=2, ygap=2,
-        colorbar=dict(title=dict(text="gain vs<br>scratch")),
+        colorbar=dict(title=dict(text="gain vs<br>baseline")),
         hovertemplate="%{y}<br>%{x}/class: %{text}<extra></extra>"))
     fig.update_xaxes(title_text="examples per class", type="category", side="bottom", automargin=True)
     fig.update_yaxes(automargin=True, autorange="reversed")
     fig.update_layout(template=TEMPLATE, height=max(300, 140 + 44 * len(rows)),
-                      title="Negative transfer: gain over scratch (▼ whole 95% CI below 0, ▲ above 0)",
+                      title="Negative transfer: gain over the random-init baseline (▼ whole 95% CI below 0, ▲ above 0)",
                       margin=dict(l=60, r=20, t=60, b=60))
     return fig
 
 
 def gain_vs_similarity_chart(gain_frame: pd.DataFrame) -> go.Figure:
-    """Each run's gain over scratch against the transferability (LogME) of its starting features, measured
+    """Each run's gain over the random-init baseline against the transferability (LogME) of its starting features, measured
     before training; one colour per configuration. A rising cloud means LogME predicts what helps."""
     if _missing(gain_frame, ["gain", "transferability", "label"]):
-        return empty_figure("No transfer runs with a scratch reference yet.")
+        return empty_figure("No transfer runs with a random-init baseline reference yet.")
     frame = gain_frame.copy()
     frame["transferability"] = pd.to_numeric(frame["transferability"], errors="coerce").astype(float)
     frame["gain"] = pd.to_numeric(frame["gain"], errors="coerce").astype(float)
     frame = frame[np.isfinite(frame["transferability"]) & np.isfinite(frame["gain"])]
     if frame.empty:
         return empty_figure("No transferability scores: LogME is computed before training only where the "
-                            "starting features can be scored (not for scratch), so these runs have none.")
+                            "starting features can be scored (not for random init), so these runs have none.")
     colours = _colours(frame["label"])
     fig = go.Figure()
     for label, rows in frame.groupby("label", sort=True):
@@ -383,14 +386,14 @@ def gain_vs_similarity_chart(gain_frame: pd.DataFrame) -> go.Figure:
             hovertemplate="LogME %{x:.3f}, gain %{y:+.3f}<br>%{customdata[0]:g}/class, seed %{customdata[1]:.0f}"
                           f"<extra>{label}</extra>"))
     fig.add_hline(y=0, line=dict(color="black", width=1, dash="dot"))
-    title = "Gain over scratch vs transferability (LogME, before training)"
+    title = "Gain over the random-init baseline vs transferability (LogME, before training)"
     if len(frame) >= 3 and frame["transferability"].nunique() > 1 and frame["gain"].nunique() > 1:
         from scipy import stats
 
         rho = stats.spearmanr(frame["transferability"], frame["gain"]).statistic
         title += f"<br><sup>Spearman ρ = {rho:+.2f} over {len(frame)} runs</sup>"
     fig.update_xaxes(title_text="transferability (LogME, higher = better features)", automargin=True)
-    fig.update_yaxes(title_text="gain over scratch", automargin=True)
+    fig.update_yaxes(title_text="gain over baseline", automargin=True)
     fig.update_layout(template=TEMPLATE, height=460, title=title, margin=dict(l=60, r=20, t=80, b=60))
     _legend_below(fig)
     return fig

@@ -18,7 +18,7 @@ def report_figures(runs: pd.DataFrame, epochs: pd.DataFrame) -> list[tuple[str, 
         summary = summarize(part)
         figures += [
             (f"{task}: data efficiency", charts.data_efficiency_chart(summary, crossovers(summary))),
-            (f"{task}: gain over scratch", charts.gain_chart(summary)),
+            (f"{task}: gain over the random-init baseline", charts.gain_chart(summary)),
             (f"{task}: negative transfer", charts.negative_transfer_heatmap(negative_transfer(summary))),
             (f"{task}: gain vs transferability", charts.gain_vs_similarity_chart(gain_per_run(part))),
             (f"{task}: learning curves", charts.learning_curves_chart(

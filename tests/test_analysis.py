@@ -13,7 +13,7 @@ def _run(i, backbone, strategy, acc, seed, epochs=10, size=5, weights="none"):
     spec = dict(task="t", backbone=backbone, strategy=strategy, weights=weights, examples_per_class=size,
                 seed=seed, epochs=epochs)
     return dict(run_id=f"r{i}", kind="train", status="succeeded", task="t", backbone=backbone, weights=weights,
-                strategy=strategy, source=np.nan, examples_per_class=float(size), seed=seed, test_accuracy=acc,
+                strategy=strategy, source=np.nan, examples_per_class=float(size), seed=seed, score=acc,
                 spec_json=json.dumps(spec))
 
 
@@ -25,8 +25,8 @@ def test_gain_uses_the_scratch_runs_of_the_same_backbone():
         _run(5, "small", "full_fine_tune", 0.63, 1, weights="imagenet"),
     ])
     row = summarize(runs).set_index(["backbone", "strategy"]).loc[("small", "full_fine_tune")]
-    assert abs(row["gain_vs_scratch"] - 0.11) < 1e-9
-    assert row["scratch_label"] == "small · random init · scratch" and row["scratch_n"] == 2
+    assert abs(row["gain_vs_baseline"] - 0.11) < 1e-9
+    assert row["baseline_label"] == "small · random init · scratch" and row["baseline_n"] == 2
 
 
 def test_ambiguous_scratch_baseline_gives_no_gain():
@@ -35,7 +35,7 @@ def test_ambiguous_scratch_baseline_gives_no_gain():
         _run(2, "c", "feature_extraction", 0.6, 0, weights="imagenet"),
     ])
     row = summarize(runs).set_index("backbone").loc["c"]
-    assert np.isnan(row["gain_vs_scratch"]) and row["scratch_label"] is None
+    assert np.isnan(row["gain_vs_baseline"]) and row["baseline_label"] is None
 
 
 def test_runs_with_other_settings_are_not_pooled_as_seeds():

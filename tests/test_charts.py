@@ -78,13 +78,18 @@ def test_data_efficiency_lines_and_crossovers(summary):
 
 
 def test_a_task_scored_by_map_is_named_on_its_facet(runs):
+    """The score's name comes from the runs (the task head's label), never from a table in the charts."""
     plain = charts.data_efficiency_chart(summarize(runs))
     assert "test accuracy" in figure_data(plain)[1]["title"]["text"]
     detection = runs.copy()
-    detection["metric"] = "map50"
-    fig = charts.data_efficiency_chart(summarize(detection))
-    assert "test score" in figure_data(fig)[1]["title"]["text"]
-    assert any("(mAP@0.5)" in text for text in annotation_texts(fig))
+    detection["metric"], detection["metric_label"] = "map50", "test mAP@0.5"  # as the task head names it
+    alone = charts.data_efficiency_chart(summarize(detection))
+    assert "test mAP@0.5" in figure_data(alone)[1]["title"]["text"]
+    detection["task"] = "boxes"
+    both = charts.data_efficiency_chart(summarize(pd.concat([runs, detection], ignore_index=True)))
+    assert "test score" in figure_data(both)[1]["title"]["text"]
+    assert any("(mAP@0.5)" in text for text in annotation_texts(both))
+    assert any("(accuracy)" in text for text in annotation_texts(both))
 
 
 def test_data_efficiency_without_crossovers_has_no_stars(summary):
@@ -97,7 +102,7 @@ def test_gain_chart_excludes_scratch_and_draws_zero(summary):
     assert {trace["name"] for trace in data} == {LABEL["frozen"], LABEL["sourced"]}
     trace = next(t for t in data if t["name"] == LABEL["sourced"])
     rows = summary[summary["label"] == LABEL["sourced"]].sort_values("examples_per_class")
-    assert np.allclose(trace["y"], rows["gain_vs_scratch"])
+    assert np.allclose(trace["y"], rows["gain_vs_baseline"])
     assert np.allclose(trace["error_y"]["array"], rows["gain_ci95"])
     assert any(shape["y0"] == 0 and shape["y1"] == 0 for shape in layout["shapes"])
     assert layout["xaxis"]["type"] == "log"
@@ -201,8 +206,8 @@ EPOCHS = build_epochs(RUNS)
 # Each example draws six charts (~0.4 s), so few examples, plus the two extremes always.
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(keep=st.lists(st.booleans(), min_size=len(RUNS), max_size=len(RUNS)),
-       band=st.sampled_from(["minmax", "ci95"]), metric=st.sampled_from(["accuracy", "loss"]))
-@example(keep=[False] * len(RUNS), band="minmax", metric="accuracy")
+       band=st.sampled_from(["minmax", "ci95"]), metric=st.sampled_from(["score", "loss"]))
+@example(keep=[False] * len(RUNS), band="minmax", metric="score")
 @example(keep=[True] * len(RUNS), band="ci95", metric="loss")
 def test_every_builder_survives_any_subset_of_runs(keep, band, metric):
     runs = RUNS[np.array(keep)]

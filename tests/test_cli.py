@@ -106,9 +106,9 @@ def test_run_then_runs_csv(capsys, tl_home):
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert len(rows) == 1
     for column in ("run_id", "task", "backbone", "weights", "strategy", "source", "examples_per_class", "seed", "status",
-                   "test_accuracy", "balanced_accuracy", "trainable_params", "total_params", "wall_seconds"):
+                   "score", "balanced_accuracy", "trainable_params", "total_params", "wall_seconds"):
         assert column in rows[0]
-    assert rows[0]["status"] == "succeeded" and 0 <= float(rows[0]["test_accuracy"]) <= 1
+    assert rows[0]["status"] == "succeeded" and 0 <= float(rows[0]["score"]) <= 1
     assert int(float(rows[0]["trainable_params"])) == int(float(rows[0]["total_params"])) - 2 * (32 + 32 + 64 + 128)  # BatchNorm moving statistics
 
 

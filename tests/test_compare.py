@@ -49,8 +49,9 @@ def _run(run_id, kind, config, size, seed, status="succeeded", accuracy=float("n
     c = CONFIG[config]
     return dict(run_id=run_id, kind=kind, task=TASK if kind == "train" else SOURCE, backbone=c["backbone"],
                 weights=c["weights"].format(seed=seed), strategy=c["strategy"], source=c["source"],
-                examples_per_class=float(size), seed=seed, status=status, test_accuracy=accuracy,
-                test_loss=1 - accuracy, balanced_accuracy=accuracy,
+                examples_per_class=float(size), seed=seed, status=status, score=accuracy,
+                metric="accuracy" if status == "succeeded" else None,
+                metric_label="test accuracy" if status == "succeeded" else None, test_loss=1 - accuracy, balanced_accuracy=accuracy,
                 trainable_params=c["trainable"] if status == "succeeded" else None,
                 total_params=c["total"] if status == "succeeded" else None, wall_seconds=10.0,
                 images_per_second=100.0, transferability=transferability,
@@ -83,8 +84,8 @@ def build_epochs(runs: pd.DataFrame) -> pd.DataFrame:
         count = EPOCHS if status == "succeeded" else 1 if status in ("running", "failed") else 0
         for epoch in range(1, count + 1):
             rows.append(dict(run_id=run_id, epoch=epoch, phase="head", train_loss=1 / epoch + 0.1 * seed,
-                             train_accuracy=0.2 * epoch + 0.01 * seed, val_loss=2 / epoch + 0.1 * seed,
-                             val_accuracy=0.1 * epoch + 0.01 * seed, seconds=1.0))
+                             train_score=0.2 * epoch + 0.01 * seed, val_loss=2 / epoch + 0.1 * seed,
+                             val_score=0.1 * epoch + 0.01 * seed, seconds=1.0))
     return pd.DataFrame(rows)
 
 
@@ -248,7 +249,7 @@ def test_gain_per_run_arithmetic(runs, summary):
     assert (row["label"], row["examples_per_class"], row["seed"]) == (LABEL["frozen"], 5, 2)
     # the mean over seeds is the summary's gain
     means = frame.groupby(["label", "examples_per_class"])["gain"].mean()
-    reference = summary.set_index(["label", "examples_per_class"])["gain_vs_scratch"]
+    reference = summary.set_index(["label", "examples_per_class"])["gain_vs_baseline"]
     assert np.allclose(means, reference.loc[means.index])
 
 
@@ -294,7 +295,7 @@ def test_every_function_returns_typed_empty_frames(runs):
         empty_summary = summarize(subset)
         results = {
             "curves": (compare.curves(build_epochs(subset) if not subset.empty else pd.DataFrame(
-                columns=["run_id", "epoch", "phase", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                columns=["run_id", "epoch", "phase", "train_loss", "train_score", "val_loss", "val_score",
                          "seconds"]), subset), compare.CURVE_COLUMNS),
             "crossovers": (compare.crossovers(empty_summary), compare.CROSSOVER_COLUMNS),
             "negative": (compare.negative_transfer(empty_summary), compare.NEGATIVE_COLUMNS),

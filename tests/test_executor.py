@@ -31,7 +31,7 @@ def test_resubmitted_sweep_skips_finished_runs(registry, store):
     manifest = json.loads(frame["manifest_json"].iloc[0])
     assert {"packages", "subset_indices_sha", "seed", "weights"} <= set(manifest)
     epochs = store.epochs_frame()
-    assert len(epochs) == 4 and epochs["val_accuracy"].notna().all()
+    assert len(epochs) == 4 and epochs["val_score"].notna().all()
 
 
 def test_nan_status_and_the_sweep_goes_on(registry, store):

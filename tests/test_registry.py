@@ -131,7 +131,7 @@ def test_specs_validate_with_received_value():
         TaskSpec(name="Bad Name", description="", load=lambda: None, num_classes=3)
     with pytest.raises(SpecError, match=r"Received: train='some'"):
         PhaseSpec("p", train="some")
-    with pytest.raises(SpecError, match="cached_features only works"):
+    with pytest.raises(SpecError, match="cached_features takes one phase that trains the head alone"):
         StrategySpec(name="s", description="", phases=(PhaseSpec("p", "all"),), cached_features=True)
 
 

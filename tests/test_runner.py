@@ -26,10 +26,10 @@ def test_every_strategy_runs_and_verifies_its_freeze(registry, strategy):
     spec = registry.strategy(strategy)
     assert [p["phase"] for p in result.phases] == [p.name for p in spec.phases]
     assert all(p["verified"] for p in result.phases)
-    assert 0.0 <= result.test_accuracy <= 1.0 and np.isfinite(result.test_loss)
+    assert 0.0 <= result.score <= 1.0 and np.isfinite(result.test_loss)
     assert len(result.confusion) == 10 and sum(map(sum, result.confusion)) == result.manifest["n_test"]
     assert [e for e, _, _ in logged] == list(range(1, len(spec.phases) + 1))
-    assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(logged[0][2])
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "score", "val_score"} <= set(logged[0][2])
     head_params = 8 * 10 + 10  # Dense(10) on 8 features
     first = result.phases[0]
     if not spec.phases[0].trains_base:
@@ -125,7 +125,7 @@ def test_altered_feature_cache_is_recomputed(registry, tl_home, monkeypatch):
     for f, good in zip(files, fresh):  # rewritten, with a hash that checks out again
         reloaded = features.load_cached(f.stem)
         assert reloaded is not None and np.allclose(reloaded, good)
-    assert again.test_accuracy == pytest.approx(first.test_accuracy)
+    assert again.score == pytest.approx(first.score)
 
 
 def test_shuffled_labels_train_on_a_permutation_and_score_on_the_truth(registry, monkeypatch):

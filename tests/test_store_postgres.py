@@ -70,24 +70,24 @@ def test_store_round_trip_on_postgres(postgres_url):
     assert json.loads(store.get(first.job_id)["progress_json"]) == {"phase": "train", "epoch": 1}
 
     store.log_epoch(first.job_id, 1, "train", {"loss": 9.0, "accuracy": 0.1}, seconds=0.5)
-    store.log_epoch(first.job_id, 1, "train", {"loss": 1.5, "accuracy": 0.4, "val_loss": 1.6, "val_accuracy": 0.3},
+    store.log_epoch(first.job_id, 1, "train", {"loss": 1.5, "accuracy": 0.4, "val_loss": 1.6, "val_accuracy": 0.3, "score": 0.4, "val_score": 0.3},
                     seconds=0.5)  # a repeated epoch replaces the earlier row
     store.log_epoch(first.job_id, 2, "fine_tune", {"loss": 1.2, "accuracy": 0.5}, seconds=0.25)
-    store.finish(first.job_id, "succeeded", test_accuracy=0.5, trainable_params=2**40,
+    store.finish(first.job_id, "succeeded", score=0.5, trainable_params=2**40,
                  phases_json=[{"name": "train", "epochs": 2}], manifest_json={"seed": 2, "weights": "none"})
 
     frame = store.runs_frame()
     assert list(frame["run_id"]) == sorted(ids)  # same created_at: ordered by id
     assert dict(zip(frame["run_id"], frame["status"])) == {ids[0]: "queued", ids[1]: "queued", ids[2]: "succeeded"}
     done = store.runs_frame(status="succeeded").iloc[0]
-    assert done["test_accuracy"] == 0.5 and done["trainable_params"] == 2**40
+    assert done["score"] == 0.5 and done["trainable_params"] == 2**40
     assert json.loads(done["phases_json"]) == [{"name": "train", "epochs": 2}]
     assert json.loads(done["manifest_json"]) == {"seed": 2, "weights": "none"}
     assert done["finished_at"] >= done["started_at"]
     assert len(store.runs_frame(run_id=ids[:2], status=["queued", "running"])) == 2
     epochs = store.epochs_frame([first.job_id])
     assert list(epochs["epoch"]) == [1, 2] and list(epochs["phase"]) == ["train", "fine_tune"]
-    assert epochs["train_loss"].tolist() == [1.5, 1.2] and epochs["val_accuracy"].iloc[0] == 0.3
+    assert epochs["train_loss"].tolist() == [1.5, 1.2] and epochs["val_score"].iloc[0] == 0.3
     assert store.epochs_frame().equals(epochs)
 
     assert store.submit(jobs) == {"queued": 0, "kept": 3}
@@ -180,10 +180,10 @@ def test_executor_writes_runs_and_epochs_to_postgres(postgres_url):
     frame = store.runs_frame().set_index("run_id")
     assert set(frame.index) == {j.job_id for j in jobs}
     assert (frame["status"] == "succeeded").all() and frame["error"].isna().all()
-    assert frame["test_accuracy"].between(0, 1).all() and (frame["trainable_params"] > 0).all()
+    assert frame["score"].between(0, 1).all() and (frame["trainable_params"] > 0).all()
     assert all("packages" in json.loads(m) for m in frame["manifest_json"])
     epochs = store.epochs_frame()
     assert sorted(epochs["run_id"]) == sorted(frame.index)  # one epoch each
-    assert epochs["val_accuracy"].notna().all() and (epochs["seconds"] > 0).all()
+    assert epochs["val_score"].notna().all() and (epochs["seconds"] > 0).all()
     assert run_jobs(jobs, Store(postgres_url), workers=0) == {"succeeded": 2}  # nothing runs twice
     assert store.runs_frame().set_index("run_id")["finished_at"].equals(frame["finished_at"])

@@ -24,7 +24,7 @@ def fresh_task_data():
 
 @pytest.fixture
 def ham_dir(tmp_path, monkeypatch):
-    from transferlab.plugins.medical_imaging import write_ham10000_fixture
+    from support_datasets import write_ham10000_fixture
 
     root = write_ham10000_fixture(tmp_path / "ham", per_class=(6, 6, 8, 6, 8, 24, 6), seed=3, size=48)
     monkeypatch.setenv("TRANSFERLAB_HAM10000_DIR", str(root))
@@ -47,7 +47,7 @@ def test_skin_lesions_train_through_the_runner_with_imbalance_metrics(registry, 
     # the medical defaults: slide augmentation and balanced class weights
     assert job.augment is True and job.class_weight == "balanced"
     result = Runner(registry).run(job)
-    assert 0.0 <= result.test_accuracy <= 1.0
+    assert 0.0 <= result.score <= 1.0
     assert result.balanced_accuracy is not None
     assert np.array(result.confusion).shape == (7, 7)
     recall = result.metrics["per_class_recall"]
@@ -116,7 +116,7 @@ def test_medical_folder_streams_every_image_mode_and_skips_a_corrupt_file(regist
 
 @pytest.fixture
 def gtsrb_dir(tmp_path, monkeypatch):
-    from transferlab.plugins.road_signs import write_gtsrb_fixture
+    from support_datasets import write_gtsrb_fixture
 
     root = write_gtsrb_fixture(tmp_path / "gtsrb", classes=range(6), per_class=12, n_test=30, seed=1)
     monkeypatch.setenv("TRANSFERLAB_GTSRB_DIR", str(root))
@@ -147,7 +147,7 @@ def test_gtsrb_download_extracts_the_three_official_archives_and_checks_them(reg
 
     import keras
 
-    from transferlab.plugins.road_signs import write_gtsrb_fixture
+    from support_datasets import write_gtsrb_fixture
 
     src = write_gtsrb_fixture(tmp_path / "src", classes=range(3), per_class=4, n_test=6)
     cache = tmp_path / "keras-cache"
@@ -227,7 +227,7 @@ def test_detection_map_rises_above_the_untrained_model(registry):
     result = Runner(registry, log_epoch=lambda e, p, m, s: epochs.append(m)).run(job)
     assert result.manifest["metric"] == "map50" and "ap_per_class" in result.metrics
     assert all("val_map50" in m for m in epochs)
-    assert result.test_accuracy > before + 0.05, (before, result.test_accuracy)
+    assert result.score > before + 0.05, (before, result.score)
 
 
 def test_detection_refuses_what_it_cannot_do(registry):
@@ -370,7 +370,7 @@ def test_frozen_minilm_beats_tfidf_at_100_tweets_per_class(registry):
         baseline.append(tfidf_baseline(data, train, splits.test, seed)["accuracy"])
         job = make_job(registry, task="sentiment_tweets", backbone="minilm-l6", weights="sentence-pairs",
                        strategy="frozen_features", examples_per_class=100, seed=seed)
-        encoder.append(Runner(registry).run(job).test_accuracy)
+        encoder.append(Runner(registry).run(job).score)
     assert np.mean(encoder) > np.mean(baseline), (encoder, baseline)
 
 

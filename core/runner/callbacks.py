@@ -41,8 +41,9 @@ def nan_guard():
 def epoch_log_callback(log_epoch: EpochLogger, phase: str, score_key: str = "val_accuracy"):
     """A Keras callback that forwards each epoch's metrics (epochs numbered across phases) and duration.
 
-    The task's validation score (``score_key``, e.g. ``val_map50``) is also sent as ``val_accuracy``,
-    the store's column for the validation score that learning curves draw.
+    The task's validation score (``score_key``, e.g. ``val_accuracy`` or ``val_map50``) is also sent as
+    ``val_score``, and its training counterpart (``accuracy``), where Keras logs one, as ``score``: the
+    store's columns that learning curves draw.
     """
     import keras
 
@@ -53,7 +54,9 @@ def epoch_log_callback(log_epoch: EpochLogger, phase: str, score_key: str = "val
         def on_epoch_end(self, epoch, logs=None):
             metrics = {k: float(v) for k, v in (logs or {}).items()}
             if score_key in metrics:
-                metrics["val_accuracy"] = metrics[score_key]
+                metrics["val_score"] = metrics[score_key]
+            if score_key.removeprefix("val_") in metrics:
+                metrics["score"] = metrics[score_key.removeprefix("val_")]
             log_epoch(epoch + 1, phase, metrics, time.perf_counter() - self.t0)
 
     return _EpochLog()

@@ -46,7 +46,7 @@ from transferlab.specs import BackboneSpec, PhaseSpec, StrategySpec
 class RunResult:
     """What a finished run reports; the executor stores it."""
 
-    test_accuracy: float
+    score: float
     test_loss: float
     balanced_accuracy: float | None
     trainable_params: int
@@ -62,16 +62,16 @@ class RunResult:
     def store_values(self) -> dict[str, Any]:
         """The columns the store keeps for a succeeded run.
 
-        ``test_accuracy`` holds the task's score (accuracy, or mAP@0.5 for detection; the manifest's
+        ``score`` holds the task's score (accuracy, or mAP@0.5 for detection; the manifest's
         ``metric`` names it); ``metrics_json`` holds the task's further figures.
         """
         return dict(
-            test_accuracy=self.test_accuracy, test_loss=self.test_loss, balanced_accuracy=self.balanced_accuracy,
+            score=self.score, test_loss=self.test_loss, balanced_accuracy=self.balanced_accuracy,
             trainable_params=self.trainable_params, total_params=self.total_params,
             images_per_second=self.images_per_second, wall_seconds=self.wall_seconds,
             transferability=self.transferability, phases_json=self.phases, confusion_json=self.confusion,
             manifest_json=self.manifest, metrics_json=self.metrics or {},
-            metric=self.manifest.get("metric", "accuracy"),
+            metric=self.manifest.get("metric"), metric_label=self.manifest.get("metric_label"),
         )
 
 
@@ -218,11 +218,12 @@ class Runner:
             class_names=list(data.class_names),
             head=head.kind,
             metric=head.metric,
+            metric_label=head.metric_label,
         )
         if job.kind == "pretrain":
             manifest.update(self._save_pretrained(base, job))
         return RunResult(
-            test_accuracy=result["score"], test_loss=result["loss"], balanced_accuracy=result.get("balanced_accuracy"),
+            score=result["score"], test_loss=result["loss"], balanced_accuracy=result.get("balanced_accuracy"),
             trainable_params=trainable, total_params=total,
             images_per_second=train_images / train_seconds if train_seconds > 0 else 0.0,
             wall_seconds=time.perf_counter() - t_start, phases=phases, confusion=result.get("confusion", []),
