@@ -7,6 +7,20 @@ import streamlit as st
 from transferlab.dashboard.common import get_registry, guarded, load_runs, read_only
 
 
+def _demo_description(jobs) -> str:
+    """The demo sweep in one sentence, read from its jobs (tasks, sizes, seeds and configurations)."""
+    from transferlab.analysis import config_label
+
+    train = [j for j in jobs if j.kind != "pretrain"]
+    tasks = ", ".join(f"`{t}`" for t in dict.fromkeys(j.task for j in train))
+    sizes = sorted({j.examples_per_class for j in train if j.examples_per_class})
+    seeds = len({j.seed for j in train})
+    configs = dict.fromkeys(config_label(pd.Series(dict(backbone=j.backbone, weights=j.weights, source=j.source,
+                                                         strategy=j.strategy))) for j in train)
+    return (f"{len(train)} runs on {tasks} at {', '.join(map(str, sizes))} labelled examples per class, "
+            f"{seeds} seed{'s' if seeds != 1 else ''}: " + "; ".join(configs) + ".")
+
+
 def render() -> None:
     st.title("transferlab")
     st.caption("Freeze, fine-tune or train from scratch — and with which backbone? Every number here comes "
@@ -46,15 +60,16 @@ def render() -> None:
             st.caption(f"{runs['task'].nunique()} tasks · {runs['backbone'].nunique()} backbones · "
                        f"{runs['strategy'].nunique()} strategies · {len(runs)} runs in all (with pretraining)")
         if not read_only():
+            from transferlab.demo import demo_jobs
+
             st.subheader("Embedded demo")
-            st.markdown("Animal-MNIST at 5, 20 and 100 labelled examples per class, 3 seeds: small CNN from scratch, "
-                        "EfficientNet-Lite0 ImageNet frozen and head-then-fine-tune, and a corrupted-source control. "
-                        "About 13 minutes on 2 CPU cores, offline; finished runs are reused.")
+            jobs = demo_jobs(registry)
+            st.markdown(_demo_description(jobs) + " About 13 minutes on 2 CPU cores, offline; finished runs are "
+                        "reused.")
             if st.button("Run the demo sweep", type="primary"):
-                from transferlab.demo import demo_jobs
                 from transferlab.launch import launch
 
-                record = launch(demo_jobs(registry))
+                record = launch(jobs)
                 st.success(f"Started {len(record.job_ids)} jobs in the background.")
             from transferlab.launch import launches
 

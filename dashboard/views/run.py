@@ -6,7 +6,7 @@ import streamlit as st
 
 from transferlab.dashboard.common import get_registry, guarded, load_runs, read_only
 from transferlab.dashboard.live import live_view
-from transferlab.errors import UserError
+from transferlab.errors import TransferlabError, UserError
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -19,24 +19,53 @@ def _ints(text: str, what: str) -> list[int]:
     return values
 
 
+def _preselected(registry) -> tuple[list[str], list[str]]:
+    """The form's first tasks and strategies: the embedded demo's task and the baseline (the strategies that
+    declare random init), as far as they are registered."""
+    from transferlab.demo import TASK
+
+    runnable = [t for t, spec in registry.tasks.items() if not spec.stub]
+    tasks = [TASK] if TASK in runnable else runnable[:1]
+    return tasks, [name for name, spec in registry.strategies.items() if spec.random_init][:1]
+
+
+def _fallback_backbones(registry, tasks: list[str]) -> list[str]:
+    """Backbones to preselect when the tasks name no default: the one the demo trains from random init,
+    else the first that fits the tasks' modality."""
+    from transferlab.demo import demo_jobs
+
+    modalities = {registry.tasks[t].modality for t in tasks}
+    fitting = [name for name, spec in registry.backbones.items() if spec.modality in modalities]
+    try:
+        baseline = [j.backbone for j in demo_jobs(registry) if registry.strategies[j.strategy].random_init]
+    except TransferlabError:  # a plugin the demo needs is not loaded
+        baseline = []
+    return [b for b in baseline if b in fitting][:1] or fitting[:1]
+
+
 def sweep_form(registry):
     """The sweep builder; returns (grid, options, workers)."""
+    default_tasks, default_strategies = _preselected(registry)
     c1, c2, c3 = st.columns(3)
     with c1:
-        tasks = st.multiselect("Tasks", [t for t, s in registry.tasks.items() if not s.stub], default=["animal_mnist"])
-        # The chosen tasks' own default backbones are preselected (MobileNetV2 for skin lesions, ...).
+        tasks = st.multiselect("Tasks", [t for t, s in registry.tasks.items() if not s.stub], default=default_tasks)
+        # The chosen tasks' own default backbones are preselected (a task names the backbone that suits it).
         suggested = sorted({registry.tasks[t].default_backbone for t in tasks} & set(registry.backbones))
-        backbones = st.multiselect("Backbones", list(registry.backbones), default=suggested or ["small_cnn"])
+        backbones = st.multiselect("Backbones", list(registry.backbones),
+                                   default=suggested or _fallback_backbones(registry, tasks))
         weight_names = sorted({"none", *(w.name for b in registry.backbones.values() for w in b.weight_sources)})
         weights = st.multiselect("Weights", weight_names, default=["none"],
-                                 help="Each backbone only takes the weights it offers; scratch always starts from none.")
+                                 help="Each backbone only takes the weights it offers; a strategy that trains from "
+                                      "random init always starts from none.")
     with c2:
-        strategies = st.multiselect("Strategies", list(registry.strategies), default=["scratch"])
+        strategies = st.multiselect("Strategies", list(registry.strategies), default=default_strategies)
         sizes = st.text_input("Labelled examples per class", "5,20")
         seeds = st.text_input("Seeds", "0")
         sources = st.multiselect("Pretrain on a source first",
                                  ["none"] + [f"{t}{m}" for t, spec in registry.tasks.items() if not spec.stub
                                              for m in ("", ":shuffled")], default=["none"])
+    augmenting = _tasks_defaulting(registry, "augment", True)
+    balancing = _tasks_defaulting(registry, "class_weight", "balanced")
     with c3:
         input_size = st.number_input("Input size (px, or tokens for text; 0 = the task's or backbone's default)",
                                      0, 512, 32, step=8)
@@ -45,9 +74,11 @@ def sweep_form(registry):
         fine_tune_lr = st.select_slider("Fine-tune learning rate", [1e-6, 1e-5, 1e-4, 1e-3], value=1e-5)
         workers = st.number_input("Worker processes", 1, 8, 1)
         augment = st.selectbox("Augment (rotation, shift, flip, zoom)", ["task default", "on", "off"],
-                               help="Medical tasks augment by default; the others do not.")
+                               help=(f"Tasks that augment by default: {augmenting}; the others do not." if augmenting
+                                     else "No task augments by default."))
         balanced = st.selectbox("Class weights", ["task default", "balanced", "none"],
-                                help="Medical tasks weight classes by inverse frequency by default.")
+                                help=(f"Tasks that weight classes by inverse frequency by default: {balancing}."
+                                      if balancing else "No task weights its classes by default."))
     valid_weights = [w for w in weights if w == "none" or any(b.weight_source(w) for b in
                                                               (registry.backbones[n] for n in backbones))]
     grid = dict(tasks=tasks, backbones=backbones, weights=valid_weights or ["none"], strategies=strategies,
@@ -60,6 +91,12 @@ def sweep_form(registry):
     if input_size:
         options["input_size"] = int(input_size)
     return grid, options, int(workers)
+
+
+def _tasks_defaulting(registry, option: str, value) -> str:
+    """The runnable tasks whose ``job_defaults`` set ``option`` to ``value``, as text ("" for none)."""
+    return ", ".join(t for t, spec in registry.tasks.items()
+                     if not spec.stub and spec.job_defaults.get(option) == value)
 
 
 def _expand(registry, grid, options):
