@@ -17,10 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transferlab import DatasetUnavailableError, TaskSpec, hookimpl
-from transferlab.data import TaskData
-from transferlab.paths import package_dir
-from transferlab.safe_io import load_numpy_pickle
+from transferlab import DatasetUnavailableError, TaskData, TaskSpec, hookimpl, load_numpy_pickle, package_dir
 
 ANIMAL_MNIST_FILES = {
     "animal_data_version_3.gz": "68a30346781a0984f839463a4615d2decb899d1ce65091bb92586311754a34ce",
@@ -39,7 +36,8 @@ def _animal_mnist_dir() -> Path | None:
     return root / "data" / "Animal_MNIST" if root else None
 
 
-def _animal_mnist_available() -> bool:
+def animal_mnist_available() -> bool:
+    """Whether the ``animal-mnist`` package and its two data files are installed."""
     folder = _animal_mnist_dir()
     return folder is not None and all((folder / name).is_file() for name in ANIMAL_MNIST_FILES)
 
@@ -47,7 +45,7 @@ def _animal_mnist_available() -> bool:
 def load_animal_mnist() -> TaskData:
     """Animal-MNIST from the installed ``animal-mnist`` package (pinned files, no official split)."""
     folder = _animal_mnist_dir()
-    if not _animal_mnist_available():
+    if not animal_mnist_available():
         raise DatasetUnavailableError(
             "Task 'animal_mnist' needs the PyPI package animal-mnist==0.4 (it ships the data): "
             "run `pip install --no-deps animal-mnist==0.4` in this environment."
@@ -140,7 +138,8 @@ def load_fashion_mnist() -> TaskData:
                     test_indices=np.arange(len(x_train), len(images)), provenance={"source": str(folder)})
 
 
-def _online_or_local_fashion() -> bool:
+def fashion_mnist_available() -> bool:
+    """Whether Fashion-MNIST's four files are on this machine (so loading needs no download)."""
     return _fashion_local_dir() is not None
 
 
@@ -153,7 +152,7 @@ def register_tasks() -> list[TaskSpec]:
             description="Animal-MNIST: 10,000 real 28x28 animal silhouettes, 10 classes (PyPI animal-mnist).",
             load=load_animal_mnist,
             num_classes=10,
-            available=_animal_mnist_available,
+            available=animal_mnist_available,
         ),
         TaskSpec(
             name="digits",
@@ -172,6 +171,6 @@ def register_tasks() -> list[TaskSpec]:
             description="Fashion-MNIST: 70,000 28x28 clothing images, 10 classes (Keras, or Debian's package offline).",
             load=load_fashion_mnist,
             num_classes=10,
-            available=_online_or_local_fashion,
+            available=fashion_mnist_available,
         ),
     ]

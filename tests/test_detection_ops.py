@@ -1,4 +1,4 @@
-"""Tests of the SSD building blocks in transferlab.plugins.detection_ops (no training)."""
+"""Tests of the SSD building blocks of transferlab.plugins.object_detection (no training)."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transferlab.plugins import detection_ops as ops
+from transferlab.plugins import object_detection as ops
 
 ANCHORS = ops.make_anchors(4)
 NUM_CLASSES = 3
