@@ -4,7 +4,7 @@ Nothing here holds the decoded pixels of a whole dataset. The readers (a one-fol
 HAM10000, GTSRB) return an :class:`ImageFolderScan` of file paths, labels, optional ROI boxes and group
 ids; a tf.data pipeline decodes each file when it needs it with :func:`read_image_rgb`. Scans check every
 file cheaply (:func:`check_image`) so that a corrupt file is skipped up front instead of stopping
-training mid-epoch. The fixture writers make tiny copies of the real layouts for tests and demos.
+training mid-epoch.
 """
 from __future__ import annotations
 

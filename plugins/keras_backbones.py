@@ -10,8 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from transferlab import BackboneSpec, WeightSourceSpec, WeightsError, hookimpl
-from transferlab.paths import package_dir
+from transferlab import BackboneSpec, WeightSourceSpec, WeightsError, check_sha256, hookimpl, package_dir
 
 HED_WEIGHTS_SHA256 = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
 OFFLINE_ALTERNATIVES = "efficientnet_lite0 with weights 'imagenet', or vgg16 with weights 'hed-edges'"
@@ -74,8 +73,6 @@ def hed_weights_path() -> Path | None:
 def load_hed_trunk_into(model) -> None:
     """Copy HED's 13 VGG16 trunk convolutions (retrained for edge detection) into a Keras VGG16."""
     import h5py
-
-    from transferlab.safe_io import check_sha256
 
     path = hed_weights_path()
     if path is None:

@@ -18,25 +18,24 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-import pandas as pd
-from PIL import Image
-
-from transferlab import DatasetUnavailableError, TaskSpec, hookimpl
-from transferlab.data import TaskData, tfds_prepared
-from transferlab.errors import UserError
-from transferlab.image_files import (
+from transferlab import (
     MAX_BAD_FRACTION,
+    DatasetUnavailableError,
     ImageFolderScan,
     PathLike,
+    TaskData,
+    TaskSpec,
+    UserError,
     check_bad_fraction,
     check_files,
+    hookimpl,
     read_table,
     refuse_if_too_many_bad,
     scan_class_folders,
     scan_to_task_data,
+    tfds_prepared,
     walk_files,
 )
 
@@ -127,108 +126,6 @@ def read_ham10000(root: PathLike, max_bad_fraction: float = MAX_BAD_FRACTION) ->
         skipped=tuple(bad),
         groups=np.array([lesion for _, _, lesion in kept], dtype=str),
     )
-
-
-# Each class gets a colour and a shape, so a small CNN can tell them apart through the noise.
-_HAM_LOOKS = {  # dx: (RGB of the lesion, shape)
-    "akiec": ((200, 70, 70), "square"),
-    "bcc": ((235, 160, 190), "ring"),
-    "bkl": ((160, 110, 60), "ellipse"),
-    "df": ((110, 60, 40), "small"),
-    "mel": ((40, 30, 50), "star"),
-    "nv": ((130, 80, 45), "disc"),
-    "vasc": ((130, 30, 120), "dots"),
-}
-_HAM_SITES = ("back", "lower extremity", "trunk", "upper extremity", "abdomen", "face", "chest", "foot", "scalp", "neck")
-
-
-def _ham_lesion_mask(shape: str, size: int, cx: float, cy: float, radius: float, angle: float) -> np.ndarray:
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
-    u = ((x - cx) * np.cos(angle) + (y - cy) * np.sin(angle)) / radius
-    v = (-(x - cx) * np.sin(angle) + (y - cy) * np.cos(angle)) / radius
-    r = np.hypot(u, v)
-    if shape == "square":
-        inside = np.maximum(np.abs(u), np.abs(v)) - 0.85
-    elif shape == "ring":
-        inside = np.abs(r - 0.75) - 0.25
-    elif shape == "ellipse":
-        inside = np.hypot(u / 1.3, v * 1.8) - 1.0
-    elif shape == "small":
-        inside = r - 0.45
-    elif shape == "star":
-        inside = r - (0.8 + 0.3 * np.cos(5 * np.arctan2(v, u)))
-    elif shape == "dots":
-        centres = [(0.0, -0.6), (0.55, 0.35), (-0.55, 0.35)]
-        inside = np.min([np.hypot(u - a, v - b) for a, b in centres], axis=0) - 0.3
-    else:  # disc
-        inside = r - 0.9
-    return 1.0 / (1.0 + np.exp(np.clip(inside * 12.0, -30, 30)))  # soft edge, like a real lesion border
-
-
-def write_ham10000_fixture(
-    root: PathLike, per_class: int | Sequence[int] = (4, 5, 8, 3, 8, 20, 3), seed: int = 0, size: int = 64
-) -> Path:
-    """Write a small HAM10000 in the official layout and return its folder.
-
-    ``HAM10000_metadata.csv`` has the real columns (lesion_id, image_id, dx, dx_type, age, sex,
-    localization) and ids like ``HAM_0000118`` / ``ISIC_0024306``; the JPEGs are split between
-    ``HAM10000_images_part_1`` and ``_part_2``. ``per_class`` is one count or seven (in
-    ``HAM10000_CLASSES`` order; the default keeps the real imbalance). Each lesion has 1-3 images that
-    look alike; each class has its own lesion colour and shape on noisy skin, so it is learnable.
-    """
-    counts = (per_class,) * len(HAM10000_CLASSES) if isinstance(per_class, (int, np.integer)) else tuple(per_class)
-    if len(counts) != len(HAM10000_CLASSES) or any(int(c) != c or c < 0 for c in counts) or sum(counts) == 0:
-        raise UserError(
-            "per_class must be a count >= 0 or 7 of them (one per HAM10000 class), not all 0. "
-            f"Received: per_class={per_class!r}"
-        )
-    if size < 16:
-        raise UserError(f"size must be at least 16 pixels. Received: size={size!r}")
-    rng = np.random.default_rng(seed)
-    root_path = Path(os.fsdecode(root))
-    lesions = []  # (dx, number of images)
-    for dx, count in zip(HAM10000_CLASSES, counts):
-        left = int(count)
-        while left:
-            take = min(left, int(rng.integers(1, 4)))
-            lesions.append((dx, take))
-            left -= take
-    lesion_numbers = rng.permutation(len(lesions) * 3)[: len(lesions)] + 118
-    n_images = sum(take for _, take in lesions)
-    image_numbers = iter(rng.permutation(n_images) + 24306)
-    first_of_part_2 = 24306 + (n_images + 1) // 2
-    for part in (1, 2):
-        (root_path / f"HAM10000_images_part_{part}").mkdir(parents=True, exist_ok=True)
-    rows = []
-    for (dx, take), lesion_number in zip(lesions, lesion_numbers):
-        colour, shape = _HAM_LOOKS[dx]
-        skin = np.array([215, 160, 130], dtype=np.float32) + rng.normal(0, 12, 3)
-        cx, cy = size / 2 + rng.normal(0, size / 16, 2)
-        radius, angle = size * rng.uniform(0.2, 0.3), rng.uniform(0, np.pi)
-        lesion_colour = np.array(colour, dtype=np.float32) + rng.normal(0, 10, 3)
-        meta = (  # dx_type, age (sometimes unknown), sex, localization: one per lesion, as in the real file
-            rng.choice(["histo", "follow_up", "consensus", "confocal"]),
-            rng.choice([""] + [f"{a}.0" for a in range(5, 90, 5)]),
-            rng.choice(["male", "female", "unknown"]),
-            rng.choice(_HAM_SITES),
-        )
-        for _ in range(take):
-            number = next(image_numbers)
-            # the images of one lesion differ by a small shift, scale and turn, and by their noise
-            mask = _ham_lesion_mask(
-                shape, size, cx + rng.normal(0, 1.5), cy + rng.normal(0, 1.5),
-                radius * rng.uniform(0.93, 1.07), angle + rng.normal(0, 0.1),
-            )
-            pixels = skin * (1 - mask[..., None]) + lesion_colour * mask[..., None] + rng.normal(0, 14, (size, size, 3))
-            image_id = f"ISIC_{number:07d}"
-            part = 1 if number < first_of_part_2 else 2
-            target = root_path / f"HAM10000_images_part_{part}" / f"{image_id}.jpg"
-            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(target, quality=90)
-            rows.append((f"HAM_{lesion_number:07d}", image_id, dx, *meta))
-    columns = ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"]
-    pd.DataFrame(rows, columns=columns).to_csv(root_path / HAM10000_CSV, index=False)
-    return root_path
-
 
 
 # ---------------------------------------------------------------------------------------------------

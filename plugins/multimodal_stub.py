@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from transferlab import TaskSpec, hookimpl
-from transferlab.errors import UserError
+from transferlab import TaskSpec, UserError, hookimpl
 
 MISSING = (
     "multimodal_stub is a stub and cannot run. A working multimodal plugin needs (1) a paired image-text dataset "

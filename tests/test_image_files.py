@@ -14,15 +14,9 @@ from PIL import Image
 from transferlab import image_files
 from transferlab.errors import DatasetUnavailableError, UserError
 from transferlab.image_files import ImageFolderScan, check_image, read_image_rgb, scan_class_folders
-from transferlab.plugins.medical_imaging import HAM10000_CLASSES, HAM10000_URL, read_ham10000, write_ham10000_fixture
-from transferlab.plugins.road_signs import (
-    GTSRB_CLASSES,
-    GTSRB_TEST_GT_URL,
-    GTSRB_TEST_URL,
-    GTSRB_TRAIN_URL,
-    read_gtsrb,
-    write_gtsrb_fixture,
-)
+from transferlab.plugins.medical_imaging import HAM10000_CLASSES, HAM10000_URL, read_ham10000
+from transferlab.plugins.road_signs import GTSRB_CLASSES, GTSRB_TEST_GT_URL, GTSRB_TEST_URL, GTSRB_TRAIN_URL, read_gtsrb
+from support_datasets import write_gtsrb_fixture, write_ham10000_fixture
 
 
 def save(image: Image.Image, path, **kwargs) -> str:
