@@ -50,7 +50,8 @@ def test_page_renders_without_exception(app_env, page):
 def test_every_registered_page_is_a_script_in_views_and_no_pages_folder_exists():
     from transferlab.dashboard.common import PAGES as REGISTERED
 
-    assert sorted(name for name, _, _ in REGISTERED) == sorted(p.name for p in PAGES.glob("*.py") if p.stem != "__init__")
+    scripts = sorted(p.name for p in PAGES.glob("*.py") if p.name != "__init__.py")
+    assert sorted(name for name, _, _ in REGISTERED) == scripts
     # Streamlit scans a pages/ folder beside the entry script and then runs deep links without app.py.
     assert not (ROOT / "dashboard" / "pages").exists()
 
@@ -82,8 +83,15 @@ def test_compare_lists_the_settings_that_differ(app_env):
     assert len(differing) == 20
 
 
+def test_compare_names_the_score_by_the_runs_metric(app_env):
+    at = _run_page("compare.py")
+    radio = next(r for r in at.radio if r.label == "Metric")
+    assert radio.options == ["accuracy", "loss"]  # the seeded digits runs' head calls its score accuracy
+
+
 def test_data_efficiency_table_holds_the_summary(app_env):
     at = _run_page("data_efficiency.py")
+    assert any(c.value.startswith("Mean test accuracy over seeds") for c in at.caption)
     summary = at.dataframe[0].value
     assert set(summary["strategy"]) == {"scratch", "frozen_features", "full_fine_tune"}
     assert set(summary["examples_per_class"]) == {5, 10}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transferlab.analysis import differing_settings
+from transferlab.analysis import differing_settings, metric_label
 from transferlab.compare import curves
 from transferlab.dashboard.charts import learning_curves_chart
 from transferlab.dashboard.common import filter_runs, guarded, load_epochs, load_runs, no_runs_message, train_runs
@@ -18,7 +18,8 @@ def render() -> None:
     sizes = sorted(runs["examples_per_class"].dropna().unique())
     c1, c2, c3, c4 = st.columns(4)
     size = c1.selectbox("Labelled examples per class", ["all"] + [int(s) for s in sizes])
-    metric = c2.radio("Metric", ["accuracy", "loss"], horizontal=True)
+    score = metric_label(runs).removeprefix("test ")  # the task heads' name for it: accuracy, mAP@0.5, ...
+    metric = c2.radio("Metric", ["score", "loss"], horizontal=True, format_func=lambda m: score if m == "score" else m)
     band = c3.radio("Band over seeds", ["minmax", "ci95"], horizontal=True,
                     format_func=lambda b: "min–max" if b == "minmax" else "95 % CI")
     smoothing = c4.slider("Smoothing", 0.0, 0.9, 0.0, 0.1)
@@ -26,7 +27,7 @@ def render() -> None:
         runs = runs[runs["examples_per_class"] == size]
     epochs = load_epochs(tuple(runs["run_id"]))
     frame = curves(epochs, runs, metric=metric, band=band, smoothing=smoothing)
-    st.plotly_chart(learning_curves_chart(frame), width="stretch")
+    st.plotly_chart(learning_curves_chart(frame), width="stretch")  # curves() names the score for the axis
     st.caption("Solid: validation; dashed: training. Runs that differ only by seed are one line (their mean) with "
                "a band. Epochs are counted across phases (e.g. head, then fine-tune).")
     st.subheader("Settings that differ between these runs")
