@@ -125,6 +125,13 @@ def resolve_weights(registry: Registry, backbone: str, weights: str) -> tuple[st
     return weights, None
 
 
+def _alternatives(registry: Registry, strategy: Any) -> str:
+    """The registered strategies like ``strategy`` (head-only phases) that run the frozen base inside the model."""
+    names = [s.name for s in registry.select("strategy", cached_features=False, random_init=False)
+             if len(s.phases) == len(strategy.phases) and not any(p.trains_base for p in s.phases)]
+    return ", ".join(names) or "none is registered"
+
+
 def make_job(registry: Registry, **fields: Any) -> JobSpec:
     """Validate and normalise a job: names exist, sizes make sense, defaults filled in.
 
@@ -165,7 +172,8 @@ def make_job(registry: Registry, **fields: Any) -> JobSpec:
     if strategy.cached_features and not head.supports_cached_features:
         raise UserError(
             f"Strategy {strategy.name!r} trains on cached pooled features, which task {task.name!r} ({head.kind}) "
-            "cannot use. Use feature_extraction for a frozen backbone."
+            f"cannot use. For a frozen backbone use a strategy that freezes it inside the model: "
+            f"{_alternatives(registry, strategy)}."
         )
     if fields.get("augment") and not head.supports_augment:
         raise UserError(f"Task {task.name!r} ({head.kind}) does not support augment; leave it off.")
@@ -208,7 +216,8 @@ def make_job(registry: Registry, **fields: Any) -> JobSpec:
     if strategy.cached_features and fields.get("augment"):
         raise UserError(
             f"Strategy {strategy.name!r} trains on cached features, which cannot be augmented. "
-            "Use feature_extraction for augmentation with a frozen base."
+            f"For augmentation with a frozen base use a strategy that freezes it inside the model: "
+            f"{_alternatives(registry, strategy)}."
         )
     clean = dict(fields)
     # One type per field, so 1 and 1.0 (TOML, CLI) give the same job id.
