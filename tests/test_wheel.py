@@ -1,4 +1,5 @@
-"""A built wheel ships the whole dashboard: app.py, its helpers and every page script it registers.
+"""A built wheel ships the whole dashboard (app.py, its helpers and every page script it registers) and every
+module of every package folder that pyproject.toml maps to an import name.
 
 The wheel is built from a copy of the sources, so no ``build/`` folder left by an earlier build (which
 setuptools would pack as it finds it) can hide a missing package.
@@ -8,18 +9,22 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
-# What pyproject.toml needs to build: its package folders and the readme it names.
-BUILD_INPUTS = ("pyproject.toml", "README.md", "core", "plugins", "dashboard")
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+PACKAGE_DIR: dict[str, str] = PYPROJECT["tool"]["setuptools"]["package-dir"]
 
 
 def _build_wheel(tmp_path: Path) -> Path:
     source = tmp_path / "source"
     source.mkdir()
-    for name in BUILD_INPUTS:
+    # What the build reads: pyproject.toml, the readme it names and the package folders.
+    for name in ("pyproject.toml", PYPROJECT["project"]["readme"], *PACKAGE_DIR.values()):
         path = ROOT / name
         if path.is_dir():
             shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -34,11 +39,23 @@ def _build_wheel(tmp_path: Path) -> Path:
     return wheels[0]
 
 
-def test_wheel_ships_every_dashboard_script(tmp_path):
+@pytest.fixture(scope="module")
+def wheel_names(tmp_path_factory) -> set[str]:
+    with zipfile.ZipFile(_build_wheel(tmp_path_factory.mktemp("wheel"))) as wheel:
+        return set(wheel.namelist())
+
+
+def test_wheel_ships_every_dashboard_script(wheel_names):
     expected = {f"transferlab/dashboard/{p.relative_to(ROOT / 'dashboard').as_posix()}"
                 for pattern in ("*.py", "views/*.py") for p in (ROOT / "dashboard").glob(pattern)}
     assert "transferlab/dashboard/app.py" in expected and len([e for e in expected if "/views/" in e]) >= 2
-    with zipfile.ZipFile(_build_wheel(tmp_path)) as wheel:
-        shipped = set(wheel.namelist())
-    assert not expected - shipped, f"missing from the wheel: {sorted(expected - shipped)}"
-    assert not any("/dashboard/pages/" in name for name in shipped), "a pages/ folder would be scanned by Streamlit"
+    assert not expected - wheel_names, f"missing from the wheel: {sorted(expected - wheel_names)}"
+    assert not any("/dashboard/pages/" in name for name in wheel_names), "Streamlit would scan a pages/ folder"
+
+
+def test_wheel_ships_every_module_of_every_package_folder(wheel_names):
+    """A subpackage left out of ``packages`` (a plugin split into a folder, say) installs without its files."""
+    expected = {f"{package.replace('.', '/')}/{path.relative_to(ROOT / folder).as_posix()}"
+                for package, folder in PACKAGE_DIR.items() for path in (ROOT / folder).rglob("*.py")
+                if "__pycache__" not in path.parts}
+    assert not expected - wheel_names, f"missing from the wheel: {sorted(expected - wheel_names)}"
