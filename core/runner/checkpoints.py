@@ -45,28 +45,26 @@ class Checkpoints:
         """Weights and record of a finished phase, each written atomically (the record last: it marks done)."""
         import json
 
-        from transferlab.safe_io import atomic_path, sha256_file
+        from transferlab.safe_io import VerifiedFile, atomic_path
 
         weights, done = self._files(index)
-        with atomic_path(weights) as tmp:
-            model.save_weights(tmp)
+        digest = VerifiedFile(weights).write(model.save_weights)
         with atomic_path(done) as tmp:
-            tmp.write_text(json.dumps({"record": record, "weights_sha256": sha256_file(weights),
-                                       "identity": self.identity}))
+            tmp.write_text(json.dumps({"record": record, "weights_sha256": digest, "identity": self.identity}))
 
     def load(self, model: Any, index: int, backbone_name: str) -> dict[str, Any] | None:
         """The record of a phase finished by an earlier attempt, with its weights loaded; None when there is
         none, it was trained on other data, or its files fail their hash check (the phase then runs again)."""
         import json
 
-        from transferlab.safe_io import sha256_file
+        from transferlab.safe_io import VerifiedFile
 
         weights, done = self._files(index)
         if not (weights.is_file() and done.is_file()):
             return None
         try:
             saved = json.loads(done.read_text())
-            if saved.get("identity") != self.identity or sha256_file(weights) != saved["weights_sha256"]:
+            if saved.get("identity") != self.identity or not VerifiedFile(weights).check(saved["weights_sha256"]):
                 return None
             load_weights_strictly(model, weights, backbone_name)
         except (OSError, ValueError, KeyError, UserError):
@@ -93,7 +91,7 @@ def _backup_callback(folder: Path, identity: str):
 
     import keras
 
-    from transferlab.safe_io import atomic_path, sha256_file
+    from transferlab.safe_io import VerifiedFile, atomic_path
 
     class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         """BackupAndRestore whose files are written atomically and hash-checked before they are loaded.
@@ -105,18 +103,17 @@ def _backup_callback(folder: Path, identity: str):
         """
 
         def _save_model(self):
-            with atomic_path(self._weights_path) as tmp:
-                self.model.save_weights(tmp)
+            digest = VerifiedFile(self._weights_path).write(self.model.save_weights)
             with atomic_path(self._training_metadata_path) as tmp:
                 tmp.write_text(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen,
-                                           "weights_sha256": sha256_file(self._weights_path), "identity": identity}))
+                                           "weights_sha256": digest, "identity": identity}))
 
         def on_train_begin(self, logs=None):
             self.model._initial_epoch = None
             try:
                 record = json.loads(Path(self._training_metadata_path).read_text())
                 usable = (record["identity"] == identity
-                          and sha256_file(self._weights_path) == record["weights_sha256"])
+                          and VerifiedFile(self._weights_path).check(record["weights_sha256"]))
             except (OSError, ValueError, KeyError):
                 usable = False
             if usable:

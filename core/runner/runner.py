@@ -247,12 +247,10 @@ class Runner:
 
     def _save_pretrained(self, base: Any, job: JobSpec) -> dict[str, Any]:
         from transferlab.paths import cache_dir
-        from transferlab.safe_io import atomic_path, sha256_file
+        from transferlab.safe_io import VerifiedFile
 
         target = cache_dir("weights") / f"run-{job.job_id}.weights.h5"
-        with atomic_path(target) as tmp:
-            base.save_weights(tmp)
-        return {"weights_file": str(target), "weights_file_sha256": sha256_file(target)}
+        return {"weights_file": str(target), "weights_file_sha256": VerifiedFile(target).write(base.save_weights)}
 
     def _fit_phase(self, model, phase_name, train_ds, val_ds, epochs, offset, optimizer, class_weight, steps, label,
                    xla=False, compile_args=None, extra_callback=None, score_key="val_accuracy", backup=None):
