@@ -19,14 +19,13 @@ def _ints(text: str, what: str) -> list[int]:
     return values
 
 
-def _preselected(registry) -> tuple[list[str], list[str]]:
+def _preselected(registry, runnable: list[str]) -> tuple[list[str], list[str]]:
     """The form's first tasks and strategies: the embedded demo's task and the baseline (the strategies that
     declare random init), as far as they are registered."""
     from transferlab.demo import TASK
 
-    runnable = [t for t, spec in registry.tasks.items() if not spec.stub]
     tasks = [TASK] if TASK in runnable else runnable[:1]
-    return tasks, [name for name, spec in registry.strategies.items() if spec.random_init][:1]
+    return tasks, [spec.name for spec in registry.select("strategy", random_init=True)][:1]
 
 
 def _fallback_backbones(registry, tasks: list[str]) -> list[str]:
@@ -35,9 +34,9 @@ def _fallback_backbones(registry, tasks: list[str]) -> list[str]:
     from transferlab.demo import demo_jobs
 
     modalities = {registry.tasks[t].modality for t in tasks}
-    fitting = [name for name, spec in registry.backbones.items() if spec.modality in modalities]
+    fitting = [spec.name for spec in registry.select("backbone") if spec.modality in modalities]
     try:
-        baseline = [j.backbone for j in demo_jobs(registry) if registry.strategies[j.strategy].random_init]
+        baseline = [j.backbone for j in demo_jobs(registry) if j.strategy in registry.baseline_strategies()]
     except TransferlabError:  # a plugin the demo needs is not loaded
         baseline = []
     return [b for b in baseline if b in fitting][:1] or fitting[:1]
@@ -45,10 +44,11 @@ def _fallback_backbones(registry, tasks: list[str]) -> list[str]:
 
 def sweep_form(registry):
     """The sweep builder; returns (grid, options, workers)."""
-    default_tasks, default_strategies = _preselected(registry)
+    runnable = [spec.name for spec in registry.select("task", stub=False)]
+    default_tasks, default_strategies = _preselected(registry, runnable)
     c1, c2, c3 = st.columns(3)
     with c1:
-        tasks = st.multiselect("Tasks", [t for t, s in registry.tasks.items() if not s.stub], default=default_tasks)
+        tasks = st.multiselect("Tasks", runnable, default=default_tasks)
         # The chosen tasks' own default backbones are preselected (a task names the backbone that suits it).
         suggested = sorted({registry.tasks[t].default_backbone for t in tasks} & set(registry.backbones))
         backbones = st.multiselect("Backbones", list(registry.backbones),
@@ -62,8 +62,7 @@ def sweep_form(registry):
         sizes = st.text_input("Labelled examples per class", "5,20")
         seeds = st.text_input("Seeds", "0")
         sources = st.multiselect("Pretrain on a source first",
-                                 ["none"] + [f"{t}{m}" for t, spec in registry.tasks.items() if not spec.stub
-                                             for m in ("", ":shuffled")], default=["none"])
+                                 ["none"] + [f"{t}{m}" for t in runnable for m in ("", ":shuffled")], default=["none"])
     augmenting = _tasks_defaulting(registry, "augment", True)
     balancing = _tasks_defaulting(registry, "class_weight", "balanced")
     with c3:
@@ -95,8 +94,8 @@ def sweep_form(registry):
 
 def _tasks_defaulting(registry, option: str, value) -> str:
     """The runnable tasks whose ``job_defaults`` set ``option`` to ``value``, as text ("" for none)."""
-    return ", ".join(t for t, spec in registry.tasks.items()
-                     if not spec.stub and spec.job_defaults.get(option) == value)
+    return ", ".join(spec.name for spec in registry.select("task", stub=False)
+                     if spec.job_defaults.get(option) == value)
 
 
 def _expand(registry, grid, options):
