@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from transferlab.errors import UserError, WeightsError
 from transferlab.specs import BackboneSpec

@@ -14,8 +14,6 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from transferlab.data import (
     load_task_data,
     balanced_class_weight,
@@ -39,7 +37,7 @@ from transferlab.runner.freezing import (
     count_params, expected_to_change, freeze_for_phase, model_weights, snapshot, unit_lr_scales, verify_phase,
 )
 from transferlab.runner.optimizers import make_optimizer
-from transferlab.specs import BackboneSpec, PhaseSpec, StrategySpec
+from transferlab.specs import BackboneSpec, PhaseSpec
 
 
 @dataclass
