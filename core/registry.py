@@ -32,6 +32,7 @@ DEFAULT_PLUGINS = (
     "transferlab.plugins.object_detection",
     "transferlab.plugins.medical_imaging",
     "transferlab.plugins.road_signs",
+    "transferlab.plugins.solar_cells",
     "transferlab.plugins.multimodal_stub",
 )
 
