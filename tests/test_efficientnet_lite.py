@@ -7,7 +7,7 @@ import pickle
 import struct
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -427,33 +427,28 @@ def test_scaled_imagenet_predictions(variant: str, imagenet_models: Callable[[st
         assert probs[label] > 0.5
 
 
-def _same_pad(x: np.ndarray, kernel: int, stride: int) -> tuple[np.ndarray, int]:
-    """TF ``same`` padding of an (H, H, C) map: the odd pixel goes after, as TF (not PyTorch) puts it."""
+def _windows(x: np.ndarray, kernel: int, stride: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(dy, dx, the inputs that kernel tap sees) over an (H, H, C) map with TF ``same`` padding.
+
+    The odd padding pixel goes after, as TF (not PyTorch) puts it.
+    """
     size = x.shape[0]
     out = -(-size // stride)
     total = max((out - 1) * stride + kernel - size, 0)
     before = total // 2
-    return np.pad(x, ((before, total - before), (before, total - before), (0, 0))), out
+    padded = np.pad(x, ((before, total - before), (before, total - before), (0, 0)))
+    span = stride * (out - 1) + 1
+    for dy in range(kernel):
+        for dx in range(kernel):
+            yield dy, dx, padded[dy : dy + span : stride, dx : dx + span : stride]
 
 
 def _ref_conv(x: np.ndarray, weight_oihw: np.ndarray, stride: int) -> np.ndarray:
-    padded, out = _same_pad(x, weight_oihw.shape[2], stride)
-    result = np.zeros((out, out, weight_oihw.shape[0]))
-    for dy in range(weight_oihw.shape[2]):
-        for dx in range(weight_oihw.shape[3]):
-            patch = padded[dy : dy + stride * (out - 1) + 1 : stride, dx : dx + stride * (out - 1) + 1 : stride]
-            result += patch @ weight_oihw[:, :, dy, dx].T
-    return result
+    return sum(patch @ weight_oihw[:, :, dy, dx].T for dy, dx, patch in _windows(x, weight_oihw.shape[2], stride))
 
 
 def _ref_dwconv(x: np.ndarray, weight_c1hw: np.ndarray, stride: int) -> np.ndarray:
-    padded, out = _same_pad(x, weight_c1hw.shape[2], stride)
-    result = np.zeros((out, out, weight_c1hw.shape[0]))
-    for dy in range(weight_c1hw.shape[2]):
-        for dx in range(weight_c1hw.shape[3]):
-            patch = padded[dy : dy + stride * (out - 1) + 1 : stride, dx : dx + stride * (out - 1) + 1 : stride]
-            result += patch * weight_c1hw[:, 0, dy, dx]
-    return result
+    return sum(patch * weight_c1hw[:, 0, dy, dx] for dy, dx, patch in _windows(x, weight_c1hw.shape[2], stride))
 
 
 def _ref_bn(x: np.ndarray, sd: StateDict, prefix: str) -> np.ndarray:
