@@ -112,6 +112,21 @@ class Registry:
         """Names of the strategies that declare random init: the baseline every gain is measured against."""
         return {spec.name for spec in self.select("strategy", random_init=True)}
 
+    def frozen_strategies(self) -> set[str]:
+        """Names of the strategies that never train the base (its features with a trained head)."""
+        return {spec.name for spec in self.strategies.values() if not any(p.trains_base for p in spec.phases)}
+
+    def imagenet_top1(self) -> dict[tuple[str, str], float]:
+        """``(backbone, weight source) -> published ImageNet top-1`` for every source pretrained on ImageNet
+        whose top-1 is known (the source's own figure, else the backbone's)."""
+        table = {}
+        for backbone in self.backbones.values():
+            for source in backbone.weight_sources:
+                top1 = source.imagenet_top1 or backbone.imagenet_top1
+                if source.pretrained_on == "imagenet" and top1:
+                    table[(backbone.name, source.name)] = float(top1)
+        return table
+
     def plugin_version(self, plugin: str | None) -> str | None:
         """The version of the plugin called ``plugin`` (its distribution's; a built-in's is transferlab's)."""
         return next((p.version for p in self.plugins if p.name == plugin), None)

@@ -50,7 +50,9 @@ class WeightSourceSpec:
     machine (bundled in an installed package, or already in the Keras cache). ``pretrained_on`` names
     the source task, shown in negative-transfer comparisons. ``sha256`` pins the source file, when
     the plugin knows it; it is recorded in every run's manifest, with the versions of
-    ``distributions`` (the installed packages whose files the weights come from).
+    ``distributions`` (the installed packages whose files the weights come from). ``imagenet_top1`` is the
+    published ImageNet top-1 of this very checkpoint (a fraction), where it differs from the backbone's
+    (e.g. torchvision's MobileNetV2 weights against Keras's); None falls back to the backbone's figure.
     """
 
     name: str
@@ -59,9 +61,13 @@ class WeightSourceSpec:
     available: Callable[[], bool] = lambda: True
     sha256: str | None = None
     distributions: tuple[str, ...] = ()
+    imagenet_top1: float | None = None
 
     def __post_init__(self) -> None:
         _check_name("weight source", self.name)
+        if self.imagenet_top1 is not None and not 0 < self.imagenet_top1 <= 1:
+            raise SpecError(f"Weight source {self.name!r}: imagenet_top1 is a fraction in (0, 1]. "
+                            f"Received: imagenet_top1={self.imagenet_top1!r}")
         _check_distributions("Weight source", self.name, self.distributions)
         if self.name in ("none",) or self.name.startswith(("run:", "file:")):
             raise SpecError(f"Weight source names 'none', 'run:*' and 'file:*' are reserved. Received: name={self.name!r}")
