@@ -2,7 +2,9 @@
 
 ImageNet weights come through Keras's own download and cache (``~/.keras/models``); offline, the
 download fails with one message naming the file to pre-seed and the backbones whose weights ship in
-installed packages.
+installed packages. Two more sources ship offline and build their own model for their checkpoint:
+``mobilenetv2`` ``imagenet-torchvision`` (:mod:`.torchvision_mobilenet`, torchvision's layout) and
+``densenet121`` ``medmnist`` (:mod:`.medmnist_densenet`, a DenseNet121 trained on medical images).
 """
 from __future__ import annotations
 
@@ -13,7 +15,14 @@ from pathlib import Path
 from transferlab import BackboneSpec, WeightSourceSpec, WeightsError, check_sha256, hookimpl, package_dir
 
 HED_WEIGHTS_SHA256 = "4502df9d0a88873911ea191cb2be5147d190f6a7f4c21731a418960f6bdb8e8f"
-OFFLINE_ALTERNATIVES = "efficientnet_lite0 with weights 'imagenet', or vgg16 with weights 'hed-edges'"
+OFFLINE_ALTERNATIVES = ("efficientnet_lite0/1/2 with weights 'imagenet', mobilenetv2 with weights "
+                        "'imagenet-torchvision', densenet121 with 'medmnist', or vgg16 with weights 'hed-edges'")
+# Weight sources that come with a builder of their own (a module exposing ``weight_source()`` and
+# ``build(input_shape, weights)``), imported only when listed or built.
+EXTRA_SOURCES = {
+    "mobilenetv2": "transferlab.plugins.torchvision_mobilenet",
+    "densenet121": "transferlab.plugins.medmnist_densenet",
+}
 
 
 @dataclass(frozen=True)
@@ -90,10 +99,21 @@ def load_hed_trunk_into(model) -> None:
                 layer.set_weights([kernel, bias])
 
 
+def _extra_source(app: _App):
+    """The module of ``app``'s extra weight source, or None."""
+    import importlib
+
+    name = EXTRA_SOURCES.get(app.name)
+    return importlib.import_module(name) if name else None
+
+
 def _builder(app: _App):
     def build(input_shape: tuple[int, int, int], weights: str | None = None):
         import keras
 
+        extra = _extra_source(app)
+        if extra is not None and weights == extra.weight_source().name:
+            return extra.build(tuple(input_shape), weights)
         constructor = getattr(keras.applications, app.constructor)
         if weights in (None, "none", "hed-edges"):
             model = constructor(include_top=False, weights=None, input_shape=input_shape, pooling="avg")
@@ -130,6 +150,9 @@ def register_backbones() -> list[BackboneSpec]:
     specs = []
     for app in APPS:
         sources = [_imagenet_source(app)]
+        extra = _extra_source(app)
+        if extra is not None:
+            sources.append(extra.weight_source())
         if app.name == "vgg16":
             sources.append(
                 WeightSourceSpec(
