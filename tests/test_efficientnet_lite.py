@@ -410,8 +410,9 @@ def test_scaled_checkpoints_located_and_pinned(variant: str) -> None:
 @pytest.mark.parametrize("variant", SCALED)
 def test_parameter_count_is_the_published_one(variant: str, imagenet_models: Callable[[str], object]) -> None:
     model = imagenet_models(variant)
+    size = VARIANTS[variant].default_input_size
     assert model.count_params() == VARIANTS[variant].published_params  # type: ignore[attr-defined]
-    assert model.input_shape == (None, VARIANTS[variant].default_input_size, VARIANTS[variant].default_input_size, 3)  # type: ignore[attr-defined]
+    assert model.input_shape == (None, size, size, 3)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("variant", SCALED)
@@ -545,7 +546,8 @@ def test_registry_lists_lite1_and_lite2_offline() -> None:
         assert registry.owner[("backbone", variant)] == "transferlab.plugins.efficientnet_lite"
         assert (spec.default_input_size, spec.min_input_size, spec.imagenet_top1) == (size, 32, top1)
         assert spec.published_params == VARIANTS[variant].published_params
-        assert spec.family == "efficientnet-lite" and spec.preprocessing == "lite" and spec.preprocess is preprocess_lite
+        assert spec.family == "efficientnet-lite" and spec.preprocessing == "lite"
+        assert spec.preprocess is preprocess_lite
         source = spec.weight_source("imagenet")
         assert source is not None and source.available() and source.pretrained_on == "imagenet"
         assert source.sha256 == VARIANTS[variant].sha256

@@ -105,15 +105,12 @@ def _checkpoint_installed(variant: LiteVariant) -> bool:
 
 
 def _backbone_spec(variant: LiteVariant) -> BackboneSpec:
-    build = (
-        build_lite0_backbone if variant.name == "efficientnet_lite0" else functools.partial(build_lite_backbone, variant)
-    )
     scaling = "" if variant.width == variant.depth == 1.0 else (
         f" (width x{variant.width}, depth x{variant.depth}, {variant.default_input_size} px)"
     )
     return BackboneSpec(
         name=variant.name,
-        build=build,
+        build=functools.partial(build_lite_backbone, variant),
         preprocess=preprocess_lite,
         preprocessing="lite",
         min_input_size=32,

@@ -99,5 +99,7 @@ def get_variant(name: str | LiteVariant) -> LiteVariant:
     if isinstance(name, LiteVariant):
         return name
     if name not in VARIANTS:
-        raise ValueError(f"Unknown EfficientNet-Lite variant; expected one of {sorted(VARIANTS)}. Received: variant={name!r}")
+        raise ValueError(
+            f"Unknown EfficientNet-Lite variant; expected one of {sorted(VARIANTS)}. Received: variant={name!r}"
+        )
     return VARIANTS[name]
