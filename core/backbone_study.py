@@ -13,8 +13,8 @@ import pandas as pd
 from scipy import stats
 
 MIN_BACKBONES_FOR_CORRELATION = 3
-_FROZEN_COLUMNS = ["task", "examples_per_class", "backbone", "weights", "strategy", "mean", "ci95", "n", "label",
-                   "metric_label"]
+_FROZEN_COLUMNS = ["task", "examples_per_class", "backbone", "weights", "starting_point", "strategy", "mean", "ci95",
+                   "n", "label", "metric_label"]
 
 
 def frozen_accuracy(summary: pd.DataFrame, frozen_strategies: Iterable[str]) -> pd.DataFrame:
@@ -23,24 +23,27 @@ def frozen_accuracy(summary: pd.DataFrame, frozen_strategies: Iterable[str]) -> 
     names = set(frozen_strategies)
     if summary.empty or not names:
         return pd.DataFrame(columns=_FROZEN_COLUMNS)
-    rows = summary[summary["strategy"].isin(names)]
+    rows = summary[summary["strategy"].isin(names)].copy()
+    source = rows["source"].fillna("") if "source" in rows else pd.Series("", index=rows.index)
+    rows["starting_point"] = [f"pretrained on {s}" if s else ("random init" if w == "none" else w)
+                              for s, w in zip(source, rows["weights"])]
     return rows[_FROZEN_COLUMNS].sort_values(["task", "examples_per_class", "mean"],
                                              ascending=[True, True, False]).reset_index(drop=True)
 
 
 def frozen_accuracy_table(frozen: pd.DataFrame) -> pd.DataFrame:
-    """:func:`frozen_accuracy` as one row per backbone and weights and one column per task and size, each cell
+    """:func:`frozen_accuracy` as one row per backbone and starting point and one column per task and size, each cell
     ``mean ± CI (n seeds)``; ``—`` where nothing was measured."""
     if frozen.empty:
-        return pd.DataFrame(columns=["backbone", "weights"])
+        return pd.DataFrame(columns=["backbone", "starting_point"])
     frozen = frozen.copy()
     frozen["column"] = [f"{t} @ {int(n)}/class" if pd.notna(n) else f"{t} @ all" for t, n in
                         zip(frozen["task"], frozen["examples_per_class"])]
     frozen["cell"] = [f"{m:.3f} ± {c:.3f} ({n})" if n > 1 else f"{m:.3f} (1 seed)" for m, c, n in
                       zip(frozen["mean"], frozen["ci95"].fillna(0.0), frozen["n"])]
     # Several frozen strategies on one backbone: the best of them stands for the features.
-    best = frozen.sort_values("mean", ascending=False).drop_duplicates(["backbone", "weights", "column"])
-    table = best.pivot(index=["backbone", "weights"], columns="column", values="cell")
+    best = frozen.sort_values("mean", ascending=False).drop_duplicates(["backbone", "starting_point", "column"])
+    table = best.pivot(index=["backbone", "starting_point"], columns="column", values="cell")
     columns = sorted(table.columns, key=lambda c: (c.split(" @ ")[0], _size_order(c)))
     return table[columns].fillna("—").reset_index()
 

@@ -12,6 +12,17 @@ from transferlab.errors import TransferlabError, UserError
 TABLE_STRATEGY_CLASSES = 10
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an int >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1. Received: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1. Received: {value}")
+    return value
+
+
 def _csv_list(text: str | None, cast=str) -> list[Any] | None:
     if text is None:
         return None
@@ -99,27 +110,61 @@ def backbone_table(registry, names: list[str] | None = None, fine_tune_layers: i
 
 
 def cmd_backbones(args) -> int:
+    from transferlab.latency import latency_lookup, measure_latency, record_latencies
     from transferlab.progress import bar, import_tensorflow_quietly
 
     import_tensorflow_quietly()
 
     reg = _registry()
-    names = _csv_list(args.only)
-    with bar("building backbones", total=len(names or reg.backbones), unit="model") as progress:
+    names = _csv_list(args.only) or list(reg.backbones)
+    for name in names:
+        reg.backbone(name)  # an unknown name fails here, before anything is built
+    with bar("building backbones", total=len(names), unit="model") as progress:
         rows = []
-        for name in names or list(reg.backbones):
-            reg.backbone(name)
+        for name in names:
             rows += backbone_table(reg, [name], args.fine_tune_layers)
             progress.update(1)
+    if args.measure:
+        image = [n for n in names if reg.backbone(n).modality == "image"]
+        with bar("timing one-image forward passes", total=len(image), unit="model") as progress:
+            measured = []
+            for name in image:
+                measured.append(measure_latency(reg.backbone(name), "none", repeats=args.repeats))
+                progress.update(1)
+        record_latencies(measured)
+    latency = latency_lookup()
+    for row in rows:
+        row["latency_ms"] = round(latency[row["backbone"]], 1) if row["backbone"] in latency else None
+    frozen = _frozen_accuracy_rows(reg)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(dict(backbones=rows, frozen_accuracy=frozen), indent=2, default=str))
         return 0
     strategy_cols = [c for c in rows[0] if c.startswith("trainable:")] if rows else []
     print(f"Parameter counts with a {TABLE_STRATEGY_CLASSES}-class head; trainable under each strategy's last phase "
-          f"(fine_tune_top_k: top {args.fine_tune_layers} layers). '(online)': downloads on first use.")
-    print(_table(rows, ["backbone", "total_params", *strategy_cols, "min_input", "default_input", "imagenet_top1",
-                        "weights"]))
+          f"(fine_tune_top_k: top {args.fine_tune_layers} layers). '(online)': downloads on first use. "
+          "latency_ms: median CPU time of one image at the default input size, measured on this machine "
+          + ("now." if args.measure else "(`--measure` to time them; '—': not measured here)."))
+    print(_table([{k: ("—" if v is None else v) for k, v in row.items()} for row in rows],
+                 ["backbone", "total_params", *strategy_cols, "min_input", "default_input", "imagenet_top1",
+                  "latency_ms", "weights"]))
+    if frozen:
+        print("\nFrozen-feature accuracy in the store (test score, mean ± 95 % CI over seeds; best frozen strategy):")
+        print(_table(frozen, list(frozen[0])))
     return 0
+
+
+def _frozen_accuracy_rows(registry) -> list[dict[str, Any]]:
+    """The store's frozen-feature results as rows for the backbones table (empty when there are none)."""
+    from transferlab.analysis import summarize
+    from transferlab.backbone_study import frozen_accuracy, frozen_accuracy_table
+    from transferlab.store import Store
+
+    runs = Store().runs_frame()
+    if runs.empty:
+        return []
+    summary = summarize(runs, baselines=registry.baseline_strategies())
+    table = frozen_accuracy_table(frozen_accuracy(summary, registry.frozen_strategies()))
+    return table.to_dict("records")
 
 
 def _job_options(args) -> dict[str, Any]:
@@ -215,12 +260,15 @@ def cmd_runs(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from transferlab.demo import demo_jobs
+    from transferlab.demo import DEMOS, demo_jobs
 
-    jobs = demo_jobs(_registry(), sizes=_csv_list(args.sizes, int), seeds=_csv_list(args.seeds, int))
-    print(f"transferlab demo: {len([j for j in jobs if j.kind == 'train'])} runs on Animal-MNIST "
-          f"(+{len([j for j in jobs if j.kind == 'pretrain'])} source pretraining jobs), store: "
-          f"{os.environ.get('TRANSFERLAB_STORE') or 'TRANSFERLAB_HOME'}")
+    which = "backbones" if args.backbones else "strategies"
+    demo = DEMOS[which]
+    jobs = demo_jobs(_registry(), sizes=_csv_list(args.sizes, int), seeds=_csv_list(args.seeds, int), which=which)
+    tasks = ", ".join(demo.tasks)
+    print(f"transferlab demo{' --backbones' if args.backbones else ''}: {len([j for j in jobs if j.kind == 'train'])} "
+          f"runs on {tasks} (+{len([j for j in jobs if j.kind == 'pretrain'])} source pretraining jobs); "
+          f"about {demo.minutes} minutes on 2 CPU cores at the default sizes and seeds")
     return _execute(jobs, args.workers, args.executor, args.address)
 
 
@@ -264,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--only", help="comma-separated backbone names")
     p.add_argument("--fine-tune-layers", dest="fine_tune_layers", type=int, default=20)
+    p.add_argument("--measure", action="store_true",
+                   help="time each image backbone on this machine (one image per call) and keep the figures")
+    p.add_argument("--repeats", type=_positive_int, default=20, help="timed calls per backbone with --measure")
     p.set_defaults(func=cmd_backbones)
 
     p = sub.add_parser("run", help="run one job")
@@ -299,8 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--address", help="Ray cluster address")
-    p.add_argument("--sizes", help="examples per class, comma-separated (default 5,20,100)")
+    p.add_argument("--sizes", help="examples per class, comma-separated (default 5,20,100; 10,50 with --backbones)")
     p.add_argument("--seeds", help="comma-separated (default 0,1,2)")
+    p.add_argument("--backbones", action="store_true",
+                   help="the backbone demo instead: the offline ImageNet ladder, a MedMNIST source and random init, "
+                        "frozen and fine-tuned, on Animal-MNIST and ELPV solar cells (~15 min on 2 cores)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -1,39 +1,113 @@
-"""The embedded default comparison: runs offline on a fresh machine in about a quarter of an hour.
+"""The embedded comparisons: two sweeps that run offline on a fresh machine.
 
-Animal-MNIST at 5, 20 and 100 labelled examples per class, 3 seeds, comparing
+``strategies`` (``transferlab demo``): Animal-MNIST at 5, 20 and 100 labelled examples per class, 3 seeds,
+comparing
 - the small CNN from scratch (32 px),
 - EfficientNet-Lite0 ImageNet, frozen, head trained on cached features (96 px),
 - EfficientNet-Lite0 ImageNet, head-then-fine-tune (96 px),
 - the small CNN pretrained on Animal-MNIST with shuffled labels (a corrupted source), then fine-tuned
   with the same budget as scratch.
 Input sizes and epochs are chosen to fit about 13 minutes on 2 CPU cores.
+
+``backbones`` (``transferlab demo --backbones``): "which backbone?" on a near domain (Animal-MNIST) and a
+distant one (ELPV solar-cell electroluminescence), at two sizes: the offline ImageNet ladder
+(EfficientNet-Lite0/1/2, torchvision's MobileNetV2), DenseNet121 pretrained on MedMNIST (another domain)
+and Lite0 from random init, each frozen and head-then-fine-tune, all at the same input size so the
+backbones are compared like with like. Sized to fit about 15 minutes on 2 CPU cores.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from transferlab.errors import UserError
 from transferlab.jobs import JobSpec, expand_grid
 from transferlab.registry import Registry
 
-SIZES = [5, 20, 100]
-SEEDS = [0, 1, 2]
-TASK = "animal_mnist"
 
-GRIDS: list[tuple[dict, dict]] = [
-    ({"backbones": ["small_cnn"], "strategies": ["scratch"]},
-     {"input_size": 32, "epochs": 30, "learning_rate": 1e-3}),
-    ({"backbones": ["efficientnet_lite0"], "weights": ["imagenet"], "strategies": ["frozen_features"]},
-     {"input_size": 96, "epochs": 40, "learning_rate": 1e-3}),
-    ({"backbones": ["efficientnet_lite0"], "weights": ["imagenet"], "strategies": ["lp_ft"]},
-     {"input_size": 96, "epochs": 8, "fine_tune_epochs": 3, "learning_rate": 1e-3, "fine_tune_learning_rate": 1e-4}),
-    ({"backbones": ["small_cnn"], "strategies": ["full_fine_tune"], "sources": ["animal_mnist:shuffled"]},
-     {"input_size": 32, "fine_tune_epochs": 30, "fine_tune_learning_rate": 1e-3, "pretrain_epochs": 5}),
-]
+@dataclass(frozen=True)
+class Demo:
+    """One embedded sweep: its grids (axes, shared options), tasks, sizes and seeds."""
+
+    name: str
+    tasks: tuple[str, ...]
+    sizes: tuple[int, ...]
+    seeds: tuple[int, ...]
+    grids: tuple[tuple[dict, dict], ...]
+    minutes: int  # measured on 2 CPU cores, for the message before it starts
+    question: str = ""
 
 
-def demo_jobs(registry: Registry, sizes: list[int] | None = None, seeds: list[int] | None = None) -> list[JobSpec]:
-    """Every job of the demo sweep (pretrain jobs included), in a stable order."""
+_LP_FT_96 = {"input_size": 96, "epochs": 8, "fine_tune_epochs": 3, "learning_rate": 1e-3,
+             "fine_tune_learning_rate": 1e-4}
+
+STRATEGIES = Demo(
+    name="strategies",
+    tasks=("animal_mnist",),
+    sizes=(5, 20, 100),
+    seeds=(0, 1, 2),
+    grids=(
+        ({"backbones": ["small_cnn"], "strategies": ["scratch"]},
+         {"input_size": 32, "epochs": 30, "learning_rate": 1e-3}),
+        ({"backbones": ["efficientnet_lite0"], "weights": ["imagenet"], "strategies": ["frozen_features"]},
+         {"input_size": 96, "epochs": 40, "learning_rate": 1e-3}),
+        ({"backbones": ["efficientnet_lite0"], "weights": ["imagenet"], "strategies": ["lp_ft"]}, _LP_FT_96),
+        ({"backbones": ["small_cnn"], "strategies": ["full_fine_tune"], "sources": ["animal_mnist:shuffled"]},
+         {"input_size": 32, "fine_tune_epochs": 30, "fine_tune_learning_rate": 1e-3, "pretrain_epochs": 5}),
+    ),
+    minutes=13,
+    question="Freeze, fine-tune or train from scratch?",
+)
+
+# Every pretrained source of the backbone demo, as (backbone, weights).
+LADDER = (
+    ("efficientnet_lite0", "imagenet"),
+    ("efficientnet_lite1", "imagenet"),
+    ("efficientnet_lite2", "imagenet"),
+    ("mobilenetv2", "imagenet-torchvision"),
+    ("densenet121", "medmnist"),
+)
+_FROZEN_96 = {"input_size": 96, "epochs": 40, "learning_rate": 1e-3}
+
+BACKBONES = Demo(
+    name="backbones",
+    tasks=("animal_mnist", "elpv_solar"),
+    sizes=(10, 50),
+    seeds=(0, 1, 2),
+    grids=tuple(
+        [({"backbones": [b], "weights": [w], "strategies": ["frozen_features"]}, _FROZEN_96) for b, w in LADDER]
+        + [({"backbones": [b], "weights": [w], "strategies": ["lp_ft"], "seed_count": 2}, _LP_FT_96)
+           for b, w in LADDER]
+        + [({"backbones": ["efficientnet_lite0"], "weights": ["none"], "strategies": ["frozen_features"]}, _FROZEN_96),
+           ({"backbones": ["efficientnet_lite0"], "weights": ["none"], "strategies": ["scratch"], "seed_count": 2},
+            {"input_size": 96, "epochs": 30, "learning_rate": 1e-3})]
+    ),
+    minutes=15,
+    question="Which backbone, on a near and a distant domain?",
+)
+
+DEMOS = {demo.name: demo for demo in (STRATEGIES, BACKBONES)}
+
+# Kept for callers of the strategies demo's constants.
+SIZES = list(STRATEGIES.sizes)
+SEEDS = list(STRATEGIES.seeds)
+TASK = STRATEGIES.tasks[0]
+GRIDS = list(STRATEGIES.grids)
+
+
+def demo_jobs(registry: Registry, sizes: list[int] | None = None, seeds: list[int] | None = None,
+              which: str = "strategies") -> list[JobSpec]:
+    """Every job of the demo sweep ``which`` (pretrain jobs included), in a stable order.
+
+    ``sizes`` and ``seeds`` replace the demo's own; a grid with a ``seed_count`` (the costly fine-tuning
+    ones) runs only the first that many of them."""
+    if which not in DEMOS:
+        raise UserError(f"Unknown demo {which!r}. Valid demos: {sorted(DEMOS)}")
+    demo = DEMOS[which]
     jobs: dict[str, JobSpec] = {}
-    for grid, options in GRIDS:
-        full = dict(grid, tasks=[TASK], examples_per_class=sizes or SIZES, seeds=seeds or SEEDS)
+    for grid, options in demo.grids:
+        axes = {axis: values for axis, values in grid.items() if axis != "seed_count"}
+        chosen = list(seeds or demo.seeds)[: grid.get("seed_count")]
+        full = dict(axes, tasks=list(demo.tasks), examples_per_class=sizes or list(demo.sizes), seeds=chosen)
         for job in expand_grid(registry, full, options):
             jobs.setdefault(job.job_id, job)
     pretrains = [j for j in jobs.values() if j.kind == "pretrain"]

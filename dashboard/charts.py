@@ -397,3 +397,43 @@ def gain_vs_similarity_chart(gain_frame: pd.DataFrame) -> go.Figure:
     fig.update_layout(template=TEMPLATE, height=460, title=title, margin=dict(l=60, r=20, t=80, b=60))
     _legend_below(fig)
     return fig
+
+
+def imagenet_transfer_chart(points: pd.DataFrame) -> go.Figure:
+    """Kornblith et al.'s question on measured runs: published ImageNet top-1 (x) against transfer score (y),
+    one point per ImageNet backbone with its 95 % CI over seeds, one colour per strategy, one facet per task
+    and training-set size (sizes are never pooled). Intervals are clipped to the score's range [0, 1]."""
+    if _missing(points, ["task", "examples_per_class", "strategy", "backbone", "imagenet_top1", "mean", "ci95"]):
+        return empty_figure("No runs of ImageNet-pretrained backbones yet: `transferlab demo --backbones` makes them.")
+    frame = points.copy()
+    frame["size"] = [f"{t} · {int(n)}/class" if pd.notna(n) else f"{t} · all data"
+                     for t, n in zip(frame["task"], frame["examples_per_class"])]
+    frame = frame.sort_values(["task", "examples_per_class"])
+    facets = list(dict.fromkeys(frame["size"]))
+    fig, positions = _facets(facets, shared_y=False, y_title=score_label(points),
+                             x_title="published ImageNet top-1")
+    where = dict(zip(facets, positions))
+    colours = _colours(frame["strategy"])
+    shown: set[str] = set()
+    for (facet, strategy), rows in frame.groupby(["size", "strategy"], sort=True):
+        rows = rows.sort_values("imagenet_top1")
+        mean = rows["mean"].to_numpy(dtype=float)
+        ci = rows["ci95"].fillna(0.0).to_numpy(dtype=float)
+        upper = np.minimum(mean + ci, 1.0) - mean
+        lower = mean - np.maximum(mean - ci, 0.0)
+        row, col = where[facet]
+        fig.add_trace(go.Scatter(
+            x=rows["imagenet_top1"].to_numpy(dtype=float), y=mean, mode="lines+markers+text",
+            text=rows["backbone"].astype(str).str.replace("efficientnet_", "").tolist(), textposition="top center",
+            textfont=dict(size=9, color=GREY),
+            error_y=dict(type="data", array=upper, arrayminus=lower, visible=True, thickness=1.2, width=4),
+            customdata=np.column_stack([rows["backbone"].astype(str), rows["weights"].astype(str),
+                                        rows["n"].to_numpy(dtype=float)]),
+            name=str(strategy), legendgroup=str(strategy), showlegend=strategy not in shown,
+            line=dict(color=colours[str(strategy)], width=1, dash="dot"), marker=dict(size=8),
+            hovertemplate="%{customdata[0]} (%{customdata[1]}): top-1 %{x:.3f}, score %{y:.3f}"
+                          " over %{customdata[2]:.0f} seeds" f"<extra>{strategy}</extra>"), row=row, col=col)
+        shown.add(strategy)
+    fig.update_layout(title="Do better ImageNet models transfer better? (measured here; 95 % CI over seeds)")
+    _legend_below(fig)
+    return fig

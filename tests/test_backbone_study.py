@@ -42,7 +42,8 @@ def test_frozen_accuracy_keeps_only_frozen_strategies_and_the_best_per_backbone(
     frozen = frozen_accuracy(pd.concat([summary, extra]), {"frozen_features", "feature_extraction"})
     assert set(frozen["strategy"]) == {"frozen_features", "feature_extraction"}
     table = frozen_accuracy_table(frozen)
-    lite0 = table[(table["backbone"] == "lite0") & (table["weights"] == "imagenet")].iloc[0]
+    assert set(table.loc[table["backbone"] == "lite0", "starting_point"]) == {"imagenet", "random init"}
+    lite0 = table[(table["backbone"] == "lite0") & (table["starting_point"] == "imagenet")].iloc[0]
     assert lite0["animal @ 20/class"] == "0.800 ± 0.020 (3)"  # the better of the two frozen strategies
     assert lite0["animal @ 5/class"] == "0.550 (1 seed)"
     assert list(table.columns[2:]) == ["animal @ 5/class", "animal @ 20/class"]  # sizes in numeric order

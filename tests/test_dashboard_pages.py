@@ -72,7 +72,8 @@ def test_home_shows_store_counts_and_demo_button(app_env):
     at = _run_page("home.py")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["succeeded"] == "20"  # 12 without a source + 8 transfers; the 2 pretrain jobs are inputs
-    assert any(b.label == "Run the demo sweep" for b in at.button)
+    labels = {b.label for b in at.button}
+    assert {"Run the strategies demo", "Run the backbones demo"} <= labels  # both embedded demos are offered
 
 
 def test_compare_lists_the_settings_that_differ(app_env):
@@ -182,3 +183,20 @@ def test_run_page_shows_one_error_box_for_a_bad_dataset_and_launches_nothing(app
     assert len(at.error) == 1
     assert "needs at least two" in at.error[0].value and "benign" in at.error[0].value
     assert len(launches()) == before
+
+
+def test_backbones_page_shows_measured_frozen_accuracy_and_latency_of_this_machine(app_env):
+    from transferlab.latency import Latency, machine_id, record_latencies
+
+    record_latencies([Latency("small_cnn", "none", 32, 1, 0.75, 0.9, 5, machine_id(), "x", "2026-01-01T00:00:00"),
+                      Latency("vgg16", "none", 224, 1, 99.0, 99.0, 5, "another machine", "x", "2026-01-01T00:00:00")])
+    at = _run_page("backbones.py")
+    assert not at.exception, at.exception
+    backbones = at.dataframe[0].value.set_index("backbone")
+    assert backbones.loc["small_cnn", "latency_ms"] == 0.75
+    assert backbones["latency_ms"].isna()["vgg16"]  # measured elsewhere: not shown as this machine's
+    frozen = at.dataframe[1].value
+    assert set(frozen["starting_point"]) == {"random init", "pretrained on lfw_faces:shuffled"}
+    assert "digits @ 5/class" in frozen.columns and set(frozen["backbone"]) == {"small_cnn"}
+    assert all(cell.endswith("(2)") for cell in frozen["digits @ 5/class"])  # mean ± CI over the two seeds
+    assert "Do better ImageNet models transfer better?" in _all_text(at)

@@ -1,27 +1,75 @@
-"""Backbones: sizes, inputs, published figures, parameter counts measured in runs, and freeze checks."""
+"""Backbones: published figures beside measured ones (parameters, CPU latency on this machine, frozen-feature
+accuracy in the store), Kornblith et al.'s ImageNet-vs-transfer question on real runs, and freeze checks."""
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
+from transferlab.analysis import summarize
+from transferlab.backbone_study import (
+    frozen_accuracy,
+    frozen_accuracy_table,
+    imagenet_vs_transfer,
+    transfer_correlations,
+)
 from transferlab.compare import freeze_checks, parameter_table
-from transferlab.dashboard.charts import parameter_chart
+from transferlab.dashboard.charts import imagenet_transfer_chart, parameter_chart
 from transferlab.dashboard.common import get_registry, guarded, load_runs, train_runs
+from transferlab.latency import latency_lookup
+
+
+def _offline(source) -> str:
+    try:
+        return "offline" if source.available() else "downloads on first use"
+    except Exception:  # a plugin's availability check must not take the page down
+        return "unknown (its check failed)"
 
 
 def render() -> None:
     st.title("Backbones")
     registry = get_registry()
+    latency = latency_lookup()
     table = pd.DataFrame([dict(backbone=b.name, family=b.family, min_input=b.min_input_size,
                                default_input=b.default_input_size,
                                imagenet_top1=b.imagenet_top1, published_params=b.published_params,
-                               weights=", ".join(["none"] + [w.name for w in b.weight_sources]),
+                               latency_ms=latency.get(b.name),
+                               weights=", ".join(["none"] + [f"{w.name} ({_offline(w)})" for w in b.weight_sources]),
                                about=b.description)
                           for b in registry.backbones.values()])
+    st.caption("Published: ImageNet top-1 and parameter counts from each model's release. Measured: **latency** is "
+               "the median CPU time of one image at the default input size on the machine serving this page "
+               "(`transferlab backbones --measure`; empty: not measured here).")
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={"imagenet_top1": st.column_config.NumberColumn("ImageNet top-1", format="%.3f"),
-                                "published_params": st.column_config.NumberColumn("published params", format="%d")})
+                                "published_params": st.column_config.NumberColumn("published params", format="%d"),
+                                "latency_ms": st.column_config.NumberColumn("latency (ms/image, measured)",
+                                                                            format="%.1f"),
+                                "about": st.column_config.TextColumn("about", width="large")})
     runs = train_runs(load_runs())
+    summary = summarize(runs, baselines=registry.baseline_strategies()) if not runs.empty else pd.DataFrame()
+
+    st.subheader("Frozen-feature accuracy, measured")
+    st.caption("Test score of each backbone and weight source with the whole base frozen (the best frozen "
+               "strategy when several ran), mean ± 95 % CI over seeds, per task and training-set size.")
+    frozen = frozen_accuracy_table(frozen_accuracy(summary, registry.frozen_strategies())) if not summary.empty \
+        else pd.DataFrame()
+    if frozen.empty:
+        st.info("No frozen-feature runs yet. `transferlab demo --backbones` runs the offline backbone ladder.")
+    else:
+        st.dataframe(frozen, hide_index=True, width="stretch")
+
+    st.subheader("Do better ImageNet models transfer better?")
+    st.caption("Kornblith et al. (2019) found ImageNet top-1 to predict transfer accuracy well for fine-tuning and "
+               "less so for frozen features. Here the same question is asked of the runs in the store: one point "
+               "per ImageNet checkpoint, one facet per task and size, with the correlation per facet below. With "
+               "a handful of backbones a correlation is weak evidence, and the table says so.")
+    points = imagenet_vs_transfer(summary, registry.imagenet_top1()) if not summary.empty else pd.DataFrame()
+    st.plotly_chart(imagenet_transfer_chart(points), width="stretch")
+    correlations = transfer_correlations(points)
+    if not correlations.empty:
+        st.dataframe(correlations, hide_index=True, width="stretch",
+                     column_config={"reading": st.column_config.TextColumn("reading", width="large")})
+
     st.subheader("Parameter counts in runs")
     st.caption("Total and trainable parameters (with each run's head), as measured in stored runs; log scale. "
                "`transferlab backbones` prints the same for every backbone without running anything.")

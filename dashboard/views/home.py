@@ -61,22 +61,23 @@ def render() -> None:
             st.caption(f"{runs['task'].nunique()} tasks · {runs['backbone'].nunique()} backbones · "
                        f"{runs['strategy'].nunique()} strategies · {len(runs)} runs in all (with pretraining)")
         if not read_only():
-            from transferlab.demo import demo_jobs
+            from transferlab.demo import DEMOS, demo_jobs
 
-            st.subheader("Embedded demo")
-            try:
-                jobs = demo_jobs(registry)
-            except TransferlabError as exc:  # a plugin the demo needs did not load: the rest of Home still works
-                jobs = []
-                st.warning(f"The demo cannot run here: {exc}")
-            else:
-                st.markdown(_demo_description(jobs) + " About 13 minutes on 2 CPU cores, offline; finished runs are "
-                            "reused.")
-            if jobs and st.button("Run the demo sweep", type="primary"):
-                from transferlab.launch import launch
+            st.subheader("Embedded demos")
+            for demo in DEMOS.values():
+                try:
+                    jobs = demo_jobs(registry, which=demo.name)
+                except TransferlabError as exc:  # a plugin the demo needs did not load: the rest of Home works
+                    st.warning(f"The {demo.name} demo cannot run here: {exc}")
+                    continue
+                st.markdown(f"**{demo.question}** " + _demo_description(jobs) + f" About {demo.minutes} minutes on 2 CPU "
+                            "cores, offline; finished runs are reused.")
+                if st.button(f"Run the {demo.name} demo", type="primary" if demo.name == "strategies" else "secondary",
+                             key=f"demo-{demo.name}"):
+                    from transferlab.launch import launch
 
-                record = launch(jobs)
-                st.success(f"Started {len(record.job_ids)} jobs in the background.")
+                    record = launch(jobs)
+                    st.success(f"Started {len(record.job_ids)} jobs in the background.")
             from transferlab.launch import launches
 
             if any(record.alive for record in launches()):
