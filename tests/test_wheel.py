@@ -24,16 +24,21 @@ def _build_wheel(tmp_path: Path) -> Path:
     source = tmp_path / "source"
     source.mkdir()
     # What the build reads: pyproject.toml, the readme it names and the package folders.
-    for name in ("pyproject.toml", PYPROJECT["project"]["readme"], *PACKAGE_DIR.values()):
+    for name in ("pyproject.toml", PYPROJECT["project"]["readme"], *PYPROJECT["project"].get("license-files", []),
+                 *PACKAGE_DIR.values()):
         path = ROOT / name
         if path.is_dir():
             shutil.copytree(path, source / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(path, source / name)
     out = tmp_path / "wheels"
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+    # -v: pip passes on what the build backend prints, where setuptools puts its deprecation warnings.
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v",
                            "-w", str(out), str(source)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
+    log = done.stdout + done.stderr
+    # A deprecated setting works until setuptools drops it, then a new user's setup fails: the build stays clean.
+    assert "Deprecat" not in log and "!!" not in log, log[-3000:]
     wheels = list(out.glob("transferlab-*.whl"))
     assert len(wheels) == 1, wheels
     return wheels[0]
