@@ -269,7 +269,7 @@ def cmd_demo(args) -> int:
     print(f"transferlab demo{' --backbones' if args.backbones else ''}: {len([j for j in jobs if j.kind == 'train'])} "
           f"runs on {tasks} (+{len([j for j in jobs if j.kind == 'pretrain'])} source pretraining jobs); "
           f"about {demo.minutes} minutes on 2 CPU cores at the default sizes and seeds")
-    return _execute(jobs, args.workers, args.executor, args.address)
+    return _execute(jobs, demo.workers if args.workers is None else args.workers, args.executor, args.address)
 
 
 # -------------------------------------------------------------------------------------------- parser
@@ -347,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("demo", help="the embedded offline comparison on Animal-MNIST (~15 min on 2 cores)")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, help="worker processes (default 1; 2 with --backbones)")
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--address", help="Ray cluster address")
     p.add_argument("--sizes", help="examples per class, comma-separated (default 5,20,100; 10,50 with --backbones)")

@@ -76,7 +76,7 @@ def render() -> None:
                              key=f"demo-{demo.name}"):
                     from transferlab.launch import launch
 
-                    record = launch(jobs)
+                    record = launch(jobs, workers=demo.workers)
                     st.success(f"Started {len(record.job_ids)} jobs in the background.")
             from transferlab.launch import launches
 
