@@ -55,10 +55,15 @@ def cmd_plugins(args) -> int:
     if args.json:
         print(json.dumps(health, indent=2))
         return 0
+
+    def one_line(text: str, width: int = 60) -> str:  # a table cell; --json has the output whole
+        flat = " | ".join(line.strip() for line in text.splitlines() if line.strip())
+        return flat if len(flat) <= width else flat[: width - 3] + "..."
+
     rows = [dict(name=h["name"], version=h["version"], hooks=",".join(h["hooks"]),
                  registered="; ".join(f"{k}: {', '.join(v)}" for k, v in h["registered"].items()),
-                 status=h["status"], error=h["error"] or "") for h in health]
-    print(_table(rows, ["name", "version", "hooks", "registered", "status", "error"]))
+                 status=h["status"], error=h["error"] or "", output=one_line(h["output"])) for h in health]
+    print(_table(rows, ["name", "version", "hooks", "registered", "status", "error", "output"]))
     return 0
 
 
@@ -82,30 +87,47 @@ def cmd_strategies(args) -> int:
 
 
 def backbone_table(registry, names: list[str] | None = None, fine_tune_layers: int = 20) -> list[dict[str, Any]]:
-    """Parameter counts of each backbone (with a 10-class head) under every strategy, built with no weights."""
+    """Parameter counts of each backbone (with a 10-class head) under every strategy, built with no weights.
+
+    A backbone whose build (or count) raises gets a row of its own with the ``error`` and no counts, and the
+    others are still built: one plugin's broken backbone does not take the table down.
+    """
     import keras
 
+    from transferlab.isolation import short_error
+    from transferlab.registry import safe_available
     from transferlab.runner import count_params, freeze_for_phase, input_shape, model_inputs, model_weights
+
+    def weight_label(source) -> str:
+        available = safe_available(source)
+        note = "" if available is True else " (online)" if available is False else f" (unknown: {available})"
+        return source.name + note
 
     rows = []
     for spec in registry.backbones.values():
         if names and spec.name not in names:
             continue
         size = spec.default_input_size
-        base = spec.build(input_shape(spec, size), None)
-        inputs = model_inputs(spec, base, size)
-        blocks = spec.blocks(base) if spec.blocks is not None else None
-        model = keras.Model(inputs, keras.layers.Dense(TABLE_STRATEGY_CLASSES)(base(inputs, training=False)))
-        row = dict(backbone=spec.name, modality=spec.modality, total_params=count_params(model_weights(model)),
-                   min_input=spec.min_input_size,
+        row = dict(backbone=spec.name, modality=spec.modality, total_params=None, min_input=spec.min_input_size,
                    default_input=size, imagenet_top1=spec.imagenet_top1, published_params=spec.published_params,
-                   weights=",".join(["none"] + [w.name + ("" if w.available() else " (online)") for w in spec.weight_sources]))
-        for strategy in registry.strategies.values():
-            phase = strategy.phases[-1]
-            freeze_for_phase(base, phase, fine_tune_layers, strategy.batchnorm_of(phase), blocks)
-            row[f"trainable:{strategy.name}"] = count_params(model.trainable_weights)
+                   weights=",".join(["none"] + [weight_label(w) for w in spec.weight_sources]), error=None)
+        trainable = [f"trainable:{strategy}" for strategy in registry.strategies]
+        row.update(dict.fromkeys(trainable))
+        try:
+            base = spec.build(input_shape(spec, size), None)
+            inputs = model_inputs(spec, base, size)
+            blocks = spec.blocks(base) if spec.blocks is not None else None
+            model = keras.Model(inputs, keras.layers.Dense(TABLE_STRATEGY_CLASSES)(base(inputs, training=False)))
+            row["total_params"] = count_params(model_weights(model))
+            for strategy in registry.strategies.values():
+                phase = strategy.phases[-1]
+                freeze_for_phase(base, phase, fine_tune_layers, strategy.batchnorm_of(phase), blocks)
+                row[f"trainable:{strategy.name}"] = count_params(model.trainable_weights)
+        except Exception as exc:  # plugin code: its failure belongs in its own row
+            row.update(dict.fromkeys(["total_params", *trainable]), error=f"build failed: {short_error(exc)}")
+        finally:
+            keras.backend.clear_session()
         rows.append(row)
-        keras.backend.clear_session()
     return rows
 
 
@@ -125,7 +147,8 @@ def cmd_backbones(args) -> int:
             rows += backbone_table(reg, [name], args.fine_tune_layers)
             progress.update(1)
     if args.measure:
-        image = [n for n in names if reg.backbone(n).modality == "image"]
+        built = {row["backbone"] for row in rows if row["error"] is None}  # a broken build has nothing to time
+        image = [n for n in names if reg.backbone(n).modality == "image" and n in built]
         with bar("timing one-image forward passes", total=len(image), unit="model") as progress:
             measured = []
             for name in image:
@@ -146,7 +169,7 @@ def cmd_backbones(args) -> int:
           + ("now." if args.measure else "(`--measure` to time them; '—': not measured here)."))
     print(_table([{k: ("—" if v is None else v) for k, v in row.items()} for row in rows],
                  ["backbone", "total_params", *strategy_cols, "min_input", "default_input", "imagenet_top1",
-                  "latency_ms", "weights"]))
+                  "latency_ms", "weights", *(["error"] if any(row["error"] for row in rows) else [])]))
     if frozen:
         print("\nFrozen-feature accuracy in the store (test score, mean ± 95 % CI over seeds; best frozen strategy):")
         print(_table(frozen, list(frozen[0])))

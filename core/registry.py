@@ -3,20 +3,34 @@
 pluggy's ``load_setuptools_entrypoints`` stops at the first broken entry point, so each entry point is
 loaded on its own and each hook implementation is called on its own: a broken plugin is recorded in
 the health table under its own name and everything else keeps working.
+
+Plugin code runs under a deadline and with its output captured (the mechanics: :mod:`transferlab.isolation`):
+
+* Each import (built-in or entry point), each hook call and each :func:`safe_available` check runs in a
+  daemon thread that is given ``TRANSFERLAB_PLUGIN_TIMEOUT`` seconds (default 10). One that does not
+  finish in time is reported ``timed out`` in its health row and everything else goes on. A hung thread
+  cannot be killed in-process; it is left running and waited on no more (Python 3 has a lock per module,
+  so other imports proceed; only importing the hung module itself would wait, so a later load reports a
+  still-running import at once instead of importing it again).
+* Whatever plugin code writes to ``sys.stdout``/``sys.stderr`` from those threads (prints, warnings) goes
+  to the plugin's ``output`` in its health row, never into a command's output, even when a timed-out
+  thread prints long after. Writes by other threads pass through unchanged.
+
+``TRANSFERLAB_STRICT_PLUGINS=1`` turns the first problem, a timeout included, into :class:`PluginError`.
 """
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
 import os
-import traceback
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pluggy
 
 from transferlab import hookspecs
 from transferlab.errors import PluginError, UnknownNameError
+from transferlab.isolation import TIMEOUT_ENV, CapturedOutput, plugin_timeout, run_under_deadline, short_error
 from transferlab.specs import BackboneSpec, StrategySpec, TaskSpec
 
 ENTRY_POINT_GROUP = "transferlab"
@@ -49,14 +63,16 @@ class PluginHealth:
     hooks: list[str] = field(default_factory=list)
     registered: dict[str, list[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    timed_out: bool = False
+    output: CapturedOutput = field(default_factory=CapturedOutput, repr=False, compare=False)
 
     @property
     def status(self) -> str:
-        """``ok`` or ``error``."""
-        return "error" if self.errors else "ok"
+        """``ok``, ``error``, or ``timed out`` (an import or a hook did not finish within the deadline)."""
+        return "timed out" if self.timed_out else "error" if self.errors else "ok"
 
     def as_dict(self) -> dict[str, Any]:
-        """The row as plain JSON-able data."""
+        """The row as plain JSON-able data; ``output`` is what the plugin printed while loading."""
         return {
             "name": self.name,
             "version": self.version,
@@ -65,6 +81,7 @@ class PluginHealth:
             "registered": {k: list(v) for k, v in self.registered.items()},
             "status": self.status,
             "error": "; ".join(self.errors) or None,
+            "output": self.output.text(),
         }
 
 
@@ -136,20 +153,33 @@ class Registry:
         return [p.as_dict() for p in self.plugins]
 
 
+def safe_available(spec: Any) -> bool | str:
+    """``spec.available()`` of a task or weight source, under the plugin deadline and with its output captured.
+
+    Returns True or False as the check answered, or a one-line reason (a string) when it raised or timed out,
+    for the caller to show in the spec's row: one plugin's check never hangs or fails a command or page.
+    """
+    check = spec.available
+    outcome = run_under_deadline(lambda: bool(check()), "available()", getattr(spec, "name", "?"), plugin_timeout(),
+                                 CapturedOutput(), key=("available", id(check)), keep=check)
+    if outcome.timed_out:
+        return outcome.timed_out
+    if outcome.error is not None:
+        return f"available() raised {short_error(outcome.error)}"
+    return outcome.value
+
+
+# --------------------------------------------------------------------------------- loading plugins
+
 def _strict() -> bool:
     return os.environ.get("TRANSFERLAB_STRICT_PLUGINS", "").strip().lower() in ("1", "true", "yes")
 
 
-def _fail(health: PluginHealth, message: str) -> None:
+def _fail(health: PluginHealth, message: str, timed_out: bool = False) -> None:
     health.errors.append(message)
+    health.timed_out = health.timed_out or timed_out
     if _strict():
         raise PluginError(f"Plugin {health.name!r}: {message} (TRANSFERLAB_STRICT_PLUGINS is set)")
-
-
-def _short_error(exc: BaseException) -> str:
-    frame = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-    where = f" ({frame[0].filename.rsplit('/', 1)[-1]}:{frame[0].lineno})" if frame else ""
-    return f"{type(exc).__name__}: {exc}{where}"
 
 
 def _allowed_external() -> set[str] | None:
@@ -159,29 +189,32 @@ def _allowed_external() -> set[str] | None:
     return {n.strip() for n in raw.split(",") if n.strip()}
 
 
-def _candidates(extra_plugins: Iterable[tuple[str, Any]]) -> list[tuple[PluginHealth, Any]]:
-    """Import built-ins and entry points one by one; failures become health rows."""
+def _import(health: PluginHealth, load: Callable[[], Any], module: str, timeout: float) -> Any:
+    """The plugin object ``load()`` imports, or None with the failure or timeout in ``health``."""
+    outcome = run_under_deadline(load, "import", health.name, timeout, health.output, key=("import", module))
+    health.output = outcome.output
+    if outcome.timed_out:
+        _fail(health, outcome.timed_out, timed_out=True)
+    elif outcome.error is not None:
+        _fail(health, f"failed to import: {short_error(outcome.error)}")
+    return None if outcome.failed else outcome.value
+
+
+def _candidates(extra_plugins: Iterable[tuple[str, Any]], timeout: float) -> list[tuple[PluginHealth, Any]]:
+    """Import built-ins and entry points one by one; failures and timeouts become health rows."""
     from transferlab import __version__
 
     found: list[tuple[PluginHealth, Any]] = []
     for module_name in DEFAULT_PLUGINS:
         health = PluginHealth(name=module_name, version=__version__, builtin=True)
-        try:
-            found.append((health, importlib.import_module(module_name)))
-        except Exception as exc:  # a broken built-in must not take the others down either
-            _fail(health, f"failed to import: {_short_error(exc)}")
-            found.append((health, None))
+        found.append((health, _import(health, lambda m=module_name: importlib.import_module(m), module_name, timeout)))
     allowed = _allowed_external()
     for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         if allowed is not None and ep.name not in allowed:
             continue
         version = getattr(getattr(ep, "dist", None), "version", None) or "?"
         health = PluginHealth(name=ep.name, version=version, builtin=False)
-        try:
-            found.append((health, ep.load()))
-        except Exception as exc:
-            _fail(health, f"failed to import: {_short_error(exc)}")
-            found.append((health, None))
+        found.append((health, _import(health, ep.load, ep.module, timeout)))
     for name, obj in extra_plugins:
         found.append((PluginHealth(name=name, version="-", builtin=False), obj))
     return found
@@ -192,13 +225,15 @@ def load_registry(extra_plugins: Iterable[tuple[str, Any]] = ()) -> Registry:
 
     ``extra_plugins`` are ``(name, object)`` pairs registered after the built-ins and entry points
     (tests use it for tiny backbones). ``TRANSFERLAB_PLUGINS=a,b`` loads only the named entry points
-    (empty: none); ``TRANSFERLAB_STRICT_PLUGINS=1`` raises :class:`PluginError` at the first problem.
+    (empty: none); ``TRANSFERLAB_STRICT_PLUGINS=1`` raises :class:`PluginError` at the first problem;
+    ``TRANSFERLAB_PLUGIN_TIMEOUT`` is the deadline of each import and hook call, in seconds.
     """
+    timeout = plugin_timeout()  # a bad value fails here, before any plugin is loaded
     registry = Registry()
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     marker = f"{hookspecs.PROJECT}_impl"
-    for health, obj in _candidates(extra_plugins):
+    for health, obj in _candidates(extra_plugins, timeout):
         registry.plugins.append(health)
         if obj is None:
             continue
@@ -210,22 +245,25 @@ def load_registry(extra_plugins: Iterable[tuple[str, Any]] = ()) -> Registry:
         try:
             pm.register(obj, name=health.name)
         except Exception as exc:  # signature mismatch with the hookspec, or a name clash
-            _fail(health, f"failed to register: {_short_error(exc)}")
+            _fail(health, f"failed to register: {short_error(exc)}")
             continue
         health.hooks = hook_names
         for hook_name in hook_names:
-            _collect(registry, health, hook_name, getattr(obj, hook_name))
+            _collect(registry, health, hook_name, getattr(obj, hook_name), timeout)
     return registry
 
 
-def _collect(registry: Registry, health: PluginHealth, hook_name: str, impl: Any) -> None:
+def _collect(registry: Registry, health: PluginHealth, hook_name: str, impl: Any, timeout: float) -> None:
     expected = hookspecs.HOOK_RESULT_TYPES[hook_name]
     kind = _KIND[hook_name]
-    try:
-        result = impl()
-    except Exception as exc:
-        _fail(health, f"{hook_name} raised {_short_error(exc)}")
+    outcome = run_under_deadline(impl, hook_name, health.name, timeout, health.output)
+    if outcome.timed_out:
+        _fail(health, outcome.timed_out, timed_out=True)
         return
+    if outcome.error is not None:
+        _fail(health, f"{hook_name} raised {short_error(outcome.error)}")
+        return
+    result = outcome.value
     if not isinstance(result, (list, tuple)) or not all(isinstance(item, expected) for item in result):
         got = type(result).__name__ if not isinstance(result, (list, tuple)) else [type(i).__name__ for i in result]
         _fail(health, f"{hook_name} must return a list of {expected.__name__}. Received: {got}")
@@ -242,12 +280,13 @@ def _collect(registry: Registry, health: PluginHealth, hook_name: str, impl: Any
         health.registered.setdefault(kind, []).append(item.name + (" (stub)" if getattr(item, "stub", False) else ""))
 
 
-_CACHED: dict[tuple[str | None, str | None], Registry] = {}
+_CACHED: dict[tuple[str | None, ...], Registry] = {}
 
 
 def get_registry() -> Registry:
     """The process-wide registry, loaded once per plugin-selection environment."""
-    key = (os.environ.get("TRANSFERLAB_PLUGINS"), os.environ.get("TRANSFERLAB_STRICT_PLUGINS"))
+    key = (os.environ.get("TRANSFERLAB_PLUGINS"), os.environ.get("TRANSFERLAB_STRICT_PLUGINS"),
+           os.environ.get(TIMEOUT_ENV))
     if key not in _CACHED:
         _CACHED[key] = load_registry()
     return _CACHED[key]

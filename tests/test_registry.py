@@ -135,8 +135,9 @@ def test_specs_validate_with_received_value():
         StrategySpec(name="s", description="", phases=(PhaseSpec("p", "all"),), cached_features=True)
 
 
-def _fake_entry_points(tmp_path, entries: dict[str, str], modules: dict[str, str]):
-    """A dist-info folder with entry points, and the modules they point at, on a PYTHONPATH dir."""
+def fake_entry_points(tmp_path, entries: dict[str, str], modules: dict[str, str]):
+    """A dist-info folder with entry points, and the modules they point at, on a PYTHONPATH dir (no pip needed;
+    tests/test_plugin_isolation.py uses it too)."""
     site = tmp_path / "site"
     dist = site / "fakeplugins-1.2.3.dist-info"
     dist.mkdir(parents=True)
@@ -166,7 +167,7 @@ def register_strategies():
 
 
 def test_entry_point_that_fails_to_import_is_isolated(tmp_path):
-    site = _fake_entry_points(
+    site = fake_entry_points(
         tmp_path,
         {"fine": "fine_plugin", "broken": "missing_module_xyz"},
         {"fine_plugin": GOOD_PLUGIN},
@@ -180,7 +181,7 @@ def test_entry_point_that_fails_to_import_is_isolated(tmp_path):
 
 
 def test_plugin_allowlist(tmp_path):
-    site = _fake_entry_points(tmp_path, {"fine": "fine_plugin", "other": "fine_plugin"}, {"fine_plugin": GOOD_PLUGIN})
+    site = fake_entry_points(tmp_path, {"fine": "fine_plugin", "other": "fine_plugin"}, {"fine_plugin": GOOD_PLUGIN})
     assert "other" not in _plugins_json(site, TRANSFERLAB_PLUGINS="fine")
     rows = _plugins_json(site, TRANSFERLAB_PLUGINS="")
     assert "fine" not in rows and "transferlab.plugins.strategies" in rows
