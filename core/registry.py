@@ -169,6 +169,15 @@ def safe_available(spec: Any) -> bool | str:
     return outcome.value
 
 
+def availability_label(spec: Any, yes: str, no: str) -> str:
+    """``yes`` or ``no`` as :func:`safe_available` answers for ``spec``, or ``unknown (<reason>)`` when the
+    plugin's check raised or timed out: the text of an availability cell in a table or page."""
+    answer = safe_available(spec)
+    if isinstance(answer, str):
+        return f"unknown ({answer})"
+    return yes if answer else no
+
+
 # --------------------------------------------------------------------------------- loading plugins
 
 def _strict() -> bool:
