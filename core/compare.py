@@ -1,9 +1,14 @@
-"""Comparison tables for the dashboard (pandas): learning curves over seeds, crossovers, negative transfer.
+"""Comparison tables for the dashboard (pandas): learning curves over seeds, crossovers, negative transfer,
+and the intervals drawn around them.
 
 Every function takes frames from the run store (``Store.runs_frame``, ``Store.epochs_frame``) or the
 table of :func:`transferlab.analysis.summarize`, and returns a new frame. On empty input, or when nothing
 qualifies, the result is an empty frame with the documented columns, so pages and charts never need to
 special-case a store that is still filling up.
+
+Every interval a chart draws comes from :func:`bounded_interval` (a t-interval clipped to the range the quantity
+can take) or :func:`wilson_interval` (one run's test accuracy, a proportion of its test examples), chosen in
+:func:`score_intervals`, so no band or error bar claims a score below 0 or above 1.
 """
 from __future__ import annotations
 
@@ -14,21 +19,32 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from transferlab.analysis import config_label, metric_label, run_labels, summarize, t_ci95
+from transferlab.analysis import config_keys, config_label, metric_label, run_labels, summarize, t_ci95
 from transferlab.errors import UserError
 
-__all__ = ["config_label", "crossovers", "curves", "freeze_checks", "gain_per_run", "negative_transfer",
-           "parameter_table"]
+__all__ = ["bounded_interval", "config_label", "crossovers", "curves", "freeze_checks", "gain_correlations",
+           "gain_per_run", "negative_transfer", "parameter_table", "score_intervals", "wilson_interval"]
 
 CURVE_COLUMNS = ["group", "task", "label", "examples_per_class", "epoch", "split", "mean", "low", "high", "n_seeds"]
 CROSSOVER_COLUMNS = ["task", "leader_before", "leader_after", "between_low", "between_high", "x", "y"]
 NEGATIVE_COLUMNS = ["task", "starting_point", "examples_per_class", "n", "gain", "gain_ci95",
                     "significant_negative", "significant_positive"]
 GAIN_COLUMNS = ["run_id", "task", "label", "examples_per_class", "seed", "score", "gain", "transferability"]
+GAIN_CORRELATION_COLUMNS = ["task", "examples_per_class", "n", "spearman", "spearman_p"]
 FREEZE_COLUMNS = ["run_id", "label", "phase", "trainable_params", "frozen_params", "changed_params", "verified"]
 PARAMETER_COLUMNS = ["backbone", "strategy", "trainable_params", "total_params", "n_runs", "published_params"]
 
 CURVE_STATUSES = ("succeeded", "running")
+
+#: Every score a task head stores is a fraction (accuracy, mAP, F1), so an interval around one stays in [0, 1].
+SCORE_RANGE = (0.0, 1.0)
+#: A gain is the difference of two such scores.
+GAIN_RANGE = (-1.0, 1.0)
+#: Losses (cross-entropy, the detection head's) are never negative.
+LOSS_RANGE = (0.0, math.inf)
+#: The one metric whose test score is a proportion of test examples, so one run has a binomial (Wilson) interval.
+PROPORTION_METRIC = "accuracy"
+_Z95 = 1.959963984540054  # the standard normal's 97.5 % quantile
 _SIZE_NONE = -1  # stands for "all examples" (NaN) where pandas needs a comparable key
 
 
@@ -50,6 +66,83 @@ def _size_text(size: float) -> str:
     return "all" if not np.isfinite(size) else f"{int(size)}"
 
 
+# ---------------------------------------------------------------------------------------- intervals
+
+def bounded_interval(centre: Any, half_width: Any, bounds: tuple[float, float] = SCORE_RANGE
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """``centre ± half_width`` clipped to ``bounds``: the arrays ``(low, high)``.
+
+    A Student-t interval of a mean of scores can reach past what a score can be (0.97 ± 0.05 over three seeds);
+    the true mean cannot, so the interval is cut at the bound. Where the half-width is NaN (one seed: no
+    interval) both ends are NaN, so a chart draws no bar rather than a bar of zero width.
+    """
+    centre = np.asarray(centre, dtype=float)
+    half = np.asarray(half_width, dtype=float)
+    low, high = np.clip(centre - half, *bounds), np.clip(centre + half, *bounds)
+    return low, high
+
+
+def wilson_interval(proportion: Any, n: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson's 95 % score interval of a proportion measured on ``n`` examples: the arrays ``(low, high)``,
+    always inside [0, 1] (unlike the normal approximation, and also at 0 or 1 correct). NaN where ``n`` is
+    unknown or not positive."""
+    p = np.asarray(proportion, dtype=float)
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n = np.where(n > 0, n, np.nan)
+        z2 = _Z95 ** 2
+        centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+        half = _Z95 / (1 + z2 / n) * np.sqrt(p * (1 - p) / n + z2 / (4 * n ** 2))
+    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
+
+
+def _n_test(value: Any) -> float:
+    """The number of test examples recorded in a run's manifest (JSON text or dict), NaN when absent."""
+    if isinstance(value, str) and value:
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return float("nan")
+    n = value.get("n_test") if isinstance(value, dict) else None
+    return float(n) if isinstance(n, (int, float)) and not isinstance(n, bool) else float("nan")
+
+
+def score_intervals(summary: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The summary with the 95 % interval of each mean score: ``low``, ``high`` and ``interval`` saying which.
+
+    With two or more seeds it is the Student-t interval over seeds (``ci95``) clipped to the score's range
+    [0, 1] (``interval`` = ``t``). A configuration with a single seed has no spread over seeds; where its score
+    is test accuracy and ``runs`` (the store's runs frame) records how many test examples it was measured on,
+    it gets the Wilson interval of that proportion (``wilson``), which says how precisely the test set
+    measured that one run (not how much another seed would differ). Otherwise no interval (NaN, ``interval``
+    empty). This is the one place the choice is made; charts draw what it returns.
+    """
+    table = summary.copy()
+    if table.empty:
+        return table.assign(low=pd.Series(dtype=float), high=pd.Series(dtype=float),
+                            interval=pd.Series(dtype=object))
+    low, high = bounded_interval(table["mean"], table["ci95"], SCORE_RANGE)
+    table["low"], table["high"] = low, high
+    table["interval"] = np.where(np.isfinite(low), "t", "")
+    if runs is None or runs.empty or "manifest_json" not in runs or "config" not in table:
+        return table
+    ok = _succeeded_train(runs)
+    tested = pd.DataFrame({"task": ok["task"], "config": config_keys(ok),
+                           "size_key": _size_key(ok["examples_per_class"]),
+                           "n_test": [_n_test(m) for m in ok["manifest_json"]]})
+    # one n_test per configuration and size (all its seeds share the split's test set)
+    n_test = tested.groupby(["task", "config", "size_key"])["n_test"].max()
+    keys = zip(table["task"], table["config"], _size_key(table["examples_per_class"]))
+    table["n_test"] = [n_test.get(key, float("nan")) for key in keys]
+    single = ((pd.to_numeric(table["n"], errors="coerce") == 1) & (table["metric"] == PROPORTION_METRIC)
+              & np.isfinite(table["n_test"].astype(float))).to_numpy()
+    if single.any():
+        wilson_low, wilson_high = wilson_interval(table["mean"], table["n_test"])
+        table.loc[single, "low"], table.loc[single, "high"] = wilson_low[single], wilson_high[single]
+        table.loc[single, "interval"] = "wilson"
+    return table
+
+
 # ---------------------------------------------------------------------------------------- learning curves
 
 def curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "score", band: str = "minmax",
@@ -58,7 +151,8 @@ def curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "score", band
 
     Runs that differ only by seed form a group (same task, label and examples per class; pretrain runs form
     groups of their own). ``metric`` is ``score`` (the task head's metric) or ``loss``; ``band`` is ``minmax`` (lowest..highest
-    seed) or ``ci95`` (mean ± Student-t 95 % CI). With one seed the band collapses onto the mean.
+    seed) or ``ci95`` (mean ± Student-t 95 % CI, clipped to what the metric can be: [0, 1] for a score, at
+    least 0 for a loss). With one seed the band collapses onto the mean.
     ``smoothing`` in [0, 1) is the weight of the past in an exponential moving average applied to each run
     before aggregating (0 = raw, 0.9 = heavy). Only runs whose status is in ``statuses`` count: running runs
     by default, so curves fill in live, but not failed or NaN runs, whose partial curves would drag the mean.
@@ -102,6 +196,7 @@ def curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "score", band
     if smoothing > 0:
         long["value"] = (long.groupby(["run_id", "split"], sort=False)["value"]
                          .transform(lambda v: v.ewm(alpha=1.0 - smoothing, ignore_na=True).mean()))
+    bounds = SCORE_RANGE if metric == "score" else LOSS_RANGE
     rows = []
     for (group, task, label, size_key, epoch, split), values in long.groupby(
             ["group", "task", "label", "size_key", "epoch", "split"], sort=True)["value"]:
@@ -114,8 +209,8 @@ def curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "score", band
             low, high = float(values.min()), float(values.max())
         else:
             half = t_ci95(values)
-            half = 0.0 if not np.isfinite(half) else half
-            low, high = mean - half, mean + half
+            low, high = (float(end) for end in
+                         bounded_interval(mean, 0.0 if not np.isfinite(half) else half, bounds))
         rows.append(dict(group=group, task=task, label=label, examples_per_class=_size_value(size_key),
                          epoch=int(epoch), split=split, mean=mean, low=low, high=high, n_seeds=len(values)))
     result = pd.DataFrame(rows, columns=CURVE_COLUMNS) if rows else empty
@@ -233,6 +328,37 @@ def gain_per_run(runs: pd.DataFrame, baselines: Iterable[str] | None = None) -> 
         return empty
     frame["gain"] = frame["score"] - frame["mean"]
     return frame[GAIN_COLUMNS].reset_index(drop=True)
+
+
+MIN_RUNS_FOR_CORRELATION = 3
+
+
+def gain_correlations(gains: pd.DataFrame) -> pd.DataFrame:
+    """Spearman's rho between transferability (LogME) and gain per task and training-set size, never pooled
+    over sizes: the gain and LogME both move with the size, so a pooled correlation measures the size.
+
+    One row per task and size in ``gains`` (:func:`gain_per_run`) with ``n``, the runs that have both numbers;
+    ``spearman`` and ``spearman_p`` (exact for a handful of runs, as for the backbone study) are NaN with fewer
+    than :data:`MIN_RUNS_FOR_CORRELATION` runs or no spread. ``examples_per_class`` is NaN for all examples.
+    """
+    from transferlab.backbone_study import _spearman  # one Spearman with exact small-sample p-values
+
+    empty = pd.DataFrame(columns=GAIN_CORRELATION_COLUMNS)
+    if gains.empty or not {"task", "examples_per_class", "gain", "transferability"} <= set(gains):
+        return empty
+    frame = gains.assign(size_key=_size_key(gains["examples_per_class"]),
+                         gain=pd.to_numeric(gains["gain"], errors="coerce").astype(float),
+                         transferability=pd.to_numeric(gains["transferability"], errors="coerce").astype(float))
+    frame = frame[np.isfinite(frame["gain"]) & np.isfinite(frame["transferability"])]
+    rows = []
+    for (task, size_key), group in frame.groupby(["task", "size_key"], sort=True):
+        x, y = group["transferability"].to_numpy(), group["gain"].to_numpy()
+        rho = p = float("nan")
+        if len(group) >= MIN_RUNS_FOR_CORRELATION and np.ptp(x) > 0 and np.ptp(y) > 0:
+            rho, p = _spearman(x, y)
+        rows.append(dict(task=task, examples_per_class=_size_value(size_key), n=len(group), spearman=rho,
+                         spearman_p=p))
+    return pd.DataFrame(rows, columns=GAIN_CORRELATION_COLUMNS) if rows else empty
 
 
 # ---------------------------------------------------------------------------------------- model facts

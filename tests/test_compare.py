@@ -173,6 +173,66 @@ def test_curves_pretrain_runs_form_their_own_groups(runs):
     assert (pretrain["n_seeds"] == 3).all() and pretrain["examples_per_class"].isna().all()
 
 
+def test_curves_ci95_band_stays_inside_what_the_metric_can_be(runs):
+    """Seeds at 0.98, 0.99 and 1.0 have a t-interval reaching past 1; near 0 below 0; a loss near 0 below 0."""
+    epochs = build_epochs(runs)
+    ok = epochs["run_id"].isin(runs.loc[runs["seed"].isin(SEEDS), "run_id"])
+    seed = epochs["run_id"].map(runs.set_index("run_id")["seed"]).astype(float)
+    epochs.loc[ok, "val_score"] = 1.0 - 0.01 * seed[ok]  # 1.00, 0.99, 0.98
+    epochs.loc[ok, "train_score"] = 0.01 * seed[ok]  # 0.00, 0.01, 0.02
+    epochs.loc[ok, "val_loss"] = 0.01 * seed[ok]
+    assert 0.99 + _ci95([1.0, 0.99, 0.98]) > 1 and 0.01 - _ci95([0.0, 0.01, 0.02]) < 0  # the plain t would leave
+    score = compare.curves(epochs, runs, band="ci95")
+    three = score[score["n_seeds"] == 3]
+    assert (three["low"] >= 0).all() and (three["high"] <= 1).all()
+    assert _curve(score, "frozen", 5, "val", 1)["high"] == 1.0
+    assert _curve(score, "frozen", 5, "train", 1)["low"] == 0.0
+    assert _curve(score, "frozen", 5, "val", 1)["low"] == pytest.approx(0.99 - _ci95([1.0, 0.99, 0.98]))
+    loss = compare.curves(epochs, runs, metric="loss", band="ci95")
+    assert _curve(loss, "frozen", 5, "val", 1)["low"] == 0.0 and (loss["low"] >= 0).all()
+
+
+def test_bounded_interval_clips_and_keeps_a_missing_interval_missing():
+    low, high = compare.bounded_interval([0.97, 0.02, 0.5, 0.5], [0.05, 0.05, 0.1, np.nan])
+    assert np.allclose(low[:3], [0.92, 0.0, 0.4]) and np.allclose(high[:3], [1.0, 0.07, 0.6])
+    assert np.isnan(low[3]) and np.isnan(high[3])  # one seed: no bar, not a bar of zero width
+    low, high = compare.bounded_interval([-0.95, 0.9], [0.2, 0.2], compare.GAIN_RANGE)
+    assert np.allclose(low, [-1.0, 0.7]) and np.allclose(high, [-0.75, 1.0])
+
+
+def test_wilson_interval_known_values_and_bounds():
+    low, high = compare.wilson_interval([0.5, 1.0, 0.0, 0.9], [100, 50, 50, 0])
+    assert (low[0], high[0]) == pytest.approx((0.4038, 0.5962), abs=1e-4)  # the textbook p = 0.5, n = 100
+    assert high[1] == 1.0 and low[1] == pytest.approx(0.92865, abs=1e-4)  # all 50 right: not [1, 1]
+    assert low[2] == 0.0 and high[2] == pytest.approx(1 - 0.92865, abs=1e-4)
+    assert np.isnan(low[3]) and np.isnan(high[3])  # no test examples known
+
+
+def test_score_intervals_t_for_seeds_wilson_for_one_run(runs):
+    near_one = runs.copy()
+    rows = (near_one["run_id"].str.startswith("frozen-100-"))
+    near_one.loc[rows, "score"] = [0.97, 0.99, 1.0]
+    near_one["manifest_json"] = json.dumps({"n_test": 200})
+    table = compare.score_intervals(summarize(near_one), near_one)
+    frozen = table[(table["label"] == LABEL["frozen"]) & (table["examples_per_class"] == 100)].iloc[0]
+    assert frozen["mean"] + frozen["ci95"] > 1  # the interval the t would give
+    assert frozen["interval"] == "t" and frozen["high"] == 1.0
+    assert frozen["low"] == pytest.approx(frozen["mean"] - frozen["ci95"])
+    one_seed = near_one[near_one["seed"] == 0]
+    table = compare.score_intervals(summarize(one_seed), one_seed)
+    single = table[(table["label"] == LABEL["scratch"]) & (table["examples_per_class"] == 5)].iloc[0]
+    assert single["n"] == 1 and single["interval"] == "wilson"
+    expected = compare.wilson_interval(0.30, 200)
+    assert (single["low"], single["high"]) == pytest.approx((float(expected[0]), float(expected[1])))
+    # without the runs (so no n_test) one seed has no interval at all, rather than one made up
+    alone = compare.score_intervals(summarize(one_seed))
+    assert (alone["interval"] == "").all() and alone["low"].isna().all()
+    mapped = one_seed.assign(metric="map50", metric_label="test mAP@0.5")
+    table = compare.score_intervals(summarize(mapped), mapped)
+    assert not (table["interval"] == "wilson").any()  # mAP is not a proportion of test examples
+    assert table.loc[table["n"] == 1, "low"].isna().all()
+
+
 @pytest.mark.parametrize("kwargs", [dict(metric="f1"), dict(band="sd"), dict(smoothing=1.0)])
 def test_curves_rejects_bad_options(runs, kwargs):
     with pytest.raises(UserError, match="Received"):
@@ -253,6 +313,23 @@ def test_gain_per_run_arithmetic(runs, summary):
     assert np.allclose(means, reference.loc[means.index])
 
 
+def test_gain_correlations_one_per_size_never_pooled(runs):
+    gains = compare.gain_per_run(runs)
+    table = compare.gain_correlations(gains)
+    assert list(table.columns) == compare.GAIN_CORRELATION_COLUMNS
+    assert list(table["examples_per_class"]) == [5, 20, 100] and (table["n"] == 6).all()
+    for size, rho in zip(table["examples_per_class"], table["spearman"]):
+        at = gains[gains["examples_per_class"] == size]
+        assert rho == pytest.approx(stats.spearmanr(at["transferability"], at["gain"]).statistic)
+    pooled = stats.spearmanr(gains["transferability"], gains["gain"]).statistic
+    assert all(abs(rho - pooled) > 0.1 for rho in table["spearman"])  # what a pooled number would hide
+    # exact small-sample p-value: 6 runs in a perfect order, 2 of the 6! orderings are as extreme
+    assert table["spearman_p"].iloc[0] == pytest.approx(2 / 720) and table["spearman_p"].iloc[2] > 0.05
+    few = compare.gain_correlations(gains[gains["seed"] == 0])  # two runs per size: no correlation
+    assert few["n"].tolist() == [2, 2, 2] and few["spearman"].isna().all() and few["spearman_p"].isna().all()
+    assert compare.gain_correlations(gains.iloc[0:0]).empty
+
+
 def test_gain_per_run_without_scratch_is_empty(runs):
     frame = compare.gain_per_run(runs[runs["strategy"] != "scratch"])
     assert frame.empty and list(frame.columns) == compare.GAIN_COLUMNS
@@ -300,6 +377,8 @@ def test_every_function_returns_typed_empty_frames(runs):
             "crossovers": (compare.crossovers(empty_summary), compare.CROSSOVER_COLUMNS),
             "negative": (compare.negative_transfer(empty_summary), compare.NEGATIVE_COLUMNS),
             "gain": (compare.gain_per_run(subset), compare.GAIN_COLUMNS),
+            "correlations": (compare.gain_correlations(compare.gain_per_run(subset)),
+                             compare.GAIN_CORRELATION_COLUMNS),
             "freeze": (compare.freeze_checks(subset), compare.FREEZE_COLUMNS),
             "parameters": (compare.parameter_table(subset), compare.PARAMETER_COLUMNS),
         }
