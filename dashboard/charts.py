@@ -2,12 +2,18 @@
 
 No Streamlit here, so every chart is unit-tested on its data. Each builder answers empty or unsuitable
 input with :func:`empty_figure` and a message that says what is missing, rather than an empty plot.
-A label keeps its colour across charts drawn from the same set of labels.
+
+A configuration (or strategy) has one colour on every chart: :func:`label_colours` derives it from the label
+alone, and pages pass :func:`store_colours` (worked out once over the whole store) to every builder. Intervals
+come from ``transferlab.compare`` and never leave the range their quantity can take; titles wrap rather than
+being cut.
 """
 from __future__ import annotations
 
+import hashlib
 import math
-from typing import Iterable, Sequence
+import re
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -15,13 +21,29 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from transferlab.analysis import metric_label
+from transferlab.analysis import metric_label, run_labels
+from transferlab.compare import GAIN_RANGE, bounded_interval, gain_correlations, score_intervals
 
 TEMPLATE = "plotly_white"
 FACET_COLUMNS = 3
 FACET_HEIGHT = 260
-PALETTE = plotly.colors.qualitative.Plotly + plotly.colors.qualitative.D3 + plotly.colors.qualitative.Dark24
 GREY = "#7f7f7f"
+FACET_TITLE_WIDTH = 44  # characters per line of a facet title (a third of a wide page)
+TITLE_WIDTH = 64  # characters per line of a chart title (half a wide page: Data efficiency shows two side by side)
+
+
+def _distinct_palette() -> list[str]:
+    """Plotly's, D3's and Dark24's qualitative colours without greys and near-black: grey marks totals and
+    the line-style legend, so a configuration must never be grey."""
+    palette: list[str] = []
+    for colour in plotly.colors.qualitative.Plotly + plotly.colors.qualitative.D3 + plotly.colors.qualitative.Dark24:
+        channels = plotly.colors.hex_to_rgb(colour)
+        if max(channels) - min(channels) >= 24 and colour.lower() not in palette:
+            palette.append(colour.lower())
+    return palette
+
+
+PALETTE = _distinct_palette()
 
 
 def empty_figure(message: str) -> go.Figure:
@@ -41,8 +63,45 @@ def _missing(frame: pd.DataFrame | None, columns: Iterable[str]) -> bool:
     return frame is None or not isinstance(frame, pd.DataFrame) or frame.empty or not set(columns) <= set(frame)
 
 
-def _colours(labels: Iterable[str]) -> dict[str, str]:
-    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(sorted(set(map(str, labels))))}
+def _slot(label: str) -> int:
+    # sha256, not hash(): Python salts str hashes per process, and the colour must survive a server restart.
+    return int.from_bytes(hashlib.sha256(label.encode()).digest()[:8], "big") % len(PALETTE)
+
+
+def label_colours(labels: Iterable[str], fixed: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A colour per label that depends on the label, not on which other labels are drawn beside it.
+
+    Labels in ``fixed`` keep the colour given there (pass :func:`store_colours`). Every other label takes the
+    palette colour its sha256 points at; where two labels on one chart point at the same colour, the later
+    one in sorted order takes the next colour not yet used. So a label has the same colour on every chart
+    given the same ``fixed`` map, and across maps whenever its colour is not contested.
+    """
+    names = sorted(set(map(str, labels)))
+    fixed = fixed or {}
+    result = {label: fixed[label] for label in names if label in fixed}
+    taken = set(result.values())
+    for label in names:
+        if label in result:
+            continue
+        start = _slot(label)
+        free = (PALETTE[(start + step) % len(PALETTE)] for step in range(len(PALETTE)))
+        colour = next((c for c in free if c not in taken), PALETTE[start])  # more labels than colours: reuse
+        result[label] = colour
+        taken.add(colour)
+    return result
+
+
+def store_colours(runs: pd.DataFrame) -> dict[str, str]:
+    """The colour of every configuration label and every strategy among the training runs of ``runs`` (the
+    whole store): worked out once per page and passed to every chart, so that a configuration keeps its
+    colour from page to page whatever the page's filters leave on screen."""
+    if runs is None or runs.empty or "kind" not in runs:
+        return {}
+    train = runs[runs["kind"] == "train"]
+    if train.empty:
+        return {}
+    # Two namespaces: a label always holds " · ", a strategy name never does.
+    return {**label_colours(run_labels(train)), **label_colours(train["strategy"].astype(str))}
 
 
 def _rgba(colour: str, alpha: float) -> str:
@@ -76,7 +135,7 @@ def _facets(titles: Sequence[str], shared_y: bool = True, y_title: str = "",
     height = FACET_HEIGHT * rows + 140
     # Cells past the last facet get no axes at all, rather than empty gridded boxes.
     specs = [[{} if r * cols + c < count else None for c in range(cols)] for r in range(rows)]
-    fig = make_subplots(rows=rows, cols=cols, specs=specs, subplot_titles=[_clip(t) for t in titles],
+    fig = make_subplots(rows=rows, cols=cols, specs=specs, subplot_titles=[_wrap(t, FACET_TITLE_WIDTH) for t in titles],
                         shared_xaxes="all", shared_yaxes="all" if shared_y else False,
                         horizontal_spacing=0.06 if shared_y else 0.09, vertical_spacing=90 / height)
     positions = [(i // cols + 1, i % cols + 1) for i in range(count)]
@@ -94,8 +153,43 @@ def _facets(titles: Sequence[str], shared_y: bool = True, y_title: str = "",
     return fig, positions
 
 
-def _clip(text: str, width: int = 56) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _wrap(text: str, width: int) -> str:
+    """``text`` broken into plotly lines (``<br>``) of about ``width`` characters, at ' · ' between a label's
+    parts where it can, else at spaces; nothing is cut. Lines already broken, or holding markup, are kept."""
+    lines = []
+    for line in str(text).split("<br>"):
+        if len(line) <= width or _TAG.search(line):
+            lines.append(line)
+            continue
+        current = ""
+        for part in re.split(r"(?<= · )|(?<= )", line):
+            if current and len(current) + len(part.rstrip()) > width:
+                lines.append(current.rstrip())
+                current = ""
+            current += part
+        lines.append(current.rstrip())
+    return "<br>".join(line for line in lines if line)
+
+
+def _finish(fig: go.Figure, title: str, subtitle: str = "") -> go.Figure:
+    """The chart's title and a smaller subtitle (what the bars or bands are), wrapped, with the top margin grown
+    to hold them above the facet titles; hover labels show whole configuration names (plotly cuts trace
+    names in hover boxes at 15 characters by default)."""
+    title = _wrap(title, TITLE_WIDTH)
+    if subtitle:  # <sup> is about 70 % of the title's size, so more characters fit on a line
+        title += "".join(f"<br><sup>{line}</sup>" for line in _wrap(subtitle, TITLE_WIDTH * 4 // 3).split("<br>"))
+    lines = title.count("<br>") + 1
+    facet_lines = max((str(a.text or "").count("<br>") + 1 for a in fig.layout.annotations
+                       if a.xref == "paper" and a.yref == "paper" and a.showarrow is False), default=0)
+    needed = 36 + 24 * lines + 16 * facet_lines
+    margin_top = fig.layout.margin.t if fig.layout.margin.t is not None else 80
+    extra = max(0, needed - margin_top)
+    fig.update_layout(title=dict(text=title), hoverlabel=dict(namelength=-1),
+                      margin=dict(t=margin_top + extra), height=(fig.layout.height or 450) + extra)
+    return fig
 
 
 def _size_axes(fig: go.Figure, sizes: Iterable[float]) -> None:
@@ -131,19 +225,35 @@ def _task_facets(table: pd.DataFrame, y_title: str) -> tuple[go.Figure, dict[str
     return fig, dict(zip(tasks, positions))
 
 
-def _label_lines(fig: go.Figure, table: pd.DataFrame, y: str, error: str, where: dict[str, tuple[int, int]],
-                 hover: str) -> None:
-    """One line per task and label over examples per class, with the CI as error bars."""
-    colours = _colours(table["label"])
+_INTERVAL_NAMES = {"t": "95% CI over seeds", "wilson": "Wilson 95% over test examples (one seed)",
+                   "welch": "Welch 95% CI"}
+
+
+def _interval_text(low: float, high: float, kind: str, number: str) -> str:
+    """``[0.412, 0.588] 95% CI over seeds`` for a hover box; ``no interval (one seed)`` where there is none."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "no interval (one seed)"
+    return f"[{low:{number}}, {high:{number}}] {_INTERVAL_NAMES.get(kind, kind)}"
+
+
+def _label_lines(fig: go.Figure, table: pd.DataFrame, y: str, where: dict[str, tuple[int, int]], hover: str,
+                 colours: Mapping[str, str], number: str = ".3f") -> None:
+    """One line per task and label over examples per class; ``low`` and ``high`` (already inside the range
+    of ``y``) drawn as error bars, which may be asymmetric where a bound cut the interval. In ``hover``,
+    ``customdata[0]`` is the seed count and ``customdata[1]`` the interval as text (numbers in ``number``)."""
     shown: set[str] = set()
     for (task, label), rows in table.groupby(["task", "label"], sort=True):
         rows = rows.sort_values("examples_per_class")
         row, col = where[str(task)]
+        centre = rows[y].to_numpy(dtype=float)
+        low, high = rows["low"].to_numpy(dtype=float), rows["high"].to_numpy(dtype=float)
+        texts = [_interval_text(a, b, str(kind), number) for a, b, kind in zip(low, high, rows["interval"])]
         fig.add_trace(go.Scatter(
-            x=rows["examples_per_class"].to_numpy(dtype=float), y=rows[y].to_numpy(dtype=float),
-            error_y=dict(type="data", array=rows[error].to_numpy(dtype=float), visible=True, thickness=1.2, width=4),
+            x=rows["examples_per_class"].to_numpy(dtype=float), y=centre,
+            error_y=dict(type="data", symmetric=False, array=high - centre, arrayminus=centre - low, visible=True,
+                         thickness=1.2, width=4),
             customdata=np.column_stack([rows["n"].to_numpy(dtype=float) if "n" in rows else np.full(len(rows), np.nan),
-                                        rows[error].to_numpy(dtype=float)]),
+                                        np.array(texts, dtype=object)]),
             mode="lines+markers", name=label, legendgroup=label, showlegend=label not in shown,
             line=dict(color=colours[label]), marker=dict(size=7), hovertemplate=hover + f"<extra>{label}</extra>",
         ), row=row, col=col)
@@ -166,15 +276,16 @@ def _sized(summary: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------------------- charts
 
-def parameter_chart(table: pd.DataFrame) -> go.Figure:
-    """Trainable parameters per backbone, one bar per strategy, next to the model's total (log scale)."""
+def parameter_chart(table: pd.DataFrame, colours: Mapping[str, str] | None = None) -> go.Figure:
+    """Trainable parameters per backbone, one bar per strategy, next to the model's total (log scale).
+    ``colours`` maps strategies to colours (:func:`store_colours`); others get :func:`label_colours`'s."""
     if _missing(table, ["backbone", "strategy", "trainable_params", "total_params"]):
         return empty_figure("No parameter counts yet: they are measured by succeeded runs.")
     table = table.copy()
     for column in ("trainable_params", "total_params"):
         table[column] = pd.to_numeric(table[column], errors="coerce").astype(float)
     backbones = sorted(table["backbone"].astype(str).unique())
-    colours = _colours(table["strategy"])
+    colours = label_colours(table["strategy"], colours)
     fig = go.Figure()
 
     def add_bars(name: str, values: pd.Series, colour: str, pattern: str = "") -> None:
@@ -195,20 +306,21 @@ def parameter_chart(table: pd.DataFrame) -> go.Figure:
     # One tick per decade: plotly's default minor labels (2, 3, ... 9) crowd a log axis.
     fig.update_yaxes(type="log", dtick=1, title_text="parameters (log)", automargin=True)
     fig.update_xaxes(title_text="backbone", tickangle=-30 if len(backbones) > 4 else 0, automargin=True)
-    fig.update_layout(template=TEMPLATE, height=460, barmode="group", title="Trainable vs total parameters",
+    fig.update_layout(template=TEMPLATE, height=460, barmode="group",
                       uniformtext=dict(minsize=8, mode="hide"), margin=dict(l=60, r=20, t=60, b=60))
     _legend_below(fig)
-    return fig
+    return _finish(fig, "Trainable vs total parameters")
 
 
 MAX_FACETS = 24
 
 
 def learning_curves_chart(curves_frame: pd.DataFrame, shared_y: bool = True, metric: str | None = None,
-                          max_facets: int = MAX_FACETS) -> go.Figure:
+                          max_facets: int = MAX_FACETS, colours: Mapping[str, str] | None = None) -> go.Figure:
     """Learning curves as small multiples, one facet per group of seeds: the mean as a line, the band
-    (min–max or 95 % CI) shaded; validation solid, training dashed; one colour per label. ``metric`` names
-    the y axis; by default it is read from the frame's ``attrs``, which ``compare.curves`` sets."""
+    (min–max, or the 95 % CI clipped to the metric's range by ``compare.curves``) shaded; validation solid,
+    training dashed; one colour per label (``colours``, see :func:`store_colours`). ``metric`` names the y
+    axis; by default it is read from the frame's ``attrs``, which ``compare.curves`` sets."""
     needed = ["group", "task", "label", "examples_per_class", "epoch", "split", "mean", "low", "high"]
     if _missing(curves_frame, needed):
         return empty_figure("No learning curves yet: they appear once runs have logged an epoch.")
@@ -224,16 +336,17 @@ def learning_curves_chart(curves_frame: pd.DataFrame, shared_y: bool = True, met
     several_tasks = groups["task"].nunique() > 1
     titles = []
     for group, task, label, size in groups.itertuples(index=False):
-        # The size goes first: long labels are clipped at the end, and the size must stay readable.
+        # The size goes first, so it reads the same in every facet however the label wraps.
         parts = ["all examples" if not np.isfinite(size) else f"{size:g}/class"]
         parts += ["pretrain"] if str(group).startswith("pretrain · ") else []
         parts += [str(task)] if several_tasks else []
         parts += [short[str(label)]]
         titles.append(" · ".join(parts))
     metric = metric or curves_frame.attrs.get("metric", "")
-    band_name = {"minmax": "min–max band", "ci95": "95% CI band"}.get(curves_frame.attrs.get("band"), "band")
+    band_name = {"minmax": "min–max band", "ci95": "95% CI band (clipped to the metric's range)"}.get(
+        curves_frame.attrs.get("band"), "band")
     fig, positions = _facets(titles, shared_y=shared_y, y_title=metric, x_title="epoch")
-    colours = _colours(frame["label"])
+    colours = label_colours(frame["label"].astype(str), colours)
     shown: set[str] = set()
     traces, rows_at, cols_at = [], [], []  # added in one call: plotly's per-call overhead adds up over facets
     for (group, _task, label, _size), (row, col) in zip(groups.itertuples(index=False), positions):
@@ -268,22 +381,26 @@ def learning_curves_chart(curves_frame: pd.DataFrame, shared_y: bool = True, met
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"{split} ({dash})",
                                  line=dict(color=GREY, dash=dash), legendgroup=f"_{split}"))
     more = f" — first {max_facets} groups shown, {hidden} more: filter to see them" if hidden else ""
-    fig.update_layout(title=f"Learning curves{f' ({metric})' if metric else ''}: mean over seeds with {band_name}{more}")
     _legend_below(fig)
-    return fig
+    return _finish(fig, f"Learning curves{f' ({metric})' if metric else ''}",
+                   f"mean over seeds with {band_name}{more}")
 
 
-def data_efficiency_chart(summary: pd.DataFrame, crossovers: pd.DataFrame | None = None) -> go.Figure:
-    """Test score against examples per class (log x), one line per configuration with 95 % CI error bars;
-    stars mark where one configuration overtakes another (pass ``compare.crossovers(summary)``)."""
+def data_efficiency_chart(summary: pd.DataFrame, crossovers: pd.DataFrame | None = None,
+                          colours: Mapping[str, str] | None = None) -> go.Figure:
+    """Test score against examples per class (log x), one line per configuration with 95 % error bars that
+    stay inside [0, 1]: pass ``compare.score_intervals(summary, runs)`` for Wilson intervals of single-seed
+    accuracies; a plain summary gets its t-intervals clipped. Stars mark where one configuration overtakes
+    another (pass ``compare.crossovers(summary)``); ``colours`` as for every chart (:func:`store_colours`)."""
     if _missing(summary, ["task", "label", "examples_per_class", "mean", "ci95"]):
         return empty_figure("No succeeded training runs to compare yet.")
-    table = _sized(summary)
+    table = _sized(summary if {"low", "high", "interval"} <= set(summary) else score_intervals(summary))
     if table.empty:
         return empty_figure("Every run used all examples: sweep examples per class to see data efficiency.")
     fig, where = _task_facets(table, "{score}")
-    _label_lines(fig, table, "mean", "ci95", where,
-                 "%{x:g}/class: %{y:.3f} ± %{customdata[1]:.3f} (n=%{customdata[0]:.0f})")
+    _label_lines(fig, table, "mean", where,
+                 "%{x:g}/class: %{y:.3f} %{customdata[1]} (n=%{customdata[0]:.0f})",
+                 label_colours(table["label"].astype(str), colours))
     if not _missing(crossovers, ["task", "leader_before", "leader_after", "x", "y"]):
         marks = crossovers[crossovers["task"].astype(str).isin(where)]
         for index, (task, rows) in enumerate(marks.groupby("task", sort=True)):
@@ -297,14 +414,16 @@ def data_efficiency_chart(summary: pd.DataFrame, crossovers: pd.DataFrame | None
                 hoverinfo="text", marker=dict(symbol="star", size=15, color="gold", line=dict(color="black", width=1)),
             ), row=row, col=col)
     _size_axes(fig, table["examples_per_class"])
-    fig.update_layout(title=f"Data efficiency: {score_label(table)} (mean ± 95% CI over seeds)")
+    wilson = "; one seed: Wilson 95% over the test set" if (table["interval"] == "wilson").any() else ""
     _legend_below(fig)
-    return fig
+    return _finish(fig, f"Data efficiency: {score_label(table)}",
+                   f"mean and 95% CI over seeds, within [0, 1]{wilson}")
 
 
-def gain_chart(summary: pd.DataFrame) -> go.Figure:
+def gain_chart(summary: pd.DataFrame, colours: Mapping[str, str] | None = None) -> go.Figure:
     """Gain in test score over the random-init baseline against examples per class (log x), with Welch 95 %
-    CI error bars and a line at zero: above it the starting point helped."""
+    CI error bars clipped to [-1, 1] (a gain is a difference of two scores) and a line at zero: above it the
+    starting point helped. ``colours`` as for every chart (:func:`store_colours`)."""
     if _missing(summary, ["task", "label", "is_baseline", "examples_per_class", "gain_vs_baseline", "gain_ci95"]):
         return empty_figure("No succeeded training runs to compare yet.")
     table = _sized(summary)
@@ -313,14 +432,17 @@ def gain_chart(summary: pd.DataFrame) -> go.Figure:
     if table.empty:
         return empty_figure("No gains to show: a gain needs runs of a random-init baseline strategy at the same "
                             "task and examples per class.")
+    low, high = bounded_interval(table["gain_vs_baseline"], table["gain_ci95"], GAIN_RANGE)
+    table = table.assign(low=low, high=high, interval=np.where(np.isfinite(low), "welch", ""))
     fig, where = _task_facets(table, "gain in {score}")
-    _label_lines(fig, table, "gain_vs_baseline", "gain_ci95", where,
-                 "%{x:g}/class: %{y:+.3f} ± %{customdata[1]:.3f} (n=%{customdata[0]:.0f})")
+    _label_lines(fig, table, "gain_vs_baseline", where,
+                 "%{x:g}/class: %{y:+.3f} %{customdata[1]} (n=%{customdata[0]:.0f})",
+                 label_colours(table["label"].astype(str), colours), number="+.3f")
     fig.add_hline(y=0, line=dict(color="black", width=1, dash="dot"), row="all", col="all")
     _size_axes(fig, table["examples_per_class"])
-    fig.update_layout(title=f"Gain over the random-init baseline, {score_label(table)} (mean ± 95% CI, Welch)")
     _legend_below(fig)
-    return fig
+    return _finish(fig, f"Gain over the random-init baseline, {score_label(table)}",
+                   "mean and Welch 95% CI, within [-1, 1]")
 
 
 def negative_transfer_heatmap(neg: pd.DataFrame) -> go.Figure:
@@ -356,15 +478,21 @@ def negative_transfer_heatmap(neg: pd.DataFrame) -> go.Figure:
         hovertemplate="%{y}<br>%{x}/class: %{text}<extra></extra>"))
     fig.update_xaxes(title_text="examples per class", type="category", side="bottom", automargin=True)
     fig.update_yaxes(automargin=True, autorange="reversed")
-    fig.update_layout(template=TEMPLATE, height=max(300, 140 + 44 * len(rows)),
-                      title="Negative transfer: gain over the random-init baseline (▼ whole 95% CI below 0, ▲ above 0)",
-                      margin=dict(l=60, r=20, t=60, b=60))
-    return fig
+    fig.update_layout(template=TEMPLATE, height=max(300, 140 + 44 * len(rows)), margin=dict(l=60, r=20, t=60, b=60))
+    return _finish(fig, "Negative transfer: gain over the random-init baseline",
+                   "▼ whole 95% CI below 0, ▲ whole 95% CI above 0")
 
 
-def gain_vs_similarity_chart(gain_frame: pd.DataFrame) -> go.Figure:
-    """Each run's gain over the random-init baseline against the transferability (LogME) of its starting features, measured
-    before training; one colour per configuration. A rising cloud means LogME predicts what helps."""
+def _size_title(size: float) -> str:
+    return "all examples" if not np.isfinite(size) else f"{size:g}/class"
+
+
+def gain_vs_similarity_chart(gain_frame: pd.DataFrame, colours: Mapping[str, str] | None = None) -> go.Figure:
+    """Each run's gain over the random-init baseline against the transferability (LogME) of its starting
+    features, measured before training: one facet per training-set size (and task), each titled with its own
+    Spearman ρ (``compare.gain_correlations``), never one pooled over sizes, since both LogME and the gain
+    move with the size. One colour per configuration (``colours``, see :func:`store_colours`). A rising
+    cloud within a facet means LogME predicts what helps at that size."""
     if _missing(gain_frame, ["gain", "transferability", "label"]):
         return empty_figure("No transfer runs with a random-init baseline reference yet.")
     frame = gain_frame.copy()
@@ -374,35 +502,48 @@ def gain_vs_similarity_chart(gain_frame: pd.DataFrame) -> go.Figure:
     if frame.empty:
         return empty_figure("No transferability scores: LogME is computed before training only where the "
                             "starting features can be scored (not for random init), so these runs have none.")
-    colours = _colours(frame["label"])
-    fig = go.Figure()
-    for label, rows in frame.groupby("label", sort=True):
-        custom = np.column_stack([rows["examples_per_class"].to_numpy(dtype=float) if "examples_per_class" in rows
-                                  else np.full(len(rows), np.nan),
+    if "task" not in frame:
+        frame["task"] = ""
+    if "examples_per_class" not in frame:
+        frame["examples_per_class"] = np.nan
+    frame["examples_per_class"] = pd.to_numeric(frame["examples_per_class"], errors="coerce").astype(float)
+    correlations = gain_correlations(frame)
+    several_tasks = frame["task"].nunique() > 1
+    titles, keys = [], []
+    for task, size, n, rho, p_value in correlations[["task", "examples_per_class", "n", "spearman",
+                                                     "spearman_p"]].itertuples(index=False):
+        reading = (f"Spearman ρ = {rho:+.2f} (p = {p_value:.2g}, {n} runs)" if np.isfinite(rho)
+                   else f"{n} run{'s' if n != 1 else ''}: too few or no spread for ρ")
+        titles.append(" · ".join([*([str(task)] if several_tasks else []), _size_title(size)]) + "<br>" + reading)
+        keys.append((str(task), -1.0 if not np.isfinite(size) else float(size)))
+    fig, positions = _facets(titles, y_title="gain over baseline", x_title="LogME (higher = better features)")
+    where = dict(zip(keys, positions))
+    colours = label_colours(frame["label"].astype(str), colours)
+    shown: set[str] = set()
+    frame["facet"] = list(zip(frame["task"].astype(str), frame["examples_per_class"].fillna(-1.0)))
+    for (facet, label), rows in frame.groupby(["facet", "label"], sort=True):
+        label = str(label)
+        row, col = where[facet]
+        custom = np.column_stack([rows["examples_per_class"].to_numpy(dtype=float),
                                   rows["seed"].to_numpy(dtype=float) if "seed" in rows else np.full(len(rows), np.nan)])
         fig.add_trace(go.Scatter(
             x=rows["transferability"].to_numpy(dtype=float), y=rows["gain"].to_numpy(dtype=float), mode="markers",
-            name=str(label), marker=dict(color=colours[str(label)], size=9, opacity=0.85), customdata=custom,
+            name=label, legendgroup=label, showlegend=label not in shown,
+            marker=dict(color=colours[label], size=9, opacity=0.85), customdata=custom,
             hovertemplate="LogME %{x:.3f}, gain %{y:+.3f}<br>%{customdata[0]:g}/class, seed %{customdata[1]:.0f}"
-                          f"<extra>{label}</extra>"))
-    fig.add_hline(y=0, line=dict(color="black", width=1, dash="dot"))
-    title = "Gain over the random-init baseline vs transferability (LogME, before training)"
-    if len(frame) >= 3 and frame["transferability"].nunique() > 1 and frame["gain"].nunique() > 1:
-        from scipy import stats
-
-        rho = stats.spearmanr(frame["transferability"], frame["gain"]).statistic
-        title += f"<br><sup>Spearman ρ = {rho:+.2f} over {len(frame)} runs</sup>"
-    fig.update_xaxes(title_text="transferability (LogME, higher = better features)", automargin=True)
-    fig.update_yaxes(title_text="gain over baseline", automargin=True)
-    fig.update_layout(template=TEMPLATE, height=460, title=title, margin=dict(l=60, r=20, t=80, b=60))
+                          f"<extra>{label}</extra>"), row=row, col=col)
+        shown.add(label)
+    fig.add_hline(y=0, line=dict(color="black", width=1, dash="dot"), row="all", col="all")
     _legend_below(fig)
-    return fig
+    return _finish(fig, "Gain over the random-init baseline vs transferability (LogME, before training)",
+                   "one facet and one Spearman correlation per training-set size, never pooled")
 
 
-def imagenet_transfer_chart(points: pd.DataFrame) -> go.Figure:
+def imagenet_transfer_chart(points: pd.DataFrame, colours: Mapping[str, str] | None = None) -> go.Figure:
     """Kornblith et al.'s question on measured runs: published ImageNet top-1 (x) against transfer score (y),
-    one point per ImageNet backbone with its 95 % CI over seeds, one colour per strategy, one facet per task
-    and training-set size (sizes are never pooled). Intervals are clipped to the score's range [0, 1]."""
+    one point per ImageNet backbone with its 95 % CI over seeds, one colour per strategy (``colours``, see
+    :func:`store_colours`), one facet per task and training-set size (sizes are never pooled). Intervals are
+    clipped to the score's range [0, 1]."""
     if _missing(points, ["task", "examples_per_class", "strategy", "backbone", "imagenet_top1", "mean", "ci95"]):
         return empty_figure("No runs of ImageNet-pretrained backbones yet: `transferlab demo --backbones` makes them.")
     frame = points.copy()
@@ -413,7 +554,7 @@ def imagenet_transfer_chart(points: pd.DataFrame) -> go.Figure:
     fig, positions = _facets(facets, shared_y=False, y_title=score_label(points),
                              x_title="published ImageNet top-1")
     where = dict(zip(facets, positions))
-    colours = _colours(frame["strategy"])
+    colours = label_colours(frame["strategy"].astype(str), colours)
     shown: set[str] = set()
     for (facet, strategy), rows in frame.groupby(["size", "strategy"], sort=True):
         rows = rows.sort_values("imagenet_top1")

@@ -130,7 +130,8 @@ def test_learning_curves_facets_and_styles(runs):
     fig = charts.learning_curves_chart(frame)
     data, layout = figure_data(fig)
     assert len(annotation_texts(fig)) == frame["group"].nunique()  # one facet title per group
-    assert all(len(title) <= 56 for title in annotation_texts(fig))
+    assert not any("…" in title for title in annotation_texts(fig))  # wrapped, never cut
+    assert all(len(line) <= charts.FACET_TITLE_WIDTH for title in annotation_texts(fig) for line in title.split("<br>"))
     assert all(t.split(" · ")[0].endswith("/class") or t.startswith("all examples") for t in annotation_texts(fig))  # size first
     means = [t for t in data if t.get("hovertemplate") and t["name"] in set(LABEL.values())]
     val = [t for t in means if t["line"]["dash"] == "solid"]
@@ -165,9 +166,10 @@ def test_gain_vs_similarity(runs):
     gains = compare.gain_per_run(runs)
     data, layout = figure_data(charts.gain_vs_similarity_chart(gains))
     assert {trace["name"] for trace in data} == {LABEL["frozen"], LABEL["sourced"]}
-    trace = next(t for t in data if t["name"] == LABEL["frozen"])
+    frozen = [t for t in data if t["name"] == LABEL["frozen"]]
     rows = gains[gains["label"] == LABEL["frozen"]]
-    assert np.allclose(sorted(zip(trace["x"], trace["y"])), sorted(zip(rows["transferability"], rows["gain"])))
+    points = sorted((x, y) for t in frozen for x, y in zip(t["x"], t["y"]))
+    assert np.allclose(points, sorted(zip(rows["transferability"], rows["gain"])))
     assert any(shape["y0"] == 0 for shape in layout["shapes"])
     no_scores = gains.assign(transferability=np.nan)
     assert any("LogME" in text for text in annotation_texts(charts.gain_vs_similarity_chart(no_scores)))
@@ -234,3 +236,154 @@ def test_learning_curves_cap_the_number_of_facets(runs):
     fig = charts.learning_curves_chart(frame, max_facets=2)
     assert len(annotation_texts(fig)) == 2
     assert f"{groups - 2} more" in fig.layout.title.text
+
+
+# ------------------------------------------------------------------------------------------------ not misleading
+
+def _near_the_bounds(runs: pd.DataFrame) -> pd.DataFrame:
+    """Frozen features near 1 at 100/class and the transfer near 0 at 5/class, scratch near 0 at 5/class."""
+    runs = runs.copy()
+    for prefix, scores in (("frozen-100-", [0.97, 0.99, 1.0]), ("sourced-5-", [0.0, 0.02, 0.05]),
+                           ("scratch-5-", [0.0, 0.0, 0.1]), ("frozen-5-", [0.95, 1.0, 1.0])):
+        runs.loc[runs["run_id"].str.startswith(prefix) & (runs["seed"] < 3), "score"] = scores
+    return runs
+
+
+def _bar_ends(trace: dict) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(trace["y"], dtype=float)
+    return y - np.asarray(trace["error_y"]["arrayminus"], dtype=float), y + np.asarray(trace["error_y"]["array"],
+                                                                                      dtype=float)
+
+
+def test_error_bars_never_leave_what_a_score_or_a_gain_can_be(runs):
+    summary = summarize(_near_the_bounds(runs))
+    assert (summary["mean"] + summary["ci95"] > 1).any() and (summary["mean"] - summary["ci95"] < 0).any()
+    assert (summary["gain_vs_baseline"] + summary["gain_ci95"] > 1).any()  # the plain intervals would leave
+    data, layout = figure_data(charts.data_efficiency_chart(summary))
+    for trace in data:
+        low, high = _bar_ends(trace)
+        assert np.all(low >= 0) and np.all(high <= 1), trace["name"]
+    frozen = next(t for t in data if t["name"] == LABEL["frozen"])
+    assert _bar_ends(frozen)[1][-1] == 1.0  # cut at 1, and asymmetric
+    assert frozen["error_y"]["arrayminus"][-1] > frozen["error_y"]["array"][-1]
+    assert "within [0, 1]" in layout["title"]["text"].replace("<br>", " ")
+    data, layout = figure_data(charts.gain_chart(summary))
+    for trace in data:
+        low, high = _bar_ends(trace)
+        assert np.all(low >= -1) and np.all(high <= 1), trace["name"]
+    assert any(np.isclose(_bar_ends(t)[1], 1.0).any() for t in data)
+
+
+def test_a_single_seed_gets_a_wilson_bar_named_in_the_hover(runs):
+    one_seed = runs[runs["seed"] == 0].assign(manifest_json='{"n_test": 60}')
+    summary = summarize(one_seed)
+    assert summary["ci95"].isna().all()
+    data, layout = figure_data(charts.data_efficiency_chart(compare.score_intervals(summary, one_seed)))
+    trace = next(t for t in data if t["name"] == LABEL["scratch"])
+    low, high = _bar_ends(trace)
+    expected = compare.wilson_interval(trace["y"], 60)
+    assert np.allclose(low, expected[0]) and np.allclose(high, expected[1])
+    assert trace["customdata"][0][1] == f"[{low[0]:.3f}, {high[0]:.3f}] Wilson 95% over test examples (one seed)"
+    assert "%{customdata[1]}" in trace["hovertemplate"]
+    assert "Wilson" in layout["title"]["text"].replace("<br>", " ")
+    no_bars = figure_data(charts.data_efficiency_chart(summary))[0]  # no n_test: no bar, not a zero-width one
+    assert all(np.isnan(np.asarray(t["error_y"]["array"], dtype=float)).all() for t in no_bars)
+    assert all(row[1] == "no interval (one seed)" for t in no_bars for row in t["customdata"])
+
+
+def _colour_of(data: list[dict], name: str) -> str:
+    trace = next(t for t in data if t.get("name") == name)
+    return (trace.get("line") or {}).get("color") or trace["marker"]["color"]
+
+
+def test_a_label_keeps_its_colour_whatever_else_is_on_the_chart(runs):
+    whole = summarize(runs)
+    # the first label in sorted order is gone from the subset, so a colour by sorted position would shift
+    first = sorted(LABEL.values())[0]
+    subset = summarize(runs[runs["backbone"] != "efficientnet_lite0"])
+    assert first == LABEL["frozen"] and first not in set(subset["label"])
+    charts_of = {
+        "efficiency": figure_data(charts.data_efficiency_chart(whole))[0],
+        "efficiency subset": figure_data(charts.data_efficiency_chart(subset))[0],
+        "gain": figure_data(charts.gain_chart(whole))[0],
+        "curves subset": figure_data(charts.learning_curves_chart(compare.curves(
+            build_epochs(runs), runs[runs["examples_per_class"] == 20])))[0],
+        "similarity": figure_data(charts.gain_vs_similarity_chart(compare.gain_per_run(runs)))[0],
+    }
+    for label in (LABEL["sourced"], LABEL["scratch"]):
+        colours = {name: _colour_of(data, label) for name, data in charts_of.items()
+                   if any(t.get("name") == label for t in data)}
+        assert len(colours) >= 3 and len(set(colours.values())) == 1, (label, colours)
+        assert colours["efficiency"] == charts.label_colours([label])[label]
+    colours = [_colour_of(charts_of["efficiency"], label) for label in LABEL.values()]
+    assert len(set(colours)) == 3 and charts.GREY not in colours
+
+
+def test_labels_that_want_one_colour_share_nothing_and_a_store_map_wins(runs):
+    by_slot: dict[int, list[str]] = {}
+    for i in range(200):
+        by_slot.setdefault(charts._slot(f"config {i}"), []).append(f"config {i}")
+    pair = next(names for names in by_slot.values() if len(names) >= 2)[:2]
+    colours = charts.label_colours(pair + ["other"])
+    assert len(set(colours.values())) == 3  # the two that hash alike get different colours on one chart
+    assert colours[min(pair)] == charts.PALETTE[charts._slot(min(pair))]  # the first keeps its own
+    store = charts.store_colours(runs)
+    assert set(LABEL.values()) <= set(store) and {"scratch", "frozen_features", "full_fine_tune"} <= set(store)
+    fixed = {LABEL["sourced"]: "#123456"}
+    data = figure_data(charts.gain_chart(summarize(runs), colours=fixed))[0]
+    assert _colour_of(data, LABEL["sourced"]) == "#123456"
+    assert _colour_of(data, LABEL["frozen"]) != "#123456"
+    parameters = figure_data(charts.parameter_chart(compare.parameter_table(runs), colours=store))[0]
+    assert _colour_of(parameters, "trainable · scratch") == store["scratch"]
+
+
+def test_imagenet_chart_colours_a_strategy_as_every_other_chart_does():
+    points = pd.DataFrame([dict(task="animal", examples_per_class=20, strategy=strategy, backbone=backbone,
+                                weights="imagenet", imagenet_top1=top1, mean=score, ci95=0.02, n=2)
+                           for strategy in ("frozen_features", "lp_ft")
+                           for backbone, top1, score in (("lite0", 0.75, 0.8), ("lite1", 0.77, 0.82))])
+    both = figure_data(charts.imagenet_transfer_chart(points))[0]
+    alone = figure_data(charts.imagenet_transfer_chart(points[points["strategy"] == "lp_ft"]))[0]
+    assert _colour_of(both, "lp_ft") == _colour_of(alone, "lp_ft") == charts.label_colours(["lp_ft"])["lp_ft"]
+    store = {"lp_ft": "#abcdef"}
+    assert _colour_of(figure_data(charts.imagenet_transfer_chart(points, colours=store))[0], "lp_ft") == "#abcdef"
+
+
+def test_transferability_scatter_has_one_facet_and_one_correlation_per_size(runs):
+    from scipy import stats as scipy_stats
+
+    gains = compare.gain_per_run(runs)
+    fig = charts.gain_vs_similarity_chart(gains)
+    data, layout = figure_data(fig)
+    titles = annotation_texts(fig)
+    assert [t.split("<br>")[0] for t in titles] == ["5/class", "20/class", "100/class"]
+    for index, (size, title) in enumerate(zip((5, 20, 100), titles)):
+        at = gains[gains["examples_per_class"] == size]
+        rho = scipy_stats.spearmanr(at["transferability"], at["gain"]).statistic
+        assert f"ρ = {rho:+.2f}" in title and "6 runs" in title
+        axis = "x" if index == 0 else f"x{index + 1}"
+        facet = [t for t in data if t.get("xaxis", "x") == axis and t.get("mode") == "markers"]
+        points = sorted((x, y) for t in facet for x, y in zip(t["x"], t["y"]))
+        assert np.allclose(points, sorted(zip(at["transferability"], at["gain"])))
+    pooled = scipy_stats.spearmanr(gains["transferability"], gains["gain"]).statistic
+    assert not any(f"{pooled:+.2f}" in t for t in titles + [layout["title"]["text"]])  # no pooled number
+    legend = [t["name"] for t in data if t.get("showlegend", True) and t.get("mode") == "markers"]
+    assert sorted(legend) == sorted({LABEL["frozen"], LABEL["sourced"]})  # one legend entry per label
+
+
+def test_long_titles_and_labels_wrap_and_are_never_cut(runs):
+    long_name = "a_backbone_with_a_very_long_registered_name_from_a_third_party_plugin"
+    renamed = runs.replace({"backbone": {"efficientnet_lite0": long_name}})
+    fig = charts.learning_curves_chart(compare.curves(build_epochs(renamed), renamed), max_facets=2)
+    titles = annotation_texts(fig)
+    assert any(long_name in t.replace("<br>", " ") for t in titles)
+    assert not any("…" in t for t in titles + [fig.layout.title.text])
+    title = fig.layout.title.text
+    assert "<br>" in title and "filter to see them" in title  # the whole title, over several lines
+    assert all(len(line.removeprefix("<sup>").removesuffix("</sup>")) <= charts.TITLE_WIDTH * 4 // 3
+               for line in title.split("<br>"))
+    assert fig.layout.hoverlabel.namelength == -1  # plotly would cut a label in the hover box at 15 characters
+    for build in (charts.data_efficiency_chart, charts.gain_chart, charts.negative_transfer_heatmap):
+        frame = summarize(renamed)
+        fig = build(compare.negative_transfer(frame)) if build is charts.negative_transfer_heatmap else build(frame)
+        assert fig.layout.hoverlabel.namelength == -1 and "…" not in fig.layout.title.text

@@ -5,8 +5,9 @@ import streamlit as st
 
 from transferlab.analysis import differing_settings, metric_label
 from transferlab.compare import curves
-from transferlab.dashboard.charts import learning_curves_chart
+from transferlab.dashboard.charts import learning_curves_chart, store_colours
 from transferlab.dashboard.common import filter_runs, guarded, load_epochs, load_runs, no_runs_message, train_runs
+from transferlab.dashboard.tables import show_table
 
 
 def render() -> None:
@@ -27,11 +28,13 @@ def render() -> None:
         runs = runs[runs["examples_per_class"] == size]
     epochs = load_epochs(tuple(runs["run_id"]))
     frame = curves(epochs, runs, metric=metric, band=band, smoothing=smoothing)
-    st.plotly_chart(learning_curves_chart(frame), width="stretch")  # curves() names the score for the axis
+    # curves() names the score for the axis; colours come from the whole store, so they match every page
+    st.plotly_chart(learning_curves_chart(frame, colours=store_colours(load_runs())), width="stretch")
     st.caption("Solid: validation; dashed: training. Runs that differ only by seed are one line (their mean) with "
-               "a band. Epochs are counted across phases (e.g. head, then fine-tune).")
+               "a band: the lowest to the highest seed, or the Student-t 95 % CI cut at what the metric can be "
+               "(0 and 1 for a score, 0 for a loss). Epochs are counted across phases (e.g. head, then fine-tune).")
     st.subheader("Settings that differ between these runs")
-    st.dataframe(differing_settings(runs), hide_index=True, width="stretch")
+    show_table(differing_settings(runs))
 
 
 guarded(render)

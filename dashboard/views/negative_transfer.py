@@ -6,7 +6,7 @@ import streamlit as st
 
 from transferlab.analysis import metric_label, summarize
 from transferlab.compare import gain_per_run, negative_transfer
-from transferlab.dashboard.charts import gain_vs_similarity_chart, negative_transfer_heatmap
+from transferlab.dashboard.charts import gain_vs_similarity_chart, negative_transfer_heatmap, store_colours
 from transferlab.dashboard.common import guarded, load_runs, no_runs_message, train_runs
 
 
@@ -25,9 +25,12 @@ def render() -> None:
                "are the starting points in the store: pretrained weight sources, sources the engine pretrained on "
                "another task, and corrupted (shuffled-label) sources. `docs/sweeps/` holds ready-made sweeps that "
                "add them.")
-    st.plotly_chart(gain_vs_similarity_chart(gain_per_run(runs)), width="stretch")
+    st.plotly_chart(gain_vs_similarity_chart(gain_per_run(runs), colours=store_colours(load_runs())),
+                    width="stretch")
     st.caption("Each run's gain against LogME, the transferability of its starting features to the target's "
-               "training subset, measured before any training (higher: the features explain the labels better).")
+               "training subset, measured before any training (higher: the features explain the labels better). "
+               "One facet per training-set size, each with its own Spearman correlation: pooled over sizes, the "
+               "correlation would mostly measure the size, which moves both numbers.")
 
 
 guarded(render)
