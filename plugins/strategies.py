@@ -36,13 +36,15 @@ def register_strategies() -> list[StrategySpec]:
         StrategySpec(
             name="feature_extraction",
             label="frozen base",
-            description="Frozen base called with training=False inside the model; only the new head trains.",
+            description="Frozen base called with training=False inside the model; only the new head trains, on "
+            "features scaled to unit RMS over the training subset.",
             phases=(HEAD,),
         ),
         StrategySpec(
             name="frozen_features",
             label="frozen (cached features)",
-            description="The frozen base runs once per image; its features are cached and the head trains on them.",
+            description="The frozen base runs once per image; its features are cached and the head trains on them, "
+            "scaled to unit RMS over the training subset.",
             phases=(HEAD,),
             cached_features=True,
         ),

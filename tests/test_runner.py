@@ -179,3 +179,37 @@ def test_mixed_precision_and_xla_options_run_and_restore_the_policy(registry):
     result = Runner(registry).run(job)
     assert np.isfinite(result.test_loss) and result.phases[0]["verified"]
     assert keras.mixed_precision.global_policy().name == "float32"
+
+
+def test_feature_scale_gives_unit_rms_whatever_the_base_scale():
+    from transferlab.runner.assembly import feature_standardizer
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(50, 8)).astype("float32")
+    for factor in (1e-12, 1.0, 1e6):
+        layer = feature_standardizer(features * factor)
+        out = np.asarray(layer(features * factor))
+        assert np.sqrt(np.mean(out**2)) == pytest.approx(1.0, rel=1e-4)
+        assert np.allclose(out, features / np.sqrt(np.mean(features.astype(np.float64) ** 2)), rtol=1e-4)
+    assert np.asarray(feature_standardizer(np.zeros((4, 3)))(np.ones((1, 3), "float32"))).tolist() == [[1, 1, 1]]
+
+
+def test_frozen_heads_do_not_depend_on_the_scale_of_the_features(registry, monkeypatch):
+    """A base whose features are 1e-9 of another's gives the same frozen-feature result: the head trains on
+    features scaled to unit RMS, so a random-init baseline measures features, not the optimiser's luck."""
+    import transferlab.features as features_module
+
+    job = make_job(registry, strategy="frozen_features", **dict(FAST, epochs=3))
+    reference = Runner(registry).run(job)
+    original = features_module.cached_features
+    monkeypatch.setattr(features_module, "cached_features", lambda *a, **k: original(*a, **k) * 1e-9)
+    tiny = Runner(registry).run(job)
+    assert tiny.score == pytest.approx(reference.score, abs=1e-6)
+    assert tiny.test_loss == pytest.approx(reference.test_loss, rel=1e-3)
+    assert reference.phases[0]["features_scaled"] is True
+
+
+@pytest.mark.parametrize("strategy, scaled", [("feature_extraction", True), ("lp_ft", False)])
+def test_only_frozen_strategies_scale_features_inside_the_model(registry, strategy, scaled):
+    result = Runner(registry).run(make_job(registry, strategy=strategy, **FAST))
+    assert {p["features_scaled"] for p in result.phases} == {scaled}

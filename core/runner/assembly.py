@@ -32,6 +32,26 @@ def load_weights_strictly(model: Any, path: Path, backbone_name: str) -> None:
         )
 
 
+def feature_standardizer(train_features: Any) -> Any:
+    """A fixed layer that scales features so that over the training subset their root mean square is 1.
+
+    Every frozen strategy puts it between the base and the head: the head then trains on features of one
+    scale whatever the base, so a random-init base (Lite0's features come out near 1e-12) is measured by
+    its features, not by how its head's optimiser copes with their scale. One scale for all features
+    keeps their geometry (per-feature standardisation amplifies near-constant features, which cost
+    pretrained bases accuracy at small training sets). ``keras.layers.Rescaling`` rather than
+    ``Normalization``: the latter floors each standard deviation at 1e-7 and would leave such features
+    unscaled. Fixed (nothing trains in it), from the training subset only, saved with the model.
+    """
+    import keras
+    import numpy as np
+
+    features = np.asarray(train_features, dtype=np.float64)
+    rms = float(np.sqrt(np.mean(np.square(features)))) if features.size else 0.0
+    scale = 1.0 / rms if rms > 0 and np.isfinite(rms) else 1.0
+    return keras.layers.Rescaling(scale=scale, name="feature_scale")
+
+
 def feature_map(base: Any, backbone_name: str) -> Any:
     """The backbone's last spatial feature map, as a model sharing the base's layers.
 

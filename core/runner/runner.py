@@ -27,7 +27,7 @@ from transferlab.errors import FreezeViolationError, NaNLossError, UserError, We
 from transferlab.jobs import JobSpec
 from transferlab.registry import Registry
 from transferlab.runner.assembly import (
-    augmentation_layers, feature_map, input_shape, load_weights_strictly, model_inputs,
+    augmentation_layers, feature_map, feature_standardizer, input_shape, load_weights_strictly, model_inputs,
 )
 from transferlab.runner.callbacks import (
     EpochLogger, epoch_log_callback, finite_weights, nan_guard, progress_callback,
@@ -286,6 +286,13 @@ class Runner:
         # training=False keeps BatchNorm and Dropout of the base in inference mode for good (the Keras
         # transfer-learning guide); a strategy with a phase that trains BatchNorm leaves it to `trainable`.
         x = net(x, training=False) if strategy.batchnorm_always_inference else net(x)
+        # A strategy that never trains the base is a frozen one: its head sees features scaled to unit RMS,
+        # as on cached features (the training subset's features, shared with the cache).
+        scaled = head.feature != "map" and not any(p.trains_base for p in strategy.phases)
+        if scaled:
+            from transferlab.features import cached_features
+
+            x = feature_standardizer(cached_features(base, backbone, job, data, train_idx, "train"))(x)
         model = keras.Model(inputs, head.outputs(x, num_classes, job), name=f"{backbone.name}_{strategy.name}")
         blocks = backbone.blocks(base) if backbone.blocks is not None else None
 
@@ -327,7 +334,7 @@ class Runner:
                           min_learning_rate=lr * min(scales.values(), default=1.0), lr_decay=phase.lr_decay,
                           optimizer=phase.optimizer, batchnorm=batchnorm, units_trained=len(units),
                           optimizer_steps=steps * epochs, trainable_params=trainable, frozen_params=total - trainable,
-                          changed_params=changed, verified=True)
+                          changed_params=changed, verified=True, features_scaled=scaled)
             phases.append(record)
             checkpoints.save(model, index, record)
         test_ds = make(splits.test, data.labels[splits.test])
@@ -348,7 +355,8 @@ class Runner:
         verify_phase(base, base_before, set(), "feature extraction")
 
         head_in = keras.Input(shape=(feats["train"].shape[1],), name="features")
-        head_model = keras.Model(head_in, head.outputs(head_in, num_classes, job), name="head")
+        scaled = feature_standardizer(feats["train"])(head_in)  # unit RMS over the training subset
+        head_model = keras.Model(head_in, head.outputs(scaled, num_classes, job), name="head")
         y_fit = head.targets(data, train_idx, y_train, job)
         train_ds = (tf.data.Dataset.from_tensor_slices((feats["train"], y_fit))
                     .shuffle(len(y_train), seed=job.seed).batch(job.batch_size).prefetch(tf.data.AUTOTUNE))
@@ -370,7 +378,7 @@ class Runner:
         phases = [dict(phase=phase.name, train="head", epochs=epochs, learning_rate=lr, min_learning_rate=lr,
                        lr_decay=1.0, optimizer=phase.optimizer, batchnorm="inference", units_trained=0,
                        optimizer_steps=steps * epochs, trainable_params=head_params, frozen_params=base_params,
-                       changed_params=changed, verified=True, cached_features=True)]
+                       changed_params=changed, verified=True, cached_features=True, features_scaled=True)]
         predictions = head_model.predict(feats["test"], batch_size=256, verbose=0)
 
         class _Both:  # total parameter count of base + head, as if one model
