@@ -200,3 +200,45 @@ def test_backbones_page_shows_measured_frozen_accuracy_and_latency_of_this_machi
     assert "digits @ 5/class" in frozen.columns and set(frozen["backbone"]) == {"small_cnn"}
     assert all(cell.endswith("(2)") for cell in frozen["digits @ 5/class"])  # mean ± CI over the two seeds
     assert "Do better ImageNet models transfer better?" in _all_text(at)
+
+
+# ------------------------------------------------------------------------------------------------ tables
+
+# pages whose tables go through transferlab.dashboard.tables.show_table
+TABLE_PAGES = ["home.py", "backbones.py", "compare.py", "data_efficiency.py"]
+
+
+def test_no_table_on_any_page_spells_a_missing_value_as_none_or_nan(app_env):
+    import re
+
+    from transferlab.dashboard.tables import MISSING
+
+    spelled_missing = re.compile(r"\b(?:None|nan|NaN|NaT)\b")
+    seen = 0
+    for page in VIEW_PAGES + ["run.py"]:
+        at = _run_page(page)
+        assert not at.exception, (page, at.exception)
+        for table in at.dataframe:
+            frame = table.value
+            seen += 1
+            for name in frame.columns:
+                if frame[name].dtype != object:
+                    continue
+                spelled = [v for v in frame[name] if isinstance(v, str) and spelled_missing.search(v)]
+                assert not spelled, (page, name, spelled[:3])
+            if page in TABLE_PAGES:
+                assert table.proto.placeholder == MISSING, page  # missing cells drawn as —, numbers kept numbers
+    assert seen >= 8
+
+
+def test_home_tasks_table_is_wide_enough_for_every_cell(app_env):
+    from transferlab.dashboard.tables import CHAR_PX
+
+    at = _run_page("home.py")
+    tasks = next(t for t in at.dataframe if "ready" in t.value.columns)
+    config = json.loads(tasks.proto.columns)
+    widths = {key.split(":", 1)[-1]: value.get("width") for key, value in config.items()}
+    for column in ("ready", "about"):
+        longest = tasks.value[column].astype(str).str.len().max()
+        assert isinstance(widths[column], int) and widths[column] >= longest * CHAR_PX, (column, widths)
+    assert "needs its data (see about)" in set(tasks.value["ready"]) or "yes" in set(tasks.value["ready"])

@@ -15,6 +15,7 @@ from transferlab.backbone_study import (
 from transferlab.compare import freeze_checks, parameter_table
 from transferlab.dashboard.charts import imagenet_transfer_chart, parameter_chart
 from transferlab.dashboard.common import get_registry, guarded, load_runs, train_runs
+from transferlab.dashboard.tables import show_table
 from transferlab.latency import latency_lookup
 
 
@@ -39,12 +40,11 @@ def render() -> None:
     st.caption("Published: ImageNet top-1 and parameter counts from each model's release. Measured: **latency** is "
                "the median CPU time of one image at the default input size on the machine serving this page "
                "(`transferlab backbones --measure`; empty: not measured here).")
-    st.dataframe(table, hide_index=True, width="stretch",
-                 column_config={"imagenet_top1": st.column_config.NumberColumn("ImageNet top-1", format="%.3f"),
-                                "published_params": st.column_config.NumberColumn("published params", format="%d"),
-                                "latency_ms": st.column_config.NumberColumn("latency (ms/image, measured)",
-                                                                            format="%.1f"),
-                                "about": st.column_config.TextColumn("about", width="large")})
+    show_table(table, column_config={"imagenet_top1": st.column_config.NumberColumn("ImageNet top-1", format="%.3f"),
+                                     "published_params": st.column_config.NumberColumn("published params",
+                                                                                       format="%d"),
+                                     "latency_ms": st.column_config.NumberColumn("latency (ms/image, measured)",
+                                                                                 format="%.1f")})
     runs = train_runs(load_runs())
     summary = summarize(runs, baselines=registry.baseline_strategies()) if not runs.empty else pd.DataFrame()
 
@@ -56,7 +56,7 @@ def render() -> None:
     if frozen.empty:
         st.info("No frozen-feature runs yet. `transferlab demo --backbones` runs the offline backbone ladder.")
     else:
-        st.dataframe(frozen, hide_index=True, width="stretch")
+        show_table(frozen)
 
     st.subheader("Do better ImageNet models transfer better?")
     st.caption("Kornblith et al. (2019) found ImageNet top-1 to predict transfer accuracy well for fine-tuning and "
@@ -67,8 +67,7 @@ def render() -> None:
     st.plotly_chart(imagenet_transfer_chart(points), width="stretch")
     correlations = transfer_correlations(points)
     if not correlations.empty:
-        st.dataframe(correlations, hide_index=True, width="stretch",
-                     column_config={"reading": st.column_config.TextColumn("reading", width="large")})
+        show_table(correlations)  # the reading column is as wide as its sentence
 
     st.subheader("Parameter counts in runs")
     st.caption("Total and trainable parameters (with each run's head), as measured in stored runs; log scale. "
@@ -83,7 +82,7 @@ def render() -> None:
     if checks.empty:
         st.info("No runs yet.")
     else:
-        st.dataframe(checks, hide_index=True, width="stretch")
+        show_table(checks)
 
 
 guarded(render)

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from transferlab.dashboard.common import get_registry, guarded, load_runs, read_only
+from transferlab.dashboard.tables import show_table
 from transferlab.errors import TransferlabError
 
 
@@ -43,12 +44,12 @@ def render() -> None:
                                           else "needs its data (see about)"),
                                    about=t.description)
                               for t in registry.tasks.values()])
-        st.dataframe(tasks, hide_index=True, width="stretch")
+        show_table(tasks)  # columns as wide as their text: "needs its data (see about)" and the about itself
         sources = pd.DataFrame([dict(backbone=b.name, weights=w.name, pretrained_on=w.pretrained_on,
                                      available="offline" if w.available() else "downloads on first use")
                                 for b in registry.backbones.values() for w in b.weight_sources])
         st.markdown("**Pretrained weight sources** (every backbone also trains from random init)")
-        st.dataframe(sources, hide_index=True, width="stretch")
+        show_table(sources)
     with right:
         st.subheader("In the store")
         if runs.empty:
