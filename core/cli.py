@@ -68,8 +68,10 @@ def cmd_plugins(args) -> int:
 
 
 def cmd_tasks(args) -> int:
+    from transferlab.registry import availability_label
+
     reg = _registry()
-    rows = [dict(name=t.name, kind=t.kind, classes=t.num_classes or "from data", offline="yes" if t.available() else "no",
+    rows = [dict(name=t.name, kind=t.kind, classes=t.num_classes or "from data", offline=availability_label(t, "yes", "no"),
                  stub="STUB" if t.stub else "", plugin=reg.owner[("task", t.name)], description=t.description)
             for t in reg.tasks.values()]
     print(_table(rows, ["name", "kind", "classes", "offline", "stub", "plugin", "description"]))

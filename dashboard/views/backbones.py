@@ -17,13 +17,11 @@ from transferlab.dashboard.charts import imagenet_transfer_chart, parameter_char
 from transferlab.dashboard.common import get_registry, guarded, load_runs, train_runs
 from transferlab.dashboard.tables import show_table
 from transferlab.latency import latency_lookup
+from transferlab.registry import availability_label
 
 
 def _offline(source) -> str:
-    try:
-        return "offline" if source.available() else "downloads on first use"
-    except Exception:  # a plugin's availability check must not take the page down
-        return "unknown (its check failed)"
+    return availability_label(source, "offline", "downloads on first use")
 
 
 def render() -> None:
