@@ -74,7 +74,7 @@ def imagenet_vs_transfer(summary: pd.DataFrame, imagenet_top1: Mapping[tuple[str
 EXACT_UP_TO = 8
 
 
-def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Spearman's rho with a two-sided p-value; exact (every permutation) for up to :data:`EXACT_UP_TO`
     points, where the t approximation scipy uses calls a perfect ordering of 4 points p = 0 (the exact
     answer is 1/12: a ladder of four backbones cannot be significant on its own)."""
@@ -111,7 +111,7 @@ def transfer_correlations(points: pd.DataFrame) -> pd.DataFrame:
         elif np.ptp(x) == 0 or np.ptp(y) == 0:
             row["reading"] = "no spread in top-1 or in score: no correlation"
         else:
-            rho, rho_p = _spearman(x, y)
+            rho, rho_p = spearman(x, y)
             r, r_p = stats.pearsonr(x, y)
             row.update(spearman=float(rho), spearman_p=float(rho_p), pearson=float(r), pearson_p=float(r_p))
             direction = "better ImageNet models transferred better" if rho > 0 else (

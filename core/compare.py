@@ -341,7 +341,7 @@ def gain_correlations(gains: pd.DataFrame) -> pd.DataFrame:
     ``spearman`` and ``spearman_p`` (exact for a handful of runs, as for the backbone study) are NaN with fewer
     than :data:`MIN_RUNS_FOR_CORRELATION` runs or no spread. ``examples_per_class`` is NaN for all examples.
     """
-    from transferlab.backbone_study import _spearman  # one Spearman with exact small-sample p-values
+    from transferlab.backbone_study import spearman  # one Spearman with exact small-sample p-values
 
     empty = pd.DataFrame(columns=GAIN_CORRELATION_COLUMNS)
     if gains.empty or not {"task", "examples_per_class", "gain", "transferability"} <= set(gains):
@@ -355,7 +355,7 @@ def gain_correlations(gains: pd.DataFrame) -> pd.DataFrame:
         x, y = group["transferability"].to_numpy(), group["gain"].to_numpy()
         rho = p = float("nan")
         if len(group) >= MIN_RUNS_FOR_CORRELATION and np.ptp(x) > 0 and np.ptp(y) > 0:
-            rho, p = _spearman(x, y)
+            rho, p = spearman(x, y)
         rows.append(dict(task=task, examples_per_class=_size_value(size_key), n=len(group), spearman=rho,
                          spearman_p=p))
     return pd.DataFrame(rows, columns=GAIN_CORRELATION_COLUMNS) if rows else empty

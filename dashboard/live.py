@@ -6,6 +6,7 @@ import json
 import streamlit as st
 
 from transferlab.dashboard.common import get_store
+from transferlab.dashboard.tables import show_table
 
 
 @st.fragment(run_every=2)
@@ -40,4 +41,4 @@ def live_view(limit: int = 5) -> None:
                 st.text(f"{label}: preparing (loading data, weights or features)")
         failed = frame[frame["status"].isin(["failed", "nan"])]
         if not failed.empty:
-            st.dataframe(failed[["run_id", "backbone", "strategy", "status", "error"]], hide_index=True)
+            show_table(failed[["run_id", "backbone", "strategy", "status", "error"]])

@@ -13,7 +13,7 @@ from transferlab.backbone_study import (
     transfer_correlations,
 )
 from transferlab.compare import freeze_checks, parameter_table
-from transferlab.dashboard.charts import imagenet_transfer_chart, parameter_chart
+from transferlab.dashboard.charts import imagenet_transfer_chart, parameter_chart, store_colours
 from transferlab.dashboard.common import get_registry, guarded, load_runs, train_runs
 from transferlab.dashboard.tables import show_table
 from transferlab.latency import latency_lookup
@@ -62,7 +62,8 @@ def render() -> None:
                "per ImageNet checkpoint, one facet per task and size, with the correlation per facet below. With "
                "a handful of backbones a correlation is weak evidence, and the table says so.")
     points = imagenet_vs_transfer(summary, registry.imagenet_top1()) if not summary.empty else pd.DataFrame()
-    st.plotly_chart(imagenet_transfer_chart(points), width="stretch")
+    colours = store_colours(runs)
+    st.plotly_chart(imagenet_transfer_chart(points, colours=colours), width="stretch")
     correlations = transfer_correlations(points)
     if not correlations.empty:
         show_table(correlations)  # the reading column is as wide as its sentence

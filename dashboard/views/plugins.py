@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from transferlab.dashboard.common import get_registry, guarded
+from transferlab.dashboard.tables import show_table
 
 
 def render() -> None:
@@ -27,7 +28,7 @@ def render() -> None:
     else:
         late = f" ({len(timed_out)} timed out)" if len(timed_out) else ""
         st.warning(f"{len(broken)} of {len(frame)} plugins reported an error{late}; the others work normally.")
-    st.dataframe(frame, hide_index=True, width="stretch")
+    show_table(frame)
     printed = [row for row in health if row["output"]]
     if printed:
         st.subheader("What plugins printed while loading")
