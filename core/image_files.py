@@ -21,6 +21,8 @@ from transferlab.errors import DatasetUnavailableError, UserError
 
 MAX_PIXELS = 40_000_000
 MAX_BAD_FRACTION = 0.05
+#: a class needs one image for the test split and one to train on
+MIN_IMAGES_PER_CLASS = 2
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".tif", ".tiff", ".webp")
 
 PathLike = str | bytes | os.PathLike
@@ -160,6 +162,8 @@ def check_image(path: PathLike) -> str | None:
     and WebP are decoded in full, which is cheap for the small images such datasets hold.
     """
     path = os.fsdecode(path)
+    if os.path.islink(path) and not os.path.exists(path):
+        return "a broken or looping symbolic link"
     try:
         with Image.open(path) as image:
             width, height = image.size
@@ -242,8 +246,9 @@ def refuse_if_too_many_bad(bad: list[tuple[str, str]], n_files: int, max_bad_fra
     listing = "; ".join(f"{path}: {reason}" for path, reason in bad[:5])
     more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
     raise UserError(
-        f"{len(bad)} of {n_files} image files in {where} cannot be used ({len(bad) / n_files:.1%}, more than "
-        f"max_bad_fraction allows): {listing}{more}. {fix} Received: max_bad_fraction={max_bad_fraction}"
+        f"{len(bad)} of {n_files} image files in {where} cannot be used ({len(bad) / n_files:.1%}; a scan skips "
+        f"bad files only up to {max_bad_fraction:.0%} of them): {listing}{more}. {fix} "
+        f"Received: max_bad_fraction={max_bad_fraction}"
     )
 
 
@@ -298,8 +303,12 @@ def scan_class_folders(root: PathLike, max_bad_fraction: float = MAX_BAD_FRACTIO
     "not in a class folder", without counting as bad. Corrupt files are skipped and listed too; when
     more than ``max_bad_fraction`` of the image files are bad the scan is refused.
 
+    Links to folders are not followed below a class folder (so a link loop ends the walk), and a file
+    that two classes reach through links is refused.
+
     Raises DatasetUnavailableError when ``root`` does not exist, and UserError when it holds no
-    class folder, a class folder without images, or a single class.
+    class folder, a class folder without images or with fewer than ``MIN_IMAGES_PER_CLASS`` usable
+    ones, a single class, or a file in two classes.
     """
     check_bad_fraction(max_bad_fraction)
     root_path = Path(os.path.abspath(os.fsdecode(root)))
@@ -331,13 +340,22 @@ def scan_class_folders(root: PathLike, max_bad_fraction: float = MAX_BAD_FRACTIO
     all_files = [f for name in class_names for f in files[name]]
     reasons = {f: check_image(f) for f in all_files}
     bad = [(f, reasons[f]) for f in all_files if reasons[f] is not None]
-    fix = "Replace or delete these files, or raise max_bad_fraction to skip them."
+    fix = "Replace or delete these files, then run again."
     refuse_if_too_many_bad(bad, len(all_files), max_bad_fraction, str(root_path), fix)
     unusable = [name for name in class_names if all(reasons[f] is not None for f in files[name])]
     if unusable:
         raise UserError(
             f"Class folder(s) in {root_path} where no image can be read: {', '.join(map(repr, unusable))}. "
             "Replace the files or remove the folders."
+        )
+    _refuse_shared_files(root_path, class_names, files)
+    usable = {name: sum(reasons[f] is None for f in files[name]) for name in class_names}
+    too_few = [f"{name!r} ({usable[name]})" for name in class_names if usable[name] < MIN_IMAGES_PER_CLASS]
+    if too_few:
+        raise UserError(
+            f"Class folder(s) in {root_path} with fewer than {MIN_IMAGES_PER_CLASS} usable images: "
+            f"{', '.join(too_few)}. Every class needs one image for the test split and one to train on; add "
+            "images to these folders or remove them."
         )
     kept = [(f, label) for label, name in enumerate(class_names) for f in files[name] if reasons[f] is None]
     return ImageFolderScan(
@@ -346,6 +364,21 @@ def scan_class_folders(root: PathLike, max_bad_fraction: float = MAX_BAD_FRACTIO
         class_names=tuple(class_names),
         skipped=tuple([(p, "not in a class folder") for p in loose] + bad),
     )
+
+
+def _refuse_shared_files(root: Path, class_names: list[str], files: dict[str, list[str]]) -> None:
+    """Refuse a file that two classes reach (a class folder, or a folder in one, that is a link into another
+    class or to the root): it would be trained on with one label and tested with the other."""
+    owner: dict[str, str] = {}
+    for name in class_names:
+        for path in files[name]:
+            real = os.path.realpath(path)
+            first = owner.setdefault(real, name)
+            if first != name:
+                raise UserError(
+                    f"{real} belongs to two classes in {root}: {first!r} and {name!r} (through a symbolic link). "
+                    "Each image must be in one class folder; remove the link or the copy."
+                )
 
 
 def scan_to_task_data(scan: ImageFolderScan, where: str, test_indices: np.ndarray | None = None,
