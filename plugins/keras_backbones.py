@@ -46,7 +46,7 @@ APPS = (
     _App("resnet50v2", "ResNet50V2", "resnet_v2", "tf", "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5", 32,
          224, 0.760, 25_613_800, "ResNet50 v2: pre-activation residual network."),
     _App("mobilenetv2", "MobileNetV2", "mobilenet_v2", "tf",
-         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5", 32, 224, 0.713, 3_538_984,
+         "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5", 32, 224, 0.713, 3_538_984,
          "MobileNetV2 (alpha 1.0): inverted residuals, depthwise convs."),
     _App("inceptionv3", "InceptionV3", "inception_v3", "tf", "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
          75, 299, 0.779, 23_851_784, "InceptionV3: factorised inception modules (needs >= 75 px)."),
@@ -58,8 +58,33 @@ APPS = (
 
 
 def keras_cache_file(file_name: str) -> Path:
-    """Where Keras's ``get_file`` keeps a downloaded model file."""
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models" / file_name
+    """Where Keras's ``get_file`` keeps a downloaded model file: ``$KERAS_HOME/models``, else
+    ``~/.keras/models``, and ``/tmp/.keras/models`` where that folder cannot be written (Keras's own rule,
+    in ``keras.src.backend.config`` and ``keras.src.utils.file_utils.get_file``)."""
+    if "KERAS_HOME" in os.environ:
+        base = Path(os.environ["KERAS_HOME"]).expanduser()
+    else:
+        home = Path.home()
+        base = (home if os.access(home, os.W_OK) else Path("/tmp")) / ".keras"
+    # Keras creates the folder when it is imported; only an existing one that cannot be written is passed over.
+    if not os.access(base if base.exists() else base.parent, os.W_OK):
+        import tempfile
+
+        base = Path("/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()) / ".keras"
+    return base / "models" / file_name
+
+
+#: Keras's MobileNetV2 has ImageNet files for these square input sizes and loads the 224 px one for any
+#: other (keras.applications.MobileNetV2); the other applications have one file for every size.
+KERAS_FILE_SIZES = (96, 128, 160, 192, 224)
+
+
+def notop_file(app: _App, input_size: int | None = None) -> str:
+    """The file Keras fetches for ``app``'s ImageNet weights at ``input_size`` px (default: the app's default)."""
+    if "{size}" not in app.notop_file:
+        return app.notop_file
+    size = input_size if input_size in KERAS_FILE_SIZES else 224
+    return app.notop_file.format(size=size)
 
 
 def _preprocessor(module: str):
@@ -125,10 +150,12 @@ def _builder(app: _App):
         try:
             return constructor(include_top=False, weights="imagenet", input_shape=input_shape, pooling="avg")
         except Exception as exc:
+            file_name = notop_file(app, input_shape[0])
             raise WeightsError(
-                f"Could not load ImageNet weights for {app.name} ({type(exc).__name__}: {str(exc)[:160]}). "
-                f"Keras downloads them on first use; offline, copy `{app.notop_file}` into {keras_cache_file('').parent}/ "
-                f"from a machine that has it, or pick weights that ship offline: {OFFLINE_ALTERNATIVES}."
+                f"Could not load ImageNet weights for {app.name} at {input_shape[0]} px ({type(exc).__name__}: "
+                f"{str(exc)[:160]}). Keras downloads them on first use; offline, copy `{file_name}` into "
+                f"{keras_cache_file(file_name).parent}/ from a machine that has it, or pick weights that ship "
+                f"offline: {OFFLINE_ALTERNATIVES}."
             ) from None
 
     build.__name__ = f"build_{app.name}"
@@ -136,11 +163,17 @@ def _builder(app: _App):
 
 
 def _imagenet_source(app: _App) -> WeightSourceSpec:
+    if "{size}" in app.notop_file:
+        sizes = "{" + ",".join(map(str, KERAS_FILE_SIZES)) + "}"
+        files = f"{app.notop_file.replace('{size}', sizes)} by input size; 224 for other sizes"
+    else:
+        files = app.notop_file
     return WeightSourceSpec(
         name="imagenet",
-        description=f"ImageNet-1k, through Keras's download and cache ({app.notop_file}).",
+        description=f"ImageNet-1k, through Keras's download and cache ({files}).",
         pretrained_on="imagenet",
-        available=lambda: keras_cache_file(app.notop_file).is_file(),
+        # input_size: the file Keras would fetch for that size; called without one, for the default size
+        available=lambda input_size=None: keras_cache_file(notop_file(app, input_size or app.default_size)).is_file(),
     )
 
 
