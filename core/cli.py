@@ -193,12 +193,16 @@ def _frozen_accuracy_rows(registry) -> list[dict[str, Any]]:
 
 
 def _job_options(args) -> dict[str, Any]:
+    """The job options given as flags, converted and range-checked by :func:`transferlab.jobs.parse_field`
+    (a bad value raises :class:`~transferlab.jobs.JobFieldError` naming the field)."""
+    from transferlab.jobs import parse_field
+
     options = {}
     for name in ("input_size", "epochs", "fine_tune_epochs", "batch_size", "learning_rate", "fine_tune_learning_rate",
                  "fine_tune_layers", "class_weight", "fraction"):
         value = getattr(args, name, None)
         if value is not None:
-            options[name] = value
+            options[name] = parse_field(name, value)
     if getattr(args, "augment", None) is not None:
         options["augment"] = args.augment  # --no-augment overrides a task's default (medical images augment)
     for flag in ("mixed_precision", "xla"):
@@ -231,35 +235,68 @@ def _execute(jobs, workers: int, executor: str = "local", address: str | None = 
 
 
 def cmd_run(args) -> int:
-    from transferlab.jobs import expand_grid
+    from transferlab.jobs import JobFieldError, check_before_queueing, flag_names, parse_field, parse_workers
+    from transferlab.sweeps import expand_grid
 
-    grid = dict(tasks=[args.task], backbones=[args.backbone], strategies=[args.strategy], weights=[args.weights],
-                examples_per_class=[args.examples_per_class] if args.examples_per_class else None, seeds=[args.seed],
-                sources=[args.source] if args.source else None)
-    jobs = expand_grid(_registry(), grid, _job_options(args))
-    return _execute(jobs, args.workers, args.executor, args.address)
+    registry = _registry()
+    try:
+        workers = parse_workers(args.workers, args.executor)
+        grid = dict(tasks=[args.task], backbones=[args.backbone], strategies=[args.strategy], weights=[args.weights],
+                    examples_per_class=(None if args.examples_per_class is None
+                                        else [parse_field("examples_per_class", args.examples_per_class)]),
+                    seeds=[parse_field("seed", args.seed)], sources=[args.source] if args.source else None)
+        jobs = expand_grid(registry, grid, _job_options(args))
+        check_before_queueing(registry, jobs)
+    except JobFieldError as exc:
+        raise UserError(exc.render(flag_names())) from None
+    return _execute(jobs, workers, args.executor, args.address)
 
 
 def cmd_sweep(args) -> int:
-    from transferlab.jobs import expand_grid, load_sweep_file
+    from transferlab.jobs import JobFieldError, check_before_queueing, flag_names, parse_field, parse_workers
+    from transferlab.sweeps import AXIS_FIELDS, SWEEP_CONFIRM_LIMIT, expand_plan, load_sweep_file, plan_sweep
 
-    if args.jobs:
-        from transferlab.launch import read_jobs_file
-
-        return _execute(read_jobs_file(args.jobs), args.workers, args.executor, args.address)
+    registry = _registry()
+    # A message names a value as it was given: --seeds for a flag, seeds in the sweep file.
+    flags = flag_names()
+    flags.update({name: "--" + axis.replace("_", "-") for axis, field in AXIS_FIELDS.items() for name in (axis, field)})
+    from_file = {field: axis for axis, field in AXIS_FIELDS.items()}
     grid, options = load_sweep_file(args.file) if args.file else ({}, {})
-    flags = dict(tasks=_csv_list(args.tasks), backbones=_csv_list(args.backbones), weights=_csv_list(args.weights),
-                 strategies=_csv_list(args.strategies), examples_per_class=_csv_list(args.examples_per_class, int),
-                 seeds=_csv_list(args.seeds, int), sources=_csv_list(args.sources))
-    grid.update({k: v for k, v in flags.items() if v is not None})
-    options.update(_job_options(args))
-    jobs = expand_grid(_registry(), grid, options)
-    if args.dry_run:
-        for job in jobs:
-            print(job.job_id, job.label())
-        print(f"{len(jobs)} jobs")
-        return 0
-    return _execute(jobs, args.workers, args.executor, args.address)
+    given = set()
+    try:
+        workers = parse_workers(args.workers, args.executor)
+        if args.jobs:
+            from transferlab.launch import read_jobs_file
+
+            return _execute(read_jobs_file(args.jobs), workers, args.executor, args.address)
+        listed = dict(tasks=args.tasks, backbones=args.backbones, weights=args.weights, strategies=args.strategies,
+                      examples_per_class=args.examples_per_class, seeds=args.seeds, sources=args.sources)
+        for axis, text in listed.items():
+            if text is not None:
+                given |= {axis, AXIS_FIELDS[axis]}
+                grid[axis] = [parse_field(AXIS_FIELDS[axis], t.strip()) for t in text.split(",") if t.strip()]
+        given |= {name for name in flags if getattr(args, name, None) is not None}
+        options.update(_job_options(args))
+        plan = plan_sweep(registry, grid, options, skip="weights")
+        print(plan.describe())
+        if plan.jobs > SWEEP_CONFIRM_LIMIT and not args.yes:
+            if args.dry_run:
+                print(f"More than {SWEEP_CONFIRM_LIMIT:,} jobs: not listed. Add --yes to list them.")
+                return 0
+            raise UserError(f"This sweep makes {plan.jobs:,} jobs, more than the {SWEEP_CONFIRM_LIMIT:,} that run "
+                            "without confirmation. Add --yes to run them all, or narrow the grid.")
+        jobs = expand_plan(registry, plan)
+        if args.dry_run:
+            for job in jobs:
+                print(job.job_id, job.label())
+            print(f"{len(jobs)} jobs")
+            return 0
+        check_before_queueing(registry, jobs)
+    except JobFieldError as exc:
+        if args.file and exc.field not in given:
+            raise UserError(f"Sweep file {args.file}: {exc.render(from_file)}") from None
+        raise UserError(exc.render(flags)) from None
+    return _execute(jobs, workers, args.executor, args.address)
 
 
 def cmd_runs(args) -> int:
@@ -300,24 +337,26 @@ def cmd_demo(args) -> int:
 # -------------------------------------------------------------------------------------------- parser
 
 def _add_job_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--input-size", dest="input_size", type=int,
+    # Numbers arrive as text and are converted and range-checked in transferlab.jobs, so that a bad value
+    # gives one message naming the flag (argparse's own type errors print the usage first).
+    p.add_argument("--input-size", dest="input_size",
                    help="pixels, or tokens for text (default: the task's, else the backbone's)")
-    p.add_argument("--epochs", type=int, help="head-stage epochs (default 10)")
-    p.add_argument("--fine-tune-epochs", dest="fine_tune_epochs", type=int, help="fine-tune-stage epochs (default 5)")
-    p.add_argument("--batch-size", dest="batch_size", type=int, help="default 32")
-    p.add_argument("--learning-rate", dest="learning_rate", type=float, help="head-stage learning rate (default 1e-3)")
-    p.add_argument("--fine-tune-learning-rate", dest="fine_tune_learning_rate", type=float, help="default 1e-5")
-    p.add_argument("--fine-tune-layers", dest="fine_tune_layers", type=int, help="top k layers for fine_tune_top_k (default 20)")
-    p.add_argument("--class-weight", dest="class_weight", choices=["none", "balanced"],
+    p.add_argument("--epochs", help="head-stage epochs (default 10)")
+    p.add_argument("--fine-tune-epochs", dest="fine_tune_epochs", help="fine-tune-stage epochs (default 5)")
+    p.add_argument("--batch-size", dest="batch_size", help="default 32")
+    p.add_argument("--learning-rate", dest="learning_rate", help="head-stage learning rate (default 1e-3)")
+    p.add_argument("--fine-tune-learning-rate", dest="fine_tune_learning_rate", help="default 1e-5")
+    p.add_argument("--fine-tune-layers", dest="fine_tune_layers", help="top k layers for fine_tune_top_k (default 20)")
+    p.add_argument("--class-weight", dest="class_weight", metavar="{none,balanced}",
                    help="balanced: weight classes by inverse frequency (default: the task's; none for most)")
-    p.add_argument("--fraction", type=float, help="training-set size as a fraction of the pool (instead of examples per class)")
+    p.add_argument("--fraction", help="training-set size as a fraction of the pool (instead of examples per class)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="rotation, shift, flip and zoom augmentation (default: the task's; off for most)")
     p.add_argument("--mixed-precision", dest="mixed_precision", action="store_true",
                    help="float16 compute (for GPUs; slower on most CPUs)")
     p.add_argument("--xla", action="store_true", help="compile with XLA (for GPUs; off by default, slow on CPU)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1; 0 runs in this process)")
-    p.add_argument("--executor", choices=["local", "ray"], default="local",
+    p.add_argument("--workers", default="1", help="worker processes (default 1; 0 runs in this process)")
+    p.add_argument("--executor", default="local", metavar="{local,ray}",
                    help="local worker processes (default) or a Ray cluster (pip install 'transferlab[ray]')")
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")
 
@@ -347,8 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", required=True)
     p.add_argument("--strategy", required=True)
     p.add_argument("--weights", default="none", help="none, a weight source (e.g. imagenet) or PATH.weights.h5")
-    p.add_argument("--examples-per-class", dest="examples_per_class", type=int)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--examples-per-class", dest="examples_per_class")
+    p.add_argument("--seed", default="0")
     p.add_argument("--source", help="pretrain the backbone on TASK or TASK:shuffled first, then transfer")
     _add_job_options(p)
     p.set_defaults(func=cmd_run)
@@ -361,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples-per-class", dest="examples_per_class", help="comma-separated ints")
     p.add_argument("--seeds", help="comma-separated ints")
     p.add_argument("--dry-run", action="store_true", help="list the jobs without running them")
+    p.add_argument("--yes", action="store_true", help="run a sweep of more than 2,000 jobs without asking")
     _add_job_options(p)
     p.set_defaults(func=cmd_sweep)
 

@@ -1,20 +1,26 @@
-"""Job specs, their stable ids, and sweeps (grids of jobs, from flags or a TOML file).
+"""Job specs, their stable ids, and the range of every job field. Sweeps (grids of jobs) are
+:mod:`transferlab.sweeps`.
 
 A job is (task x backbone x weights x strategy x labelled examples per class x seed x source) plus
 hyper-parameters. Its id is a hash of its canonical JSON, with every default filled in, so the same
 experiment always has the same id and a re-submitted sweep finds its finished runs.
+
+Every field's range is checked here, in :func:`check_field` (the table :data:`FIELD_RANGES`) and, for
+what depends on the backbone (input size, memory), in :func:`make_job`, before anything is queued. A
+field out of range raises :class:`JobFieldError`, which callers re-word with their own name for the
+field: ``--input-size`` on the command line, ``input_size`` in a sweep file.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
+import math
 import os
-import tomllib
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from transferlab.errors import UnknownNameError, UserError
 from transferlab.registry import Registry
@@ -22,6 +28,54 @@ from transferlab.registry import Registry
 KINDS = ("train", "pretrain")
 #: job options added after the first release, with the default that keeps them out of job ids
 _LATER_OPTIONS: dict[str, Any] = {"mixed_precision": False, "xla": False}
+#: the largest whole number a job field may hold: the store's Integer columns are 32-bit on PostgreSQL
+INT_MAX = 2**31 - 1
+#: Activation memory a training step keeps per input pixel of each image, in bytes: a LOW estimate, so
+#: that what it refuses surely does not fit. Summing the layer outputs of the built-in image backbones at
+#: 96 px gives 150 float32 values per input pixel for the small CNN (the lightest) and 250-1000 for the
+#: ImageNet backbones (DenseNet121 the most); backpropagation keeps them with their gradients, so the
+#: small CNN needs about 150 x 4 B x 2 = 1.2 KiB per pixel and the others 2-8 KiB.
+ACTIVATION_BYTES_PER_PIXEL = 1024
+
+
+class JobFieldError(UserError):
+    """A job field out of its range. ``field`` names it; :meth:`render` words the message with the
+    caller's name for each field (``--input-size`` on the command line), ``str()`` with the field names.
+
+    ``text`` and ``advice`` hold ``{field}`` placeholders wherever a field is named; values are never
+    formatted into them.
+    """
+
+    def __init__(self, field: str, value: Any, text: str, advice: str = "", received: bool = True):
+        self.field, self.value, self.text, self.advice, self.received = field, value, text, advice, received
+        super().__init__(self.render())
+
+    def render(self, names: Mapping[str, str] | None = None) -> str:
+        """The message with each field called as ``names`` says (a field it lacks keeps its own name):
+        what was expected, ``Received: name=value``, then what to do."""
+        called = _Names(names or {})
+        message = self.text.format_map(called)
+        if self.received:
+            message += f" Received: {called[self.field]}={self.value!r}."
+        return message + (" " + self.advice.format_map(called) if self.advice else "")
+
+
+def literal(text: Any) -> str:
+    """``text`` for a :class:`JobFieldError` template, its braces kept as they are (a path may hold them)."""
+    return str(text).replace("{", "{{").replace("}", "}}")
+
+
+class _Names(dict):
+    def __missing__(self, key: str) -> str:
+        return key
+
+
+def flag_names(fields: Iterable[str] | None = None) -> dict[str, str]:
+    """``field -> --flag`` for the command line: ``input_size -> --input-size``; by default for every job
+    field and the run options (``workers``, ``executor``, ``pretrain_epochs``)."""
+    if fields is None:
+        fields = _FIELDS | {"workers", "executor", "pretrain_epochs"}
+    return {name: "--" + name.replace("_", "-") for name in fields}
 
 
 @dataclass(frozen=True)
@@ -90,40 +144,278 @@ _FIELDS = {f.name for f in dataclasses.fields(JobSpec)}
 #: The options a task may set defaults for (everything but what names the job).
 JOB_OPTIONS = _FIELDS - {"task", "backbone", "strategy", "kind", "weights_sha256", "depends_on"}
 
+# ------------------------------------------------------------------------------------------ field ranges
 
-def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserError(f"{name} must be an integer >= {minimum}. Received: {name}={value!r}")
+#: The range of every job field (and of the sweep option ``pretrain_epochs``), as ``(kind, low)``:
+#: ``int`` fields are whole numbers from ``low`` to :data:`INT_MAX`; ``rate`` fields finite numbers > 0;
+#: ``fraction`` a number in (0, 1]; ``bool`` true or false; a tuple lists the allowed values; ``name``
+#: a non-empty string. ``input_size`` also lies between the backbone's ``min_input_size`` and what fits
+#: this machine's memory (:func:`check_input_memory`).
+FIELD_RANGES: dict[str, Any] = {
+    "examples_per_class": ("int", 1), "seed": ("int", 0), "input_size": ("int", 1), "epochs": ("int", 1),
+    "fine_tune_epochs": ("int", 1), "pretrain_epochs": ("int", 1), "batch_size": ("int", 1),
+    "fine_tune_layers": ("int", 1), "fraction": ("fraction",), "learning_rate": ("rate",),
+    "fine_tune_learning_rate": ("rate",), "class_weight": ("none", "balanced"), "kind": KINDS,
+    "augment": ("bool",), "mixed_precision": ("bool",), "xla": ("bool",), "shuffled_labels": ("bool",),
+    "task": ("name",), "backbone": ("name",), "strategy": ("name",), "weights": ("name",), "source": ("name",),
+}
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")  # ASCII digits only (int() also takes other scripts' digits)
+
+
+def check_field(name: str, value: Any) -> Any:
+    """``value`` as the type of job field ``name`` (an int, a float, ...), or :class:`JobFieldError` when it
+    lies outside the field's range (:data:`FIELD_RANGES`). None (unset) passes for every field."""
+    rule = FIELD_RANGES.get(name)
+    if rule is None or value is None:
+        return value
+    kind = rule[0]
+    if kind == "int":
+        low = rule[1]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= INT_MAX:
+            raise JobFieldError(name, value, f"{{{name}}} must be an integer >= {low} and <= {INT_MAX}.")
+        return int(value)
+    if kind in ("rate", "fraction"):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if kind == "rate" and not (number and math.isfinite(value) and value > 0):
+            raise JobFieldError(name, value, f"{{{name}}} must be a finite number > 0.")
+        if kind == "fraction" and not (number and 0 < value <= 1):
+            raise JobFieldError(name, value, f"{{{name}}} must be a number in (0, 1]: the share of the training "
+                                             "pool to train on.")
+        return float(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise JobFieldError(name, value, f"{{{name}}} must be true or false.")
+        return value
+    if kind == "name":
+        if not isinstance(value, str) or not value.strip():
+            raise JobFieldError(name, value, f"{{{name}}} must be a name (a non-empty string).")
+        return value
+    if value not in rule:
+        raise JobFieldError(name, value, f"{{{name}}} must be one of {', '.join(map(repr, rule))}.")
     return value
 
 
-def _positive_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise UserError(f"{name} must be a positive number. Received: {name}={value!r}")
-    return float(value)
+def parse_field(name: str, text: str) -> Any:
+    """Command-line text for job field ``name``, converted to its type and checked (:func:`check_field`)."""
+    kind = FIELD_RANGES.get(name, ("name",))[0]
+    if kind == "int":
+        if not _INT_TEXT.fullmatch(text.strip()):
+            low = FIELD_RANGES[name][1]
+            raise JobFieldError(name, text, f"{{{name}}} must be an integer >= {low} and <= {INT_MAX}.")
+        return check_field(name, int(text))
+    if kind in ("rate", "fraction"):
+        try:
+            value = float(text)
+        except ValueError:
+            value = text
+        return check_field(name, value)
+    return check_field(name, text)
+
+
+def machine_memory_bytes() -> int | None:
+    """This machine's memory in bytes (the smaller of physical RAM and a cgroup limit), or None if unknown.
+
+    Total memory rather than what is free now, so that the same sweep is accepted or refused the same way
+    whatever else is running."""
+    total = None
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        try:
+            import psutil
+
+            total = int(psutil.virtual_memory().total)
+        except Exception:  # no psutil, or it cannot tell
+            total = None
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            limit = int(Path(limit_file).read_text().strip())
+        except (OSError, ValueError):  # absent, or "max" (no limit)
+            continue
+        total = limit if total is None else min(total, limit)
+    return total if total and total > 0 else None
+
+
+def activation_bytes(input_size: int, batch_size: int) -> int:
+    """At least the activation memory of one training step:
+    ``batch_size x input_size^2 x`` :data:`ACTIVATION_BYTES_PER_PIXEL`."""
+    return batch_size * input_size * input_size * ACTIVATION_BYTES_PER_PIXEL
+
+
+def _gib(n: float) -> str:
+    gib = n / 2**30
+    return f"{gib:,.1f}" if gib < 10 else f"{gib:,.0f}"
+
+
+def check_input_memory(input_size: int, batch_size: int, memory: int | None = None) -> None:
+    """Refuse an image input size (or batch size) whose activations cannot fit this machine's memory.
+
+    The estimate is :func:`activation_bytes`, a low one, so only what surely does not fit is refused. The
+    batch size is named when it would not fit even at 32 px (and one image of this size would), else the
+    input size."""
+    memory = machine_memory_bytes() if memory is None else memory
+    need = activation_bytes(input_size, batch_size)
+    if memory is None or need <= memory:
+        return
+    per_image = activation_bytes(input_size, 1)
+    if per_image <= memory and activation_bytes(32, batch_size) > memory:
+        most = memory // per_image
+        raise JobFieldError("batch_size", batch_size, (
+            f"{{batch_size}} {batch_size} at {{input_size}} {input_size} needs at least about {_gib(need)} GiB of "
+            f"activations ({ACTIVATION_BYTES_PER_PIXEL} bytes per pixel per image); this machine has "
+            f"{_gib(memory)} GiB. Use at most {{batch_size}} {most}."), received=False)
+    most = math.isqrt(memory // (batch_size * ACTIVATION_BYTES_PER_PIXEL))
+    raise JobFieldError("input_size", input_size, (
+        f"{{input_size}} {input_size} needs at least about {_gib(need)} GiB of activations for a batch of "
+        f"{batch_size} ({ACTIVATION_BYTES_PER_PIXEL} bytes per pixel per image); this machine has {_gib(memory)} "
+        f"GiB. Use at most {{input_size}} {most}, or a smaller {{batch_size}}."), received=False)
+
+
+# ------------------------------------------------------------------------------------------ weights
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _looks_like_path(weights: str) -> bool:
+    return weights.startswith("file:") or "/" in weights or os.sep in weights or weights.endswith(
+        (".h5", ".hdf5", ".keras", ".weights.h5"))
+
+
+def _check_weights_file(path: Path, given: str) -> None:
+    """Refuse, without TensorFlow, a weights file that is missing, a folder, empty, not HDF5, or HDF5
+    without Keras's weights layout (its ``layers``/``vars`` groups)."""
+    def refuse(problem: str) -> JobFieldError:
+        return JobFieldError("weights", given, "{weights} file " + literal(path) + " " + problem, received=False)
+
+    save = "Save them with Keras 3's `model.save_weights('x.weights.h5')`."
+    if path.is_symlink() and not path.exists():
+        raise refuse("is a broken or looping symbolic link. Give a path to a Keras `.weights.h5` file.")
+    if not path.exists():
+        raise refuse("does not exist. Give a path to a Keras `.weights.h5` file.")
+    if path.is_dir():
+        raise refuse("is a folder. Give a path to a Keras `.weights.h5` file.")
+    if not path.name.endswith(".weights.h5"):
+        raise refuse(f"is not a Keras `.weights.h5` file (weights only). {save}")
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise refuse(f"cannot be read ({literal(exc.strerror or exc)}). Check its permissions.") from None
+    if size == 0:
+        raise refuse(f"is empty (0 bytes): an interrupted copy or save? {save}")
+    if head != _HDF5_SIGNATURE:
+        raise refuse(f"is not an HDF5 file, so not Keras weights. {save}")
+    try:
+        import h5py
+    except ImportError:  # training installs h5py; without it the runner's own loading finds a bad file
+        return
+    try:
+        with h5py.File(path, "r") as fh:
+            groups = set(fh.keys())
+    except Exception as exc:  # h5py signals truncated or damaged files with OSError and others
+        raise refuse(f"is a damaged HDF5 file ({literal(str(exc)[:120])}). {save}") from None
+    if not groups & {"layers", "vars"}:
+        raise refuse(f"is HDF5 but holds no Keras weights (no 'layers' or 'vars' group: a Keras 2 `.h5` model?). "
+                     f"{save}")
 
 
 def resolve_weights(registry: Registry, backbone: str, weights: str) -> tuple[str, str | None]:
-    """Check a weight source for a backbone; return (normalised name, sha256 for a local file)."""
+    """Check a weight source for a backbone; return (normalised name, sha256 for a local file).
+
+    A local file is opened and checked for Keras's weights layout here (no TensorFlow);
+    :func:`check_weight_files` then loads it into the backbone before anything is queued."""
     from transferlab.safe_io import sha256_file
 
     spec = registry.backbone(backbone)
     if weights in ("none", None):
         return "none", None
+    weights = check_field("weights", weights)
     if weights.startswith("run:"):
         return weights, None
-    if weights.endswith(".weights.h5") or weights.startswith("file:"):
-        path = Path(weights.removeprefix("file:")).expanduser().resolve()
-        if not path.is_file():
-            raise UserError(f"Weights file {path} does not exist. Give a path to a Keras `.weights.h5` file.")
-        if not path.name.endswith(".weights.h5"):
-            raise UserError(f"Local weights must be a Keras `.weights.h5` file (weights only). Received: weights={weights!r}")
+    if _looks_like_path(weights):
+        try:
+            path = Path(weights.removeprefix("file:")).expanduser().resolve()
+        except (OSError, RuntimeError):  # RuntimeError: a symbolic link loop (Python < 3.13)
+            raise JobFieldError("weights", weights, "{weights} file " + literal(weights) + " is a broken or looping "
+                                "symbolic link. Give a path to a Keras `.weights.h5` file.", received=False) from None
+        _check_weights_file(path, weights)
         return f"file:{path}", sha256_file(path)
     valid = ["none"] + [w.name for w in spec.weight_sources] + ["<path>.weights.h5"]
     if spec.weight_source(weights) is None:
         raise UnknownNameError(f"weight source for backbone {backbone!r}", weights, valid)
     return weights, None
 
+
+def backbone_offers(registry: Registry, backbone: str, weights: Any) -> bool:
+    """Whether ``weights`` can start ``backbone`` at all: none, another run's, a file, or a source it offers."""
+    if weights in ("none", None) or not isinstance(weights, str):
+        return True  # not a weights question (a bad type is refused by check_field)
+    if weights.startswith("run:") or _looks_like_path(weights):
+        return True
+    return registry.backbone(backbone).weight_source(weights) is not None
+
+
+def check_weight_files(registry: Registry, jobs: Iterable[JobSpec]) -> None:
+    """Load each local weights file of ``jobs`` into its backbone, built with no weights at the job's input
+    size, exactly as the runner will: a file for another architecture is refused here, before anything is
+    queued, not inside the run. Imports TensorFlow only when a job has a local weights file."""
+    from transferlab.errors import WeightsError
+
+    seen = set()
+    for job in jobs:
+        if not job.weights.startswith("file:") or (job.backbone, job.input_size, job.weights) in seen:
+            continue
+        seen.add((job.backbone, job.input_size, job.weights))
+        from transferlab.progress import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
+        import keras
+
+        from transferlab.runner import input_shape, load_weights_strictly
+
+        spec = registry.backbone(job.backbone)
+        path = Path(job.weights[5:])
+        try:
+            load_weights_strictly(spec.build(input_shape(spec, job.input_size), None), path, spec.name)
+        except WeightsError as exc:
+            # Keras's own text spans lines: one line, the start of it, after "... does not fit backbone 'x': "
+            detail = " ".join(str(exc).split()).split(": ", 1)[-1]
+            detail = detail.removesuffix(" Use a .weights.h5 saved from the same architecture.")
+            detail = detail if len(detail) <= 200 else detail[:200] + "…"
+            unit = "tokens" if spec.modality == "text" else "px"
+            raise JobFieldError("weights", str(path), (
+                f"{{weights}} file {literal(path)} does not fit backbone {spec.name!r} at {job.input_size} {unit} "
+                f"({literal(detail)}). Give weights saved from {spec.name} with `model.save_weights`."),
+                received=False) from None
+        finally:
+            keras.backend.clear_session()
+
+
+def check_before_queueing(registry: Registry, jobs: list[JobSpec]) -> None:
+    """What can only be checked with the jobs made: local weight files loaded into their backbones
+    (:func:`check_weight_files`) and every task's data loaded and sized (``check_jobs_fit_data``). Call it
+    before the store is opened, so that a bad file or dataset leaves nothing behind."""
+    from transferlab.data import check_jobs_fit_data
+
+    check_weight_files(registry, jobs)
+    check_jobs_fit_data(registry, jobs)
+
+
+def parse_workers(text: str | int, executor: str = "local") -> int:
+    """``--workers`` and ``--executor`` checked: 0 (in this process) up to 4 per CPU core (more only compete
+    for the cores, and each holds its own TensorFlow), and an executor that exists. Returns the workers."""
+    if executor not in ("local", "ray"):
+        raise JobFieldError("executor", executor, "{executor} must be 'local' or 'ray'.")
+    most = 4 * (os.cpu_count() or 1)
+    text = str(text)
+    if not _INT_TEXT.fullmatch(text.strip()) or not 0 <= int(text) <= most:
+        raise JobFieldError("workers", text, f"{{workers}} must be a whole number from 0 (run in this process) to "
+                                             f"{most} (4 per CPU core here).")
+    return int(text)
+
+
+# ------------------------------------------------------------------------------------------ jobs
 
 def _alternatives(registry: Registry, strategy: Any) -> str:
     """The registered strategies like ``strategy`` (head-only phases) that run the frozen base inside the model."""
@@ -133,16 +425,18 @@ def _alternatives(registry: Registry, strategy: Any) -> str:
 
 
 def make_job(registry: Registry, **fields: Any) -> JobSpec:
-    """Validate and normalise a job: names exist, sizes make sense, defaults filled in.
+    """Validate and normalise a job: names exist, every field in its range, defaults filled in.
 
-    Unknown names list the valid ones; every problem is a :class:`UserError` with what to do.
+    Unknown names list the valid ones; a field out of range raises :class:`JobFieldError`; every problem is
+    a :class:`UserError` with what to do.
     """
     unknown = sorted(set(fields) - _FIELDS)
     if unknown:
         raise UserError(f"Unknown job option(s) {unknown}. Valid options: {sorted(_FIELDS)}")
     for required in ("task", "backbone", "strategy"):
-        if not fields.get(required):
-            raise UserError(f"A job needs a {required}.")
+        if fields.get(required) is None or fields.get(required) == "":
+            raise JobFieldError(required, fields.get(required), f"A job needs a {{{required}}}.")
+        check_field(required, fields[required])
     task = registry.task(fields["task"])
     backbone = registry.backbone(fields["backbone"])
     strategy = registry.strategy(fields["strategy"])
@@ -158,7 +452,8 @@ def make_job(registry: Registry, **fields: Any) -> JobSpec:
             f"Task {task.name!r} takes {task.modality} and backbone {backbone.name!r} reads {backbone.modality}. "
             f"Backbones for {task.modality}: {', '.join(fitting) or '(none registered)'}."
         )
-    # The task's defaults fill what the user left unset (e.g. a sequence length, a cap on examples).
+    # The user's values are checked before the task's defaults fill what they left unset.
+    fields = {name: check_field(name, value) for name, value in fields.items()}
     for name, value in task.job_defaults.items():
         if name == "examples_per_class" and fields.get("kind") == "pretrain":
             continue  # a source pretrains on its whole pool
@@ -167,7 +462,7 @@ def make_job(registry: Registry, **fields: Any) -> JobSpec:
             continue
         if name == "augment" and strategy.cached_features:
             continue  # cached features cannot be augmented: the default does not apply to them
-        fields = {**fields, name: value}
+        fields = {**fields, name: check_field(name, value)}
     head = task.task_head
     if strategy.cached_features and not head.supports_cached_features:
         raise UserError(
@@ -183,33 +478,19 @@ def make_job(registry: Registry, **fields: Any) -> JobSpec:
         raise UserError(f"Task {task.name!r} ({head.kind}) has no labels to shuffle; use it as a plain source.")
     if fields.get("augment") and task.modality != "image":
         raise UserError(f"Task {task.name!r} takes {task.modality}; augment applies to images only.")
-    kind = fields.get("kind", "train")
-    if kind not in KINDS:
-        raise UserError(f"kind must be one of {KINDS}. Received: kind={kind!r}")
-    epc, fraction = fields.get("examples_per_class"), fields.get("fraction")
-    if epc is not None and fraction is not None:
-        raise UserError("Give examples_per_class or fraction, not both.")
-    if epc is not None:
-        _positive_int("examples_per_class", epc)
-    if fraction is not None and not (isinstance(fraction, (int, float)) and 0 < fraction <= 1):
-        raise UserError(f"fraction must be in (0, 1]. Received: fraction={fraction!r}")
-    input_size = fields.get("input_size") or backbone.default_input_size
-    _positive_int("input_size", input_size)
+    kind = fields.get("kind") or "train"
+    if fields.get("examples_per_class") is not None and fields.get("fraction") is not None:
+        raise JobFieldError("fraction", fields["fraction"], "Give {examples_per_class} or {fraction}, not both.")
+    input_size = fields.get("input_size")
+    if input_size is None:
+        input_size = backbone.default_input_size
+    unit = "tokens" if backbone.modality == "text" else "px"
     if input_size < backbone.min_input_size:
-        unit = "tokens" if backbone.modality == "text" else "px"
-        raise UserError(
-            f"Backbone {backbone.name!r} needs inputs of at least {backbone.min_input_size} {unit}. "
-            f"Received: input_size={input_size}. Use --input-size {backbone.min_input_size} or more."
-        )
-    for name in ("epochs", "fine_tune_epochs", "batch_size", "fine_tune_layers"):
-        if name in fields:
-            _positive_int(name, fields[name])
-    for name in ("learning_rate", "fine_tune_learning_rate"):
-        if name in fields:
-            _positive_float(name, fields[name])
-    _positive_int("seed", fields.get("seed", 0), minimum=0)
-    if fields.get("class_weight", "none") not in ("none", "balanced"):
-        raise UserError(f"class_weight must be 'none' or 'balanced'. Received: class_weight={fields['class_weight']!r}")
+        raise JobFieldError("input_size", input_size, (
+            f"Backbone {backbone.name!r} needs inputs of at least {backbone.min_input_size} {unit}."),
+            advice=f"Use {{input_size}} {backbone.min_input_size} or more.")
+    if backbone.modality == "image":
+        check_input_memory(input_size, fields.get("batch_size") or JobSpec.batch_size)
     weights, sha = resolve_weights(registry, backbone.name, fields.get("weights") or "none")
     if strategy.random_init:
         weights, sha = "none", None
@@ -219,118 +500,25 @@ def make_job(registry: Registry, **fields: Any) -> JobSpec:
             f"For augmentation with a frozen base use a strategy that freezes it inside the model: "
             f"{_alternatives(registry, strategy)}."
         )
-    clean = dict(fields)
-    # One type per field, so 1 and 1.0 (TOML, CLI) give the same job id.
-    for name in ("learning_rate", "fine_tune_learning_rate", "fraction"):
-        if clean.get(name) is not None:
-            clean[name] = float(clean[name])
-    for name in ("epochs", "fine_tune_epochs", "batch_size", "fine_tune_layers", "seed", "examples_per_class"):
-        if clean.get(name) is not None:
-            clean[name] = int(clean[name])
+    clean = {name: value for name, value in fields.items() if value is not None}  # None: the field's default
     clean.update(weights=weights, weights_sha256=sha, input_size=int(input_size), kind=kind)
     clean["depends_on"] = tuple(fields.get("depends_on", ()))
     return JobSpec(**clean)
 
 
-# ---------------------------------------------------------------------------------------------- sweeps
-
-AXES = ("tasks", "backbones", "weights", "strategies", "examples_per_class", "seeds", "sources")
-SOURCE_PRETRAIN_EPOCHS = 5
-
-
-def parse_source(registry: Registry, source: str) -> tuple[str, bool]:
-    """``"digits"`` or ``"animal_mnist:shuffled"`` -> (source task, shuffled labels)."""
-    task, _, modifier = source.partition(":")
-    if modifier not in ("", "shuffled"):
-        raise UserError(f"A source is TASK or TASK:shuffled. Received: source={source!r}")
-    registry.task(task)
-    return task, modifier == "shuffled"
-
-
-def pretrain_job(registry: Registry, target: JobSpec, source: str, pretrain_epochs: int) -> JobSpec:
-    """The job that pretrains ``target``'s backbone from random weights on the source task (all its pool),
-    with the first registered strategy that declares random init."""
-    task, shuffled = parse_source(registry, source)
-    baselines = registry.select("strategy", random_init=True)
-    if not baselines:
-        raise UserError(f"Pretraining on source {source!r} needs a strategy that declares random_init=True, and none "
-                        "is registered. Install or enable a plugin that provides one (the built-in strategies do).")
-    return make_job(
-        registry,
-        kind="pretrain",
-        task=task,
-        backbone=target.backbone,
-        strategy=baselines[0].name,
-        seed=target.seed,
-        input_size=target.input_size,
-        epochs=pretrain_epochs,
-        batch_size=target.batch_size,
-        learning_rate=target.learning_rate,
-        shuffled_labels=shuffled,
-    )
-
-
-def expand_grid(registry: Registry, grid: dict[str, Any], options: dict[str, Any] | None = None) -> list[JobSpec]:
-    """All jobs of a sweep grid, pretrain jobs first, duplicates removed (in a stable order).
-
-    ``grid`` maps the axes in :data:`AXES` to lists; ``options`` holds the hyper-parameters shared by
-    every job. A source other than ``none`` adds a pretrain job per (backbone, seed) and makes the
-    transfer job depend on it and start from its weights.
-    """
-    options = dict(options or {})
-    pretrain_epochs = options.pop("pretrain_epochs", SOURCE_PRETRAIN_EPOCHS)
-    unknown = sorted(set(grid) - set(AXES))
-    if unknown:
-        raise UserError(f"Unknown sweep axis {unknown}. Valid axes: {list(AXES)}")
-    for axis, values in grid.items():
-        if values is not None and not isinstance(values, (list, tuple)):
-            raise UserError(f"Sweep axis {axis!r} must be a list, e.g. {axis} = [{values!r}]. Received: {axis}={values!r}")
-    axes = {axis: list(grid.get(axis) or []) for axis in AXES}
-    for axis in ("tasks", "backbones", "strategies"):
-        if not axes[axis]:
-            raise UserError(f"A sweep needs at least one entry in {axis!r}.")
-    axes["weights"] = axes["weights"] or ["none"]
-    axes["examples_per_class"] = axes["examples_per_class"] or [None]
-    axes["seeds"] = axes["seeds"] or [0]
-    axes["sources"] = axes["sources"] or ["none"]
-    jobs: dict[str, JobSpec] = {}
-    pretrains: dict[str, JobSpec] = {}
-    for task, backbone, weights, strategy, epc, seed, source in itertools.product(*(axes[a] for a in AXES)):
-        fields = dict(options, task=task, backbone=backbone, strategy=strategy, examples_per_class=epc, seed=seed)
-        if source in (None, "none") or registry.strategy(strategy).random_init:
-            # a random-init strategy has no use for a source: it runs as the plain job
-            job = make_job(registry, weights=weights, **fields)
-        else:
-            base = make_job(registry, **fields)
-            pre = pretrain_job(registry, base, source, pretrain_epochs)
-            pretrains[pre.job_id] = pre
-            job = make_job(registry, weights=f"run:{pre.job_id}", source=source, depends_on=(pre.job_id,), **fields)
-        jobs.setdefault(job.job_id, job)
-    return list(pretrains.values()) + list(jobs.values())
-
-
-def load_sweep_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read a sweep TOML file: a ``[grid]`` table of axes and an optional ``[options]`` table."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"Sweep file {path} does not exist.") from None
-    except tomllib.TOMLDecodeError as exc:
-        where = str(exc)
-        if "line" not in where:  # e.g. "Unclosed array (at end of document)": point at the last line
-            where += f" (line {len(path.read_text().splitlines())})"
-        raise UserError(f"Sweep file {path} is not valid TOML: {where}. Fix that line and try again.") from None
-    unknown = sorted(set(data) - {"grid", "options"})
-    if unknown:
-        raise UserError(f"Sweep file {path}: unknown table(s) {unknown}. Valid tables: ['grid', 'options']")
-    options = data.get("options", {})
-    bad = sorted(set(options) - (_FIELDS - {"task", "backbone", "strategy", "weights", "seed", "examples_per_class", "source", "kind", "depends_on", "weights_sha256"}) - {"pretrain_epochs"})
-    if bad:
-        raise UserError(f"Sweep file {path}: unknown option(s) {bad}.")
-    return data.get("grid", {}), options
-
-
 def jobs_by_id(jobs: Iterable[JobSpec]) -> dict[str, JobSpec]:
     """Index jobs by id."""
     return {j.job_id: j for j in jobs}
+
+
+_SWEEP_NAMES = ("AXES", "AXIS_FIELDS", "SKIP_MODES", "SWEEP_CONFIRM_LIMIT", "SOURCE_PRETRAIN_EPOCHS", "SweepPlan",
+                "expand_grid", "expand_plan", "load_sweep_file", "parse_source", "plan_sweep", "pretrain_job")
+
+
+def __getattr__(name: str) -> Any:
+    """The sweep functions, which live in :mod:`transferlab.sweeps`, under their old import path."""
+    if name in _SWEEP_NAMES:
+        from transferlab import sweeps
+
+        return getattr(sweeps, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,7 @@
 """Job specs: stable ids, validation messages, sweep grids with source pretraining, sweep files."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -64,7 +65,7 @@ def test_canonical_round_trip(seed, epc, epochs, lr, augment):
         (dict(weights="imagenet"),
          "Unknown weight source 'imagenet' for backbone 'small_cnn'. Valid weight sources for backbone 'small_cnn': "),
         (dict(examples_per_class=0), "examples_per_class must be an integer >= 1"),
-        (dict(epochs=0), "epochs must be an integer >= 1. Received: epochs=0"),
+        (dict(epochs=0), "epochs must be an integer >= 1 and <= 2147483647. Received: epochs=0"),
         (dict(frobnicate=1), "Unknown job option(s) ['frobnicate']"),
     ],
 )
@@ -109,9 +110,10 @@ def test_sweep_file_errors(tmp_path):
         load_sweep_file(unknown)
     axis = tmp_path / "axis.toml"
     axis.write_text("[grid]\ntask=['digits']\nbackbones=['small_cnn']\nstrategies=['scratch']\n")
-    grid, options = load_sweep_file(axis)
+    with pytest.raises(UserError, match=r"axis.toml: unknown axis \['task'\] in \[grid\]"):
+        load_sweep_file(axis)
     with pytest.raises(UserError, match=r"Unknown sweep axis \['task'\]"):
-        expand_grid(REG, grid, options)
+        expand_grid(REG, dict(task=["digits"], backbones=["small_cnn"], strategies=["scratch"]))
 
 
 def test_documented_sweep_files_expand():
@@ -130,3 +132,77 @@ def test_later_options_keep_old_ids_until_used():
     xla = make_job(REG, task="digits", backbone="small_cnn", strategy="scratch", examples_per_class=5, xla=True)
     assert xla.canonical()["xla"] is True and xla.job_id != job.job_id
     assert JobSpec.from_json(xla.canonical_json()) == xla
+
+
+# --- field ranges and sweep plans -------------------------------------------------------------------
+
+def test_field_error_is_worded_with_the_caller_s_names():
+    from transferlab.jobs import JobFieldError, flag_names, literal
+
+    with pytest.raises(JobFieldError) as info:
+        make_job(REG, task="digits", backbone="inceptionv3", strategy="scratch", input_size=40)
+    assert info.value.field == "input_size"
+    assert str(info.value).endswith("Received: input_size=40. Use input_size 75 or more.")
+    assert info.value.render(flag_names()).endswith("Received: --input-size=40. Use --input-size 75 or more.")
+    braces = JobFieldError("weights", "x", "{weights} file " + literal("/a/{b}/c") + " is bad.")
+    assert braces.render(flag_names()) == "--weights file /a/{b}/c is bad. Received: --weights='x'."
+
+
+@pytest.mark.parametrize("name, value", [
+    ("epochs", 2**31), ("seed", -1), ("seed", 2**31), ("batch_size", 0), ("learning_rate", float("inf")),
+    ("learning_rate", float("nan")), ("fine_tune_learning_rate", 0.0), ("fraction", 0.0), ("fraction", 1.01),
+    ("augment", "yes"), ("augment", 1), ("epochs", True), ("epochs", 3.0), ("class_weight", "heavy"),
+])
+def test_every_field_range_is_checked_by_make_job(name, value):
+    from transferlab.jobs import JobFieldError
+
+    with pytest.raises(JobFieldError) as info:
+        make_job(REG, task="digits", backbone="small_cnn", strategy="feature_extraction", **{name: value})
+    assert info.value.field == name and f"Received: {name}=" in str(info.value)
+
+
+def test_one_and_one_point_zero_give_the_same_job():
+    a = make_job(REG, task="digits", backbone="small_cnn", strategy="scratch", fraction=1, learning_rate=1)
+    b = make_job(REG, task="digits", backbone="small_cnn", strategy="scratch", fraction=1.0, learning_rate=1.0)
+    assert a.job_id == b.job_id and a.fraction == 1.0
+
+
+POOL = dict(tasks=["digits", "lfw_faces"], backbones=["small_cnn", "efficientnet_lite0", "vgg16"],
+            weights=["none", "imagenet", "hed-edges"], strategies=["scratch", "frozen_features", "lp_ft"],
+            examples_per_class=[5, 10, 20], seeds=[0, 1, 2], sources=["none", "digits", "lfw_faces:shuffled"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.fixed_dictionaries({axis: st.lists(st.sampled_from(values), min_size=1, max_size=3)
+                              for axis, values in POOL.items()}))
+def test_plan_counts_exactly_the_jobs_the_grid_makes(grid):
+    from transferlab.errors import UserError as Refused
+    from transferlab.sweeps import expand_plan, plan_sweep
+
+    options = dict(input_size=32, epochs=1)
+    try:
+        plan = plan_sweep(REG, grid, options, skip="weights")
+    except Refused as exc:  # every cell skipped
+        assert "every combination" in str(exc)
+        return
+    jobs = expand_plan(REG, plan)
+    assert plan.jobs == len(jobs) and len({j.job_id for j in jobs}) == len(jobs)
+    assert plan.pretrain == sum(j.kind == "pretrain" for j in jobs)
+    assert plan.combinations == np.prod([len(set(v)) for v in grid.values()])
+    assert all(j.weights == "none" or j.weights.startswith("run:")
+               or REG.backbone(j.backbone).weight_source(j.weights) for j in jobs)
+
+
+def test_skip_modes():
+    from transferlab.sweeps import plan_sweep
+
+    grid = dict(tasks=["digits", "sentiment_tweets"], backbones=["small_cnn"], strategies=["scratch"],
+                weights=["none", "imagenet"])
+    with pytest.raises(UnknownNameError):
+        plan_sweep(REG, dict(grid, tasks=["digits"]))
+    with pytest.raises(UserError, match="takes text"):
+        plan_sweep(REG, grid, skip="weights")  # a text task on an image backbone is not a weights question
+    plan = plan_sweep(REG, grid, skip="unfit")
+    assert plan.jobs == 1 and len(plan.skipped) == 2 and plan.skipped_combinations == 3
+    with pytest.raises(UserError, match="examples_per_class must be"):  # a bad value is never skipped
+        plan_sweep(REG, dict(grid, examples_per_class=[0]), skip="unfit")
