@@ -81,7 +81,8 @@ def sweep_form(registry):
     valid_weights = [w for w in weights if w == "none" or any(b.weight_source(w) for b in
                                                               (registry.backbones[n] for n in backbones))]
     grid = dict(tasks=tasks, backbones=backbones, weights=valid_weights or ["none"], strategies=strategies,
-                examples_per_class=_ints(sizes, "examples per class"), seeds=_ints(seeds, "seeds"), sources=sources)
+                examples_per_class=_ints(sizes, "examples per class"), seeds=_ints(seeds, "seeds"),
+                sources=sources or None)
     options = dict(epochs=int(epochs), fine_tune_epochs=int(fine_tune_epochs), fine_tune_learning_rate=fine_tune_lr)
     if augment != "task default":
         options["augment"] = augment == "on"
@@ -98,26 +99,52 @@ def _tasks_defaulting(registry, option: str, value) -> str:
                      if spec.job_defaults.get(option) == value)
 
 
-def _expand(registry, grid, options):
-    """Jobs of the grid, cell by cell: a cell that does not fit (a weight source the backbone lacks, a
-    text task with an image backbone, cached features for detection, ...) is skipped rather than
-    refusing the whole sweep. Returns (jobs, skipped cells as text)."""
-    from transferlab.errors import UserError
-    from transferlab.jobs import expand_grid
+#: how the form's fields are called in messages (a message names what to change on this page)
+FORM_NAMES = {"examples_per_class": "labelled examples per class", "seed": "seeds", "seeds": "seeds",
+              "input_size": "input size", "epochs": "epochs (head stage)", "fine_tune_epochs": "fine-tune epochs",
+              "batch_size": "batch size", "fine_tune_learning_rate": "fine-tune learning rate", "tasks": "tasks",
+              "backbones": "backbones", "strategies": "strategies", "weights": "weights", "sources": "sources"}
 
-    jobs, skipped = {}, []
-    for task in grid["tasks"]:
-        for backbone in grid["backbones"]:
-            for weights in grid["weights"]:
-                for strategy in grid["strategies"]:
-                    cell = dict(grid, tasks=[task], backbones=[backbone], weights=[weights], strategies=[strategy])
-                    try:
-                        for job in expand_grid(registry, cell, options):
-                            jobs.setdefault(job.job_id, job)
-                    except UserError as exc:
-                        if weights == "none" or "weight source" not in str(exc):
-                            skipped.append(f"{task} × {backbone} × {strategy}: {exc}")
-    return sorted(jobs.values(), key=lambda j: j.kind != "pretrain"), skipped
+
+def _plan(registry, grid, options):
+    """The sweep's size and what it skips, without making its jobs: a cell that does not fit (a weight
+    source the backbone lacks, a text task with an image backbone, cached features for detection, ...)
+    is skipped rather than refusing the whole sweep."""
+    from transferlab.jobs import JobFieldError
+    from transferlab.sweeps import plan_sweep
+
+    try:
+        return plan_sweep(registry, grid, options, skip="unfit")
+    except JobFieldError as exc:  # say it in the form's words
+        raise UserError(exc.render(FORM_NAMES)) from None
+
+
+def _readiness(registry, grid) -> dict[str, bool]:
+    """Whether each chosen task's data is here (``available()``), shown with the chosen weight sources that
+    download on first use. A plugin whose check raises or hangs gets its own warning line and counts as not
+    ready; the page goes on."""
+    from transferlab.registry import safe_available
+
+    ready, online = {}, []
+    for name in grid["tasks"]:
+        answer = safe_available(registry.tasks[name])
+        if isinstance(answer, str):
+            st.warning(f"Task {name!r}: could not check whether its data is here: {answer}. Its runs fetch the data "
+                       "in the background, or fail with a message that says where to get it.")
+        ready[name] = answer is True
+    for backbone in grid["backbones"]:
+        for weights in grid["weights"]:
+            source = registry.backbones[backbone].weight_source(weights)
+            if source is None:
+                continue
+            answer = safe_available(source)
+            if isinstance(answer, str):
+                st.warning(f"Weights {weights!r} of {backbone}: could not check whether they are here: {answer}.")
+            elif not answer:
+                online.append(f"{backbone} · {weights}")
+    if online:
+        st.caption("Downloads on first use: " + ", ".join(online))
+    return ready
 
 
 def render() -> None:
@@ -125,10 +152,17 @@ def render() -> None:
     if read_only():
         st.error("This dashboard is read-only: training is disabled.")
         return
+    from transferlab.sweeps import SWEEP_CONFIRM_LIMIT, expand_plan
+
     registry = get_registry()
     grid, options, workers = sweep_form(registry)
-    jobs, skipped = (_expand(registry, grid, options) if all(grid[k] for k in ("tasks", "backbones", "strategies"))
-                     else ([], []))
+    plan = _plan(registry, grid, options) if all(grid[k] for k in ("tasks", "backbones", "strategies")) else None
+    confirmed = plan is not None and plan.jobs <= SWEEP_CONFIRM_LIMIT
+    if plan is not None and not confirmed:
+        st.warning(f"This sweep makes **{plan.jobs:,} jobs**, more than the {SWEEP_CONFIRM_LIMIT:,} that launch "
+                   "without confirmation.")
+        confirmed = st.checkbox(f"Yes, build and launch all {plan.jobs:,} jobs")
+    jobs = expand_plan(registry, plan) if confirmed else []
     from transferlab.launch import estimate_seconds
 
     seconds, covered = estimate_seconds(load_runs(), jobs, registry)
@@ -140,24 +174,26 @@ def render() -> None:
     else:
         seconds /= workers
         estimate = f"about {seconds:.0f} s" if seconds < 90 else f"about {seconds / 60:.0f} min"
-    st.markdown(f"**{len(jobs)} jobs** ({len(jobs) - len(new)} already in the store) · estimated time {estimate}"
+    count = plan.jobs if plan is not None else 0
+    st.markdown(f"**{count:,} jobs** ({len(jobs) - len(new)} already in the store) · estimated time {estimate}"
                 + (f" (from {covered} comparable measurements)" if covered and covered < len(jobs) else ""))
-    if skipped:
-        with st.expander(f"{len(skipped)} combinations skipped: they do not fit together"):
-            st.markdown("\n".join(f"- {line}" for line in skipped[:50]))
+    if plan is not None and plan.skipped:
+        with st.expander(f"{plan.skipped_combinations:,} combinations skipped: they do not fit together"):
+            st.markdown("\n".join(f"- {line}" for line in plan.skipped[:50]))
     if jobs:
         st.dataframe(pd.DataFrame([dict(job=j.label(), id=j.job_id) for j in jobs[:200]]), hide_index=True,
                      height=160)
+    ready = _readiness(registry, grid) if plan is not None else {}
     if st.button("Launch in the background", type="primary", disabled=not new):
         from transferlab.data import check_jobs_fit_data
         from transferlab.launch import launch
 
         # Data that is not here is fetched by the background sweep, never by this page's process.
-        ready = [j for j in jobs if registry.task(j.task).available()]
-        check_jobs_fit_data(registry, ready)
+        here = [j for j in jobs if ready.get(j.task)]
+        check_jobs_fit_data(registry, here)
         record = launch(jobs, workers=workers)
         st.success(f"Launched {len(jobs)} jobs ({record.launch_id}).")
-        away = sorted({j.task for j in jobs} - {j.task for j in ready})
+        away = sorted({j.task for j in jobs} - {j.task for j in here})
         if away:
             st.warning(f"Not ready on this machine: {', '.join(away)}. Their runs download the data in the background, "
                        "or fail with a message that says where to get it.")
