@@ -117,7 +117,7 @@ def read_ham10000(root: PathLike, max_bad_fraction: float = MAX_BAD_FRACTION) ->
     refuse_if_too_many_bad(
         bad, len(rows), max_bad_fraction, str(root_path),
         "Both image archives (HAM10000_images_part_1.zip and _part_2.zip) must be unzipped under the folder; "
-        "replace corrupt files by downloading again, or raise max_bad_fraction to skip them.",
+        "replace the corrupt files by downloading them again (a scan skips bad files only up to 5% of them).",
     )
     return ImageFolderScan(
         paths=np.array([f for f, _, _ in kept], dtype=str),

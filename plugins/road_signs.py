@@ -184,7 +184,7 @@ def read_gtsrb(
         entries += [(str(test_dir / f), roi, c, f"test/{os.path.splitext(f)[0]}", True) for f, roi, c in rows]
     reasons = check_files([e[0] for e in entries], missing="image file not found (listed in its annotation file)")
     bad = [(e[0], reason) for e, reason in zip(entries, reasons) if reason is not None]
-    fix = "Unzip the archives again, or raise max_bad_fraction to skip these files."
+    fix = "Unzip the archives again to replace them (a scan skips bad files only up to 5% of them)."
     refuse_if_too_many_bad(bad, len(entries), max_bad_fraction, str(data_root), fix)
     kept = [e for e, reason in zip(entries, reasons) if reason is None]
     scan = ImageFolderScan(

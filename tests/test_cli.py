@@ -32,11 +32,11 @@ def _store_rows(tl_home) -> int:
         (["run", "--task", "digits", "--backbone", "small_cnn", "--strategy", "scratch", "--examples-per-class", "400"],
          "Task 'digits' has only 125 labelled training examples in its smallest class"),
         (["run", "--task", "digits", "--backbone", "inceptionv3", "--strategy", "scratch", "--input-size", "40"],
-         "Backbone 'inceptionv3' needs inputs of at least 75 px. Received: input_size=40"),
+         "Received: --input-size=40. Use --input-size 75 or more."),
         (["run", "--task", "digits", "--backbone", "vgg16", "--strategy", "feature_extraction", "--weights", "x.weights.h5"],
          "does not exist. Give a path to a Keras `.weights.h5` file"),
         (["sweep", "--tasks", "digits", "--backbones", "small_cnn", "--strategies", "scratch", "--seeds", "a,b"],
-         "Expected a comma-separated list of ints. Received: 'a,b'"),
+         "--seeds must be an integer >= 0 and <= 2147483647. Received: --seeds='a'."),
     ],
 )
 def test_user_errors_exit_2_with_one_message(argv, message, capsys, tl_home):
