@@ -17,7 +17,9 @@ from ``transferlab`` or from ``transferlab.api``; the modules behind them are co
   :func:`load_numpy_pickle`;
 - data: :func:`tfds_prepared`, :data:`SPLIT_SEED`, and the image-folder helpers (:func:`scan_class_folders`,
   :func:`scan_to_task_data`, :class:`ImageFolderScan`, ...);
-- progress: :func:`bar`, :func:`say`.
+- progress: :func:`bar`, :func:`say`;
+- redaction, for anything others may read: :func:`redact_url`, :func:`redact_path`, :func:`redact_text`,
+  :func:`public_weights`, :func:`public_runs`.
 
 Importing this module never imports TensorFlow, Keras or Pillow: the specs, errors and ``hookimpl``
 load at once, every other name on first use.
@@ -61,6 +63,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors; at run ti
     )
     from transferlab.paths import cache_dir, package_dir
     from transferlab.progress import bar, say
+    from transferlab.redact import public_runs, public_weights, redact_path, redact_text, redact_url
     from transferlab.safe_io import VerifiedFile, check_sha256, checked_download, load_numpy_pickle, sha256_file
 
 #: Public name -> the core module that defines it, imported on first use (Pillow, pandas and tqdm stay
@@ -75,6 +78,9 @@ LAZY = {
     ),
     **dict.fromkeys(("cache_dir", "package_dir"), "transferlab.paths"),
     **dict.fromkeys(("bar", "say"), "transferlab.progress"),
+    **dict.fromkeys(
+        ("public_runs", "public_weights", "redact_path", "redact_text", "redact_url"), "transferlab.redact"
+    ),
     **dict.fromkeys(
         ("VerifiedFile", "check_sha256", "checked_download", "load_numpy_pickle", "sha256_file"), "transferlab.safe_io"
     ),

@@ -129,7 +129,7 @@ def store_error(exc: Exception, url: str, doing: str) -> StoreError:
         return StoreError(f"The store at {where} is read-only (file or folder permissions, or a read-only mount) "
                           f"while {doing}. {kept} Make it writable, or point TRANSFERLAB_STORE at a writable place.")
     return StoreError(f"The store at {where} failed while {doing}: {type(getattr(exc, 'orig', exc)).__name__}: "
-                      f"{str(getattr(exc, 'orig', exc))[:200]}. {kept}")
+                      f"{_safe_text(getattr(exc, 'orig', exc))[:200]}. {kept}")
 
 
 def _busy_timeout() -> float:
@@ -155,13 +155,14 @@ class Store:
             if read_only:
                 path = self.url.split(":///", 1)[-1]
                 if not Path(path).is_file():
-                    raise StoreError(f"There is no store at {path} yet. Run `transferlab demo` or a sweep to create one.")
+                    raise StoreError(f"There is no store at {_safe_url(self.url)} yet (TRANSFERLAB_STORE, or "
+                                     "TRANSFERLAB_HOME, says where). Run `transferlab demo` or a sweep to create one.")
                 # SQLite's own read-only mode: writes fail in the database, not only in this code.
                 engine_url = f"sqlite:///file:{path}?mode=ro&uri=true"
         try:
             self.engine = sa.create_engine(engine_url, **kwargs)
         except Exception as exc:
-            raise StoreError(f"Cannot use store URL {_safe_url(self.url)!r}: {exc}") from None
+            raise StoreError(f"Cannot use store URL {_safe_url(self.url)!r}: {_safe_text(exc)}") from None
         if self.url.startswith("sqlite") and not read_only:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         self._init_schema()
@@ -185,13 +186,15 @@ class Store:
                 raise store_error(exc, self.url, "opening it") from None  # nothing was written
 
             raise StoreError(
-                f"The store at {_safe_url(self.url)} cannot be opened ({type(exc.orig).__name__}: {exc.orig}). "
-                "Check the path and its permissions, or point TRANSFERLAB_STORE or TRANSFERLAB_HOME somewhere else."
+                f"The store at {_safe_url(self.url)} cannot be opened ({type(exc.orig).__name__}: "
+                f"{_safe_text(exc.orig)}). Check where TRANSFERLAB_STORE (or TRANSFERLAB_HOME) points and its "
+                "permissions, or point it somewhere else."
             ) from None
         except sa.exc.DatabaseError as exc:
             raise StoreError(
-                f"The store at {_safe_url(self.url)} cannot be read as a transferlab database ({type(exc.orig).__name__}: {exc.orig}). "
-                "Point TRANSFERLAB_STORE or TRANSFERLAB_HOME somewhere else, or move that file away."
+                f"The store at {_safe_url(self.url)} cannot be read as a transferlab database "
+                f"({type(exc.orig).__name__}: {_safe_text(exc.orig)}). Point TRANSFERLAB_STORE or TRANSFERLAB_HOME "
+                "somewhere else, or move that file away."
             ) from None
         if version is not None and int(version) > SCHEMA_VERSION:
             raise StoreError(
@@ -391,13 +394,18 @@ def _insert_ignoring_conflict(conn, values: dict[str, Any]):
 
 
 def _safe_url(url: str) -> str:
-    """The store URL without its password, for messages (a SQLite store: its file path)."""
-    if url.startswith("sqlite:///"):
-        return url.removeprefix("sqlite:///").removeprefix("file:").split("?", 1)[0]
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<store URL>"
+    """The store URL for messages: no password or secret query values, a SQLite store by its file name
+    (:func:`transferlab.redact.redact_url`)."""
+    from transferlab.redact import redact_url
+
+    return redact_url(url)
+
+
+def _safe_text(exc: object) -> str:
+    """A driver's error text for messages, with any URL credentials or store secrets in it masked."""
+    from transferlab.redact import redact_text
+
+    return redact_text(str(exc), paths=False)
 
 
 #: columns renamed since the first release: (table, old name, new name)

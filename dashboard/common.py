@@ -1,11 +1,12 @@
 """Shared helpers of the dashboard pages: read-only mode, cached store reads, filters, error boxes.
 
-Pages only read the store and call pure functions; nothing here imports TensorFlow.
+Pages only read the store and call pure functions; nothing here imports TensorFlow. In read-only mode (a
+hosted share) the runs are made public once, where they are read (:func:`load_runs`), so every legend,
+filter, table and report shows ``file:x.weights.h5 (sha256 1a2b3c4d)`` and never this machine's folders.
 """
 from __future__ import annotations
 
 import os
-import re
 import traceback
 from typing import Any, Callable
 
@@ -13,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from transferlab.errors import StoreError, TransferlabError
+from transferlab.redact import public_runs, public_weights, redact_text  # noqa: F401 (public_weights: for pages)
 
 READ_ONLY_ENV = "TRANSFERLAB_READ_ONLY"
 
@@ -50,8 +52,9 @@ def get_store():
 
 
 @st.cache_data(ttl=3, show_spinner=False)
-def _runs(url: str) -> pd.DataFrame:
-    return get_store().runs_frame()
+def _runs(url: str, public: bool) -> pd.DataFrame:
+    runs = get_store().runs_frame()
+    return public_runs(runs) if public else runs
 
 
 @st.cache_data(ttl=3, show_spinner=False)
@@ -60,8 +63,9 @@ def _epochs(url: str, run_ids: tuple[str, ...]) -> pd.DataFrame:
 
 
 def load_runs() -> pd.DataFrame:
-    """Every run (one query), cached for a few seconds."""
-    return _runs(get_store().url)
+    """Every run (one query), cached for a few seconds; in read-only mode as strangers may see it
+    (:func:`transferlab.redact.public_runs`: weights files by name and sha256, no local paths)."""
+    return _runs(get_store().url, read_only())
 
 
 def load_epochs(run_ids: tuple[str, ...]) -> pd.DataFrame:
@@ -109,21 +113,18 @@ def filter_runs(runs: pd.DataFrame, key: str, columns=("task", "backbone", "stra
     return runs
 
 
-_PATHS = re.compile(r"(?:[a-z][a-z0-9+]*:/+)?/[\w.\-/]+")
-
-
 def public_message(exc: BaseException) -> str:
-    """An error message fit for strangers: no file paths or store URLs."""
+    """An error message fit for strangers: no file paths, store URLs or secrets (a store error says only that
+    the store is unavailable)."""
     if isinstance(exc, StoreError):
         return "The run store is unavailable right now. Try again later."
-    return _PATHS.sub("<path>", str(exc))
+    return redact_text(str(exc))
 
 
-def public_weights(weights: str) -> str:
-    """A weights column value without local paths: ``file:/a/b/x.weights.h5`` becomes ``file:x.weights.h5``."""
-    if isinstance(weights, str) and weights.startswith("file:"):
-        return "file:" + weights.rsplit("/", 1)[-1]
-    return weights
+def public_text(text: str) -> str:
+    """Text from a plugin or the store, for this page: without secrets always, and without local paths in
+    read-only mode (:func:`transferlab.redact.redact_text`)."""
+    return redact_text(text, paths=read_only())
 
 
 def guarded(render: Callable[[], Any]) -> None:
@@ -131,14 +132,14 @@ def guarded(render: Callable[[], Any]) -> None:
     try:
         render()
     except TransferlabError as exc:
-        st.error(public_message(exc) if read_only() else str(exc))
+        st.error(public_message(exc) if read_only() else public_text(str(exc)))
     except Exception as exc:  # a bug must not take the page down, and must not leak paths to visitors
         if read_only():
             st.error("This page could not be shown. The store may be unavailable; try again later.")
-        else:
-            st.error(f"{type(exc).__name__}: {exc}")
+        else:  # the local user's own paths help; a store password never shows, not even here
+            st.error(public_text(f"{type(exc).__name__}: {exc}"))
             with st.expander("Details"):
-                st.code(traceback.format_exc())
+                st.code(public_text(traceback.format_exc()))
 
 
 def no_runs_message(what: str = "runs") -> None:

@@ -1,4 +1,9 @@
-"""A self-contained static HTML report of every comparison plot (plotly.js inlined once)."""
+"""A self-contained static HTML report of every comparison plot (plotly.js inlined once).
+
+The report is made to be passed on, so it never holds this machine's paths or secrets, in read-only mode
+or not: its runs go through :func:`transferlab.redact.public_runs` first (a weights file shows as
+``file:x.weights.h5 (sha256 1a2b3c4d)``).
+"""
 from __future__ import annotations
 
 import html
@@ -8,6 +13,7 @@ import pandas as pd
 from transferlab.analysis import summarize
 from transferlab.compare import crossovers, curves, gain_per_run, negative_transfer
 from transferlab.dashboard import charts
+from transferlab.redact import public_runs
 
 
 def report_figures(runs: pd.DataFrame, epochs: pd.DataFrame) -> list[tuple[str, object]]:
@@ -28,7 +34,9 @@ def report_figures(runs: pd.DataFrame, epochs: pd.DataFrame) -> list[tuple[str, 
 
 
 def html_report(runs: pd.DataFrame, epochs: pd.DataFrame) -> str:
-    """One HTML page, openable offline: every figure plus the summary table."""
+    """One HTML page, openable offline: every figure plus the summary table, with the runs made public
+    (no local paths or secrets, whoever builds it)."""
+    runs = public_runs(runs)
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>transferlab report</title>",
              "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}</style></head><body>",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from transferlab.dashboard.common import get_registry, guarded, load_runs, read_only
+from transferlab.dashboard.common import get_registry, guarded, load_runs, public_text, read_only
 from transferlab.dashboard.tables import show_table
 from transferlab.errors import TransferlabError
 from transferlab.registry import availability_label
@@ -42,12 +42,12 @@ def render() -> None:
         tasks = pd.DataFrame([dict(task=t.name + (" (stub)" if t.stub else ""), kind=t.kind,
                                    classes=str(t.num_classes) if t.num_classes else "from data",
                                    ready=("stub: not runnable" if t.stub
-                                          else availability_label(t, "yes", "needs its data (see about)")),
+                                          else public_text(availability_label(t, "yes", "needs its data (see about)"))),
                                    about=t.description)
                               for t in registry.tasks.values()])
         show_table(tasks)  # columns as wide as their text: "needs its data (see about)" and the about itself
         sources = pd.DataFrame([dict(backbone=b.name, weights=w.name, pretrained_on=w.pretrained_on,
-                                     available=availability_label(w, "offline", "downloads on first use"))
+                                     available=public_text(availability_label(w, "offline", "downloads on first use")))
                                 for b in registry.backbones.values() for w in b.weight_sources])
         st.markdown("**Pretrained weight sources** (every backbone also trains from random init)")
         show_table(sources)

@@ -5,8 +5,7 @@ import io
 
 import streamlit as st
 
-from transferlab.dashboard.common import (guarded, load_epochs, load_runs, no_runs_message, public_weights, read_only,
-                                          train_runs)
+from transferlab.dashboard.common import guarded, load_epochs, load_runs, no_runs_message, read_only, train_runs
 from transferlab.dashboard.report import html_report
 from transferlab.store import CSV_COLUMNS
 
@@ -18,9 +17,8 @@ def render() -> None:
         no_runs_message()
         return
     table = runs.reindex(columns=CSV_COLUMNS)
-    if read_only():  # strangers get results, not error texts or this machine's file paths
+    if read_only():  # strangers get results, not error texts (load_runs already took this machine's paths out)
         table = table.drop(columns=["error"])
-        table["weights"] = table["weights"].map(public_weights)
     c1, c2, c3 = st.columns(3)
     c1.download_button("Runs as CSV", table.to_csv(index=False).encode(), "transferlab-runs.csv", "text/csv")
     parquet = io.BytesIO()
