@@ -471,3 +471,27 @@ def test_home_shows_a_failed_availability_check_without_its_path_in_read_only_mo
     text = _page_text(at)
     assert not at.exception and not [leak for leak in LEAKS if leak in text]
     assert f"unknown (available() raised FileNotFoundError: {ELLIPSIS}/labels.csv)" in text
+
+
+def test_plugins_page_shows_plugin_errors_and_output_without_paths_in_read_only_mode(file_weights_home, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from transferlab.registry import Registry
+
+    real = Registry.health
+
+    def with_a_broken_plugin(self):
+        return [*real(self), dict(name="leaky", version="1.0", builtin=False, hooks=["transferlab_tasks"],
+                                  registered={}, status="error",
+                                  error=f"failed to import: FileNotFoundError: {WEIGHTS_DIR}/plugin.cfg",
+                                  output=f"reading {WEIGHTS_DIR}/plugin.cfg\n")]
+
+    monkeypatch.setattr(Registry, "health", with_a_broken_plugin)
+    monkeypatch.setenv("TRANSFERLAB_HOME", str(file_weights_home))
+    monkeypatch.setenv("TRANSFERLAB_READ_ONLY", "1")
+    at = AppTest.from_file(str(PAGES / "plugins.py"), default_timeout=120)
+    at.run()
+    text = _page_text(at)
+    assert not at.exception and not [leak for leak in LEAKS if leak in text]
+    assert f"failed to import: FileNotFoundError: {ELLIPSIS}/plugin.cfg" in text
+    assert f"reading {ELLIPSIS}/plugin.cfg" in text

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from transferlab.dashboard.common import get_registry, guarded
+from transferlab.dashboard.common import get_registry, guarded, public_text
 from transferlab.dashboard.tables import show_table
 
 
@@ -19,7 +19,7 @@ def render() -> None:
                                for kind, names in row["registered"].items())
         rows.append(dict(plugin=row["name"], version=row["version"], builtin="yes" if row["builtin"] else "no",
                          hooks=", ".join(row["hooks"]), registered=registered, status=row["status"],
-                         error=row["error"] or "", output="yes" if row["output"] else ""))
+                         error=public_text(row["error"] or ""), output="yes" if row["output"] else ""))
     frame = pd.DataFrame(rows)
     broken = frame[frame["status"] != "ok"]
     timed_out = frame[frame["status"] == "timed out"]
@@ -34,7 +34,7 @@ def render() -> None:
         st.subheader("What plugins printed while loading")
         for row in printed:
             with st.expander(f"{row['name']} ({row['status']})"):
-                st.code(row["output"], language=None)
+                st.code(public_text(row["output"]), language=None)
     st.caption("Third-party plugins come from the `transferlab` entry-point group. `TRANSFERLAB_PLUGINS=a,b` loads "
                "only the named ones; `TRANSFERLAB_STRICT_PLUGINS=1` makes a broken plugin an error; "
                "`TRANSFERLAB_PLUGIN_TIMEOUT` (seconds, default 10) is how long each plugin's import and each hook "
