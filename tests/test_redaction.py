@@ -455,7 +455,8 @@ def test_file_weights_home_is_a_copy(file_weights_home, seeded_home):
     assert not any(w.startswith("file:") for w in weights)
 
 
-def test_home_shows_a_failed_availability_check_without_its_path_in_read_only_mode(file_weights_home, monkeypatch):
+@pytest.mark.parametrize("page", ["home.py", "backbones.py"])
+def test_a_failed_availability_check_shows_without_its_path_in_read_only_mode(page, file_weights_home, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     import transferlab.registry
@@ -466,7 +467,7 @@ def test_home_shows_a_failed_availability_check_without_its_path_in_read_only_mo
     monkeypatch.setattr(transferlab.registry, "availability_label", failing)
     monkeypatch.setenv("TRANSFERLAB_HOME", str(file_weights_home))
     monkeypatch.setenv("TRANSFERLAB_READ_ONLY", "1")
-    at = AppTest.from_file(str(PAGES / "home.py"), default_timeout=120)
+    at = AppTest.from_file(str(PAGES / page), default_timeout=120)
     at.run()
     text = _page_text(at)
     assert not at.exception and not [leak for leak in LEAKS if leak in text]

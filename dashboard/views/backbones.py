@@ -14,14 +14,14 @@ from transferlab.backbone_study import (
 )
 from transferlab.compare import freeze_checks, parameter_table
 from transferlab.dashboard.charts import imagenet_transfer_chart, parameter_chart, store_colours
-from transferlab.dashboard.common import get_registry, guarded, load_runs, train_runs
+from transferlab.dashboard.common import get_registry, guarded, load_runs, public_text, train_runs
 from transferlab.dashboard.tables import show_table
 from transferlab.latency import latency_lookup
 from transferlab.registry import availability_label
 
 
 def _offline(source) -> str:
-    return availability_label(source, "offline", "downloads on first use")
+    return public_text(availability_label(source, "offline", "downloads on first use"))
 
 
 def render() -> None:
