@@ -2,7 +2,9 @@
 
 One transaction per write; SQLite runs in WAL mode so the dashboard reads while workers write.
 A run goes queued -> running -> succeeded | failed | nan | interrupted. Workers claim queued runs
-with a conditional UPDATE, so no run is claimed twice.
+with a conditional UPDATE, so no run is claimed twice. A claim records the worker's host, pid and process
+start time: a running run whose worker on this machine is gone is recovered at once (see
+:meth:`Store.recover_lost`); one held on another machine, once its heartbeat is older than the timeout.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Any, Iterable, Iterator
 
 import sqlalchemy as sa
 
+from transferlab import liveness
 from transferlab.errors import StoreError
 from transferlab.jobs import JobSpec
 
@@ -25,6 +28,17 @@ FINAL_KEEP = ("succeeded", "nan")  # never redone when a sweep is submitted agai
 #: a running run whose heartbeat is older than this (seconds) is taken as interrupted;
 #: ``TRANSFERLAB_HEARTBEAT_TIMEOUT`` overrides it (workers beat every 10 s)
 HEARTBEAT_TIMEOUT_S = 90.0
+#: how a run reads (never stored) while it is stored ``running`` but its worker is lost: dead on this
+#: machine, or silent for longer than the heartbeat timeout; ``worker_lost`` in the frame says which
+STALE = "stale"
+#: claims of a run, since a sweep queued it, after which a lost worker leaves it ``interrupted`` instead
+#: of queueing it again (a job that kills its worker each time must not loop)
+MAX_ATTEMPTS = 3
+
+
+def heartbeat_timeout() -> float:
+    """Seconds without a heartbeat after which a run held on another machine is taken as lost."""
+    return float(os.environ.get("TRANSFERLAB_HEARTBEAT_TIMEOUT", HEARTBEAT_TIMEOUT_S))
 
 metadata = sa.MetaData()
 
@@ -66,6 +80,13 @@ runs = sa.Table(
     sa.Column("finished_at", sa.Float),
     sa.Column("heartbeat_at", sa.Float),
     sa.Column("worker", sa.String(128)),
+    # who holds a running run, so a re-run on the same machine sees at once that its worker is gone
+    # (transferlab.liveness): the host, the pid, the process's start time and the boot + pid namespace
+    sa.Column("worker_host", sa.String(255)),
+    sa.Column("worker_pid", sa.Integer),
+    sa.Column("worker_started", sa.String(64)),
+    sa.Column("worker_pidspace", sa.String(160)),
+    sa.Column("attempts", sa.Integer),  # claims since a sweep last queued it; caps automatic retries
 )
 
 epochs = sa.Table(
@@ -180,6 +201,7 @@ class Store:
                     _add_missing_columns(conn)
                 else:
                     _refuse_outdated(conn, self.url)
+                self._run_columns = _present_run_columns(conn)
                 version = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
         except sa.exc.OperationalError as exc:
             if _error_kind(exc) in ("full", "locked", "read-only"):
@@ -216,23 +238,28 @@ class Store:
     def submit(self, jobs: Iterable[JobSpec]) -> dict[str, int]:
         """Queue jobs in one transaction. Succeeded and nan runs are kept; others are re-queued.
 
-        Returns counts: ``queued`` (new or re-queued) and ``kept`` (already finished).
+        Returns counts: ``queued`` (new or re-queued) and ``kept`` (already finished, queued or running).
+        Each run queued here starts a fresh budget of :data:`MAX_ATTEMPTS` automatic retries.
         """
         now = time.time()
         counts = {"queued": 0, "kept": 0}
         with self._write("queueing jobs") as conn:
             for job in jobs:
-                row = conn.execute(sa.select(runs.c.status).where(runs.c.run_id == job.job_id)).first()
+                row = conn.execute(sa.select(runs.c.status, runs.c.attempts).where(runs.c.run_id == job.job_id)).first()
                 if row is None:
                     # Another sweep may insert the same run between our read and this write: skip it then.
                     inserted = conn.execute(_insert_ignoring_conflict(conn, dict(**_job_columns(job), status="queued",
                                                                               created_at=now))).rowcount
                     counts["queued" if inserted else "kept"] += 1
                 elif row.status in FINAL_KEEP or row.status in ("queued", "running"):
+                    if row.status == "queued" and row.attempts:  # left queued by a killed sweep: a fresh budget
+                        conn.execute(runs.update().where(runs.c.run_id == job.job_id, runs.c.status == "queued")
+                                     .values(attempts=0))
                     counts["kept"] += 1
                 else:
                     conn.execute(
-                        runs.update().where(runs.c.run_id == job.job_id).values(status="queued", error=None, worker=None)
+                        runs.update().where(runs.c.run_id == job.job_id).values(status="queued", error=None,
+                                                                                 attempts=0, **_NO_WORKER)
                     )
                     counts["queued"] += 1
         return counts
@@ -264,11 +291,14 @@ class Store:
             if any(statuses.get(d) != "succeeded" for d in deps):
                 continue
             now = time.time()
+            me = liveness.current()
             with self._write("claiming a job") as conn:
                 result = conn.execute(
                     runs.update()
                     .where(runs.c.run_id == run_id, runs.c.status == "queued")
-                    .values(status="running", worker=worker, started_at=now, heartbeat_at=now, error=None)
+                    .values(status="running", worker=worker, started_at=now, heartbeat_at=now, error=None,
+                            worker_host=me.host, worker_pid=me.pid, worker_started=me.started,
+                            worker_pidspace=me.pidspace, attempts=sa.func.coalesce(runs.c.attempts, 0) + 1)
                 )
                 if result.rowcount == 1:
                     # Epoch rows stay: a run resumed from its checkpoint keeps its curve so far. The
@@ -276,13 +306,13 @@ class Store:
                     return JobSpec.from_json(spec_json)
         return None
 
-    def pending(self, among: Iterable[str]) -> int:
-        """How many of ``among`` are still queued or running."""
+    def pending(self, among: Iterable[str], statuses: Iterable[str] = ("queued", "running")) -> int:
+        """How many of ``among`` are stored with one of ``statuses`` (default: still queued or running)."""
         ids = list(among)
         with self.engine.connect() as conn:
             return conn.execute(
                 sa.select(sa.func.count()).select_from(runs)
-                .where(runs.c.run_id.in_(ids), runs.c.status.in_(("queued", "running")))
+                .where(runs.c.run_id.in_(ids), runs.c.status.in_(list(statuses)))
             ).scalar_one()
 
     # ------------------------------------------------------------------------------------ progress
@@ -322,16 +352,55 @@ class Store:
         with self._write("storing a finished run") as conn:
             conn.execute(query.values(**values))
 
-    def mark_stale(self, timeout_s: float | None = None, worker_prefix: str | None = None) -> int:
-        """Running runs whose heartbeat stopped become ``interrupted``. Returns how many."""
-        if timeout_s is None:
-            timeout_s = float(os.environ.get("TRANSFERLAB_HEARTBEAT_TIMEOUT", HEARTBEAT_TIMEOUT_S))
-        cutoff = time.time() - timeout_s
-        query = runs.update().where(runs.c.status == "running", runs.c.heartbeat_at < cutoff)
+    def recover_lost(self, requeue_among: Iterable[str] = (), timeout_s: float | None = None,
+                     worker_prefix: str | None = None) -> dict[str, list[str]]:
+        """Take back the running runs whose worker is lost: on this machine, one whose process is gone (at
+        once, see :mod:`transferlab.liveness`); on another, one whose heartbeat is older than ``timeout_s``
+        (default :func:`heartbeat_timeout`).
+
+        Those among ``requeue_among`` (the caller's sweep) with claims left (:data:`MAX_ATTEMPTS`) go straight
+        back to ``queued``, so no dependent sees them fail in between; the others become ``interrupted``.
+        Returns ``{"requeued": [run ids], "interrupted": [run ids]}``.
+        """
+        timeout_s = heartbeat_timeout() if timeout_s is None else timeout_s
+        query = sa.select(*_HOLDER_COLUMNS).where(runs.c.status == "running")
         if worker_prefix:
             query = query.where(runs.c.worker.like(f"{worker_prefix}%"))
-        with self._write("marking stale runs") as conn:
-            return conn.execute(query.values(status="interrupted", error="worker stopped (heartbeat lost)")).rowcount
+        with self.engine.connect() as conn:
+            held = conn.execute(query).mappings().all()
+        now = time.time()
+        lost = [(row, reason) for row in held if (reason := lost_reason(row, now, timeout_s))]
+        return self._release(lost, set(requeue_among), "marking stale runs")
+
+    def mark_stale(self, timeout_s: float | None = None, worker_prefix: str | None = None) -> int:
+        """Running runs whose worker is lost (gone on this machine, or silent past the heartbeat timeout)
+        become ``interrupted``. Returns how many."""
+        released = self.recover_lost(timeout_s=timeout_s, worker_prefix=worker_prefix)
+        return len(released["interrupted"])
+
+    def _release(self, lost: list[tuple[Any, str]], requeue_among: set[str], doing: str) -> dict[str, list[str]]:
+        """Queue again (or mark interrupted) each lost run, if it is still held as it was when read."""
+        released: dict[str, list[str]] = {"requeued": [], "interrupted": []}
+        if not lost:
+            return released
+        now = time.time()
+        with self._write(doing) as conn:
+            for row, reason in lost:
+                # still running under the same holder, with no heartbeat since it was read
+                query = runs.update().where(runs.c.run_id == row["run_id"], runs.c.status == "running",
+                                            _same(runs.c.worker, row["worker"]),
+                                            _same(runs.c.heartbeat_at, row["heartbeat_at"]))
+                if row["run_id"] in requeue_among and (row["attempts"] or 0) < MAX_ATTEMPTS:
+                    values = dict(status="queued", error=None, finished_at=None, **_NO_WORKER)
+                    outcome = "requeued"
+                else:
+                    if row["run_id"] in requeue_among:
+                        reason += f"; not retried again after {row['attempts']} attempts"
+                    values = dict(status="interrupted", error=reason, finished_at=now)
+                    outcome = "interrupted"
+                if conn.execute(query.values(**values)).rowcount == 1:
+                    released[outcome].append(row["run_id"])
+        return released
 
     def cancel(self, run_ids: Iterable[str], reason: str = "cancelled by the user") -> int:
         """Queued or running runs among ``run_ids`` become ``interrupted``. Returns how many."""
@@ -341,28 +410,45 @@ class Store:
                 .values(status="interrupted", error=reason, finished_at=time.time())
             ).rowcount
 
-    def interrupt_worker(self, worker: str) -> int:
-        """Runs held by a worker that is gone become ``interrupted``."""
-        with self._write("marking a worker's runs interrupted") as conn:
-            return conn.execute(
-                runs.update().where(runs.c.status == "running", runs.c.worker == worker)
-                .values(status="interrupted", error="worker stopped", finished_at=time.time())
-            ).rowcount
+    def interrupt_worker(self, worker: str, requeue_among: Iterable[str] = ()) -> int:
+        """Runs held by a worker that is gone become ``interrupted``, or ``queued`` again when they are among
+        ``requeue_among`` with claims left (as in :meth:`recover_lost`). Returns how many."""
+        with self.engine.connect() as conn:
+            held = conn.execute(sa.select(*_HOLDER_COLUMNS)
+                                .where(runs.c.status == "running", runs.c.worker == worker)).mappings().all()
+        released = self._release([(row, f"worker {worker} stopped") for row in held], set(requeue_among),
+                                 "marking a worker's runs interrupted")
+        return len(released["requeued"]) + len(released["interrupted"])
 
     # ------------------------------------------------------------------------------------ read
 
     def runs_frame(self, **filters: Any):
-        """Runs as a pandas DataFrame; ``filters`` are column=value (lists allowed)."""
+        """Runs as a pandas DataFrame; ``filters`` are column=value (lists allowed).
+
+        A run stored ``running`` whose worker is lost (gone on this machine, or silent past the heartbeat
+        timeout) reads as status ``stale``, with the reason in ``worker_lost`` (None for every other run).
+        This only reads: the store is changed by :meth:`recover_lost`, never here, so a read-only viewer
+        sees the truth without writing. ``status="stale"`` selects those runs.
+        """
         import pandas as pd
 
-        query = sa.select(runs)
+        query = sa.select(*self._run_columns)
+        wanted = None
         for column, value in filters.items():
             if value is None:
                 continue
+            if column == "status":
+                wanted = set(value) if isinstance(value, (list, tuple, set)) else {value}
+                value = (wanted - {STALE}) | ({"running"} if STALE in wanted else set())
             col = runs.c[column]
             query = query.where(col.in_(value) if isinstance(value, (list, tuple, set)) else col == value)
         with self.engine.connect() as conn:
             frame = pd.read_sql(query.order_by(runs.c.created_at, runs.c.run_id), conn)
+        if len(self._run_columns) < len(runs.columns):
+            frame = frame.reindex(columns=[c.name for c in runs.columns])  # columns newer than the store: empty
+        frame = _mark_lost(frame)
+        if wanted is not None and not frame["status"].isin(wanted).all():
+            frame = frame[frame["status"].isin(wanted)].reset_index(drop=True)
         return frame
 
     def epochs_frame(self, run_ids: Iterable[str] | None = None):
@@ -378,8 +464,56 @@ class Store:
     def get(self, run_id: str) -> dict[str, Any] | None:
         """One run as a dict, or None."""
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).mappings().first()
-        return dict(row) if row else None
+            row = conn.execute(sa.select(*self._run_columns).where(runs.c.run_id == run_id)).mappings().first()
+        return {**dict.fromkeys(runs.c.keys()), **row} if row else None
+
+
+#: what a lost-worker check reads of a running run
+_HOLDER_COLUMNS = (runs.c.run_id, runs.c.worker, runs.c.heartbeat_at, runs.c.started_at, runs.c.attempts,
+                   runs.c.worker_host, runs.c.worker_pid, runs.c.worker_started, runs.c.worker_pidspace)
+#: a run that no worker holds
+_NO_WORKER = dict(worker=None, worker_host=None, worker_pid=None, worker_started=None, worker_pidspace=None)
+
+
+def _same(column, value):
+    """``column = value``, where None matches NULL."""
+    return column.is_(None) if value is None else column == value
+
+
+def _known(value: Any) -> Any:
+    """None for a missing value (SQL NULL, or pandas' NaN), else the value."""
+    return None if value is None or (isinstance(value, float) and value != value) else value
+
+
+def lost_reason(row: Any, now: float, timeout_s: float) -> str | None:
+    """Why the worker holding running run ``row`` (a mapping of its columns) is taken as lost, or None.
+
+    A worker process on this machine that is gone (by its pid and start time) is lost at once; any worker,
+    here or elsewhere, whose heartbeat is older than ``timeout_s`` seconds is lost too.
+    """
+    pid = _known(row["worker_pid"])
+    holder = liveness.ProcessIdentity(host=_known(row["worker_host"]), pid=None if pid is None else int(pid),
+                                      started=_known(row["worker_started"]), pidspace=_known(row["worker_pidspace"]))
+    if liveness.state(holder) == liveness.DEAD:
+        return f"worker {row['worker']} stopped: its process (pid {holder.pid}) on this machine is gone"
+    beat = _known(row["heartbeat_at"]) or _known(row["started_at"])
+    if beat is None or beat < now - timeout_s:
+        silent = f"{now - beat:.0f} s" if beat is not None else "ever"
+        return f"worker stopped (heartbeat lost: {row['worker']} silent for {silent}, timeout {timeout_s:g} s)"
+    return None
+
+
+def _mark_lost(frame):
+    """``runs_frame``'s read-only liveness: running runs with a lost worker read ``stale``, why in ``worker_lost``."""
+    frame["worker_lost"] = None
+    running = frame.index[frame["status"] == "running"]
+    if len(running):
+        now, timeout_s = time.time(), heartbeat_timeout()
+        for index in running:
+            reason = lost_reason(frame.loc[index], now, timeout_s)
+            if reason:
+                frame.loc[index, ["status", "worker_lost"]] = [STALE, reason]
+    return frame
 
 
 def _insert_ignoring_conflict(conn, values: dict[str, Any]):
@@ -424,6 +558,16 @@ def _refuse_outdated(conn, url: str) -> None:
                 f"{new}) and is opened read-only, so it cannot be updated. Open it once writable, e.g. with "
                 "`transferlab runs` and TRANSFERLAB_READ_ONLY unset, then serve it read-only again."
             )
+
+
+def _present_run_columns(conn) -> list[Any]:
+    """The columns of ``runs`` this store has: all of them once migrated; a read-only store written by an
+    earlier release may lack the newest nullable ones, which then read as empty."""
+    inspector = sa.inspect(conn)
+    if "runs" not in inspector.get_table_names():
+        return list(runs.columns)
+    present = {c["name"] for c in inspector.get_columns("runs")}
+    return [column for column in runs.columns if column.name in present]
 
 
 def _add_missing_columns(conn) -> None:
