@@ -224,14 +224,18 @@ def _execute(jobs, workers: int, executor: str = "local", address: str | None = 
         from transferlab.executor import run_jobs
 
         counts = run_jobs(jobs, store, workers=workers)
+    from transferlab.executor import unfinished_report
+
     frame = store.runs_frame(run_id=[j.job_id for j in jobs])
+    unfinished = unfinished_report(frame)
+    if unfinished:  # never a table that looks complete while runs of this sweep are missing from it
+        done = int((frame["status"] == "succeeded").sum())
+        print(f"PARTIAL RESULTS: {done} of {len(frame)} runs succeeded; the others are listed below the table.")
     print(format_summary(summarize(frame)))
     print("status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    failed = frame[frame["status"].isin(["failed", "nan", "interrupted"])]
-    for _, row in failed.iterrows():
-        print(f"  {row['status']}: {row['run_id']} {row['task']}/{row['backbone']}/{row['strategy']}: "
-              f"{str(row['error']).splitlines()[0] if row['error'] else ''}")
-    return 0 if failed.empty else 1
+    for line in unfinished:
+        print(line)
+    return 1 if unfinished else 0
 
 
 def cmd_run(args) -> int:

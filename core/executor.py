@@ -2,7 +2,10 @@
 
 Each worker is a separate process so TensorFlow's memory and threads are its own; with N workers each
 gets cores/N intra-op threads so they do not fight. A heartbeat thread keeps a running run marked
-alive; a run whose worker vanished is noticed through its stale heartbeat and marked interrupted.
+alive. A run of the sweep whose worker is lost (its process on this machine gone: at once; on another
+machine: once its heartbeat is older than the timeout) is queued again and run by this sweep, resumed
+from its checkpoint; a run that a live worker elsewhere holds is not waited for, and the sweep's report
+names it as unfinished.
 """
 from __future__ import annotations
 
@@ -109,16 +112,23 @@ JOBS_PER_WORKER = 10
 
 
 def work(store: Store, among: Iterable[str], worker: str, registry=None, poll_s: float = 0.5,
-         max_jobs: int | None = None) -> dict[str, int]:
-    """Claim and run jobs from ``among`` until none is queued (or ``max_jobs`` ran). Returns counts by status."""
+         max_jobs: int | None = None, parent_pid: int | None = None) -> dict[str, int]:
+    """Claim and run jobs from ``among`` until none is queued (or ``max_jobs`` ran, or the sweep process
+    ``parent_pid`` is gone). Returns counts by status.
+
+    A run of ``among`` whose worker is lost is queued again and run here. A queued run waits for its
+    dependencies wherever they run; a run another live worker holds is left to it, not waited for.
+    """
     among = list(among)
     counts: dict[str, int] = {}
     while max_jobs is None or sum(counts.values()) < max_jobs:
+        if parent_pid is not None and os.getppid() != parent_pid:
+            break  # the sweep that started this worker was killed: take no new job (a re-run does)
         job = store.claim(worker, among)
         if job is None:
-            if store.pending(among) == 0:
+            store.recover_lost(requeue_among=among)
+            if store.pending(among, statuses=("queued",)) == 0:
                 return counts
-            store.mark_stale()
             time.sleep(poll_s)  # dependencies still running in another worker
             continue
         status = run_one(store, job, registry)
@@ -131,7 +141,7 @@ def _worker_main(store_url: str, among: list[str], index: int, workers: int, max
 
     os.environ["TRANSFERLAB_BAR_POSITION"] = str(index)
     import_tensorflow_quietly(threads=thread_pools(workers))
-    work(Store(store_url), among, worker_name(index), max_jobs=max_jobs)
+    work(Store(store_url), among, worker_name(index), max_jobs=max_jobs, parent_pid=os.getppid())
 
 
 def _run_worker_processes(store: Store, ids: list[str], workers: int, jobs_per_worker: int | None) -> None:
@@ -144,9 +154,10 @@ def _run_worker_processes(store: Store, ids: list[str], workers: int, jobs_per_w
         proc.start()
         procs[slot] = proc
 
-    def reap(slot: int, proc: mp.Process) -> None:
-        if proc.exitcode != 0:  # killed or crashed: its run cannot finish
-            store.interrupt_worker(f"{worker_name(slot).rsplit(':', 2)[0]}:{proc.pid}:{slot}")
+    def reap(slot: int, proc: mp.Process, requeue: bool = True) -> None:
+        if proc.exitcode != 0:  # killed or crashed: its run cannot finish there, but can here
+            store.interrupt_worker(f"{worker_name(slot).rsplit(':', 2)[0]}:{proc.pid}:{slot}",
+                                   requeue_among=ids if requeue else ())
 
     failed_starts = 0
     for slot in range(workers):
@@ -176,7 +187,7 @@ def _run_worker_processes(store: Store, ids: list[str], workers: int, jobs_per_w
             proc.terminate()
         for slot, proc in procs.items():
             proc.join()
-            reap(slot, proc)
+            reap(slot, proc, requeue=False)
         raise
 
 
@@ -193,19 +204,77 @@ def run_jobs(jobs: list[JobSpec], store: Store, workers: int = 1, registry=None,
 
     registry = registry or get_registry()
     check_jobs_fit_data(registry, jobs)
-    store.mark_stale()
-    submitted = store.submit(jobs)
     ids = [j.job_id for j in jobs]
+    # before submitting: a run whose worker is gone is queued again, not counted as running
+    recovered = store.recover_lost(requeue_among=ids)
+    store.submit(jobs)
+    frame = store.runs_frame(run_id=ids)
     from transferlab.progress import say
 
-    say(f"{len(ids)} jobs: {submitted['queued']} to run, {submitted['kept']} already in the store.")
-    if submitted["queued"]:
+    say(_plan_message(frame, recovered))
+    if (frame["status"] == "queued").any():  # queued by this call or left queued by an earlier, killed one
+        # a dependency stored by another sweep (not among these jobs) is claimed here too: a queued one
+        # that nobody else runs any more would keep its dependents waiting for ever
+        among = ids + sorted({dep for job in jobs for dep in job.depends_on} - set(ids))
         if workers <= 0:
             from transferlab.progress import import_tensorflow_quietly
 
             import_tensorflow_quietly()
-            work(store, ids, worker_name(0), registry)
+            work(store, among, worker_name(0), registry)
         else:
-            _run_worker_processes(store, ids, workers, jobs_per_worker)
+            _run_worker_processes(store, among, workers, jobs_per_worker)
     frame = store.runs_frame(run_id=ids)
     return frame["status"].value_counts().to_dict()
+
+
+def _plan_message(frame, recovered: dict[str, list[str]]) -> str:
+    """What a sweep is about to do: how many runs it will run, finds finished, or leaves to another worker."""
+    status = frame["status"]
+    message = (f"{len(frame)} jobs: {int((status == 'queued').sum())} to run, "
+               f"{int(status.isin(['succeeded', 'nan']).sum())} already finished in the store")
+    elsewhere = int(status.isin(["running", "stale"]).sum())
+    if elsewhere:
+        message += f", {elsewhere} held by a worker elsewhere (not waited for)"
+    taken = recovered["requeued"] + recovered["interrupted"]
+    if taken:
+        message += f"; {len(taken)} taken back from a worker that is gone"
+    return message + "."
+
+
+def unfinished_report(frame, now: float | None = None) -> list[str]:
+    """Lines naming every run of a sweep's ``frame`` (``Store.runs_frame``) that did not succeed, with how
+    many of each status first; empty when every run succeeded. ``nan`` counts as not succeeded."""
+    from transferlab.store import heartbeat_timeout
+
+    unfinished = frame[frame["status"] != "succeeded"]
+    if unfinished.empty:
+        return []
+    now = time.time() if now is None else now
+    names = {"running": "running in a live worker elsewhere", "stale": "held by a lost worker"}
+    counts = unfinished["status"].value_counts()
+    lines = [f"UNFINISHED: {len(unfinished)} of {len(frame)} runs did not succeed ("
+             + ", ".join(f"{n} {names.get(s, s)}" for s, n in counts.items()) + "):"]
+    statuses = dict(zip(frame["run_id"], frame["status"]))
+    for _, row in unfinished.iterrows():
+        lines.append(f"  {row['status']}: {row['run_id']} {JobSpec.from_json(row['spec_json']).label()}: "
+                     f"{_why_unfinished(row, statuses, now, heartbeat_timeout())}")
+    if counts.get("running"):
+        lines.append("Runs held by a live worker elsewhere are left to it; see them in `transferlab runs`.")
+    lines.append("Finished runs are kept: run the same command again to run the rest.")
+    return lines
+
+
+def _why_unfinished(row, statuses: dict[str, str], now: float, timeout_s: float) -> str:
+    """One line on why a run did not succeed."""
+    import json
+
+    if row["status"] == "queued":
+        waiting = [d for d in json.loads(row["depends_on"] or "[]") if statuses.get(d) != "succeeded"]
+        return f"waits for {', '.join(waiting)}" if waiting else "not started"
+    if row["status"] == "running":
+        beat = row["heartbeat_at"]
+        return (f"held by {row['worker']}, heartbeat {now - beat:.0f} s ago (taken as lost after {timeout_s:g} s "
+                "of silence)")
+    if row["status"] == "stale":
+        return row["worker_lost"]
+    return str(row["error"]).splitlines()[0] if isinstance(row["error"], str) and row["error"] else "no message"
