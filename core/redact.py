@@ -260,16 +260,20 @@ def _loads(text: Any) -> Any:
         return None
 
 
+_WORKER_COLUMNS = ("worker", "worker_host", "worker_pid", "worker_started", "worker_pidspace")
+
+
 def public_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """A runs frame (``Store.runs_frame``) as strangers may see it; the frame passed in is left as it is.
 
-    ``weights`` becomes :func:`public_weights` with the sha256 prefix from the run's spec (or manifest), and
+    The columns naming the worker that held each run are dropped; ``weights`` becomes :func:`public_weights` with the sha256 prefix from the run's spec (or manifest), and
     the same in ``spec_json`` and ``manifest_json``; every other string, in the JSON columns (a task's data
     provenance names its folder) and in the text columns (``error``), goes through :func:`redact_text`. Runs
     that only differ by the folder of one weights file stay apart when the files differ (the sha256 prefix).
     """
     redactor = _Redactor(paths=True)
-    out = runs.copy()
+    # Which machine and process held a run (host name, pid, boot id) is nobody else's business.
+    out = runs.drop(columns=[c for c in _WORKER_COLUMNS if c in runs]).copy()
     specs = [_loads(s) for s in out["spec_json"]] if "spec_json" in out else [None] * len(out)
     manifests = [_loads(m) for m in out["manifest_json"]] if "manifest_json" in out else [None] * len(out)
 

@@ -120,6 +120,24 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def _read_only_sqlite(path: str, timeout: float):
+    """Connections to a SQLite store that read without writing a byte, even beside it.
+
+    A WAL-mode database opened read-only makes SQLite create its ``-wal`` and ``-shm`` files when they are
+    absent (the store at rest): a hosted read-only dashboard would change the folder it shows. When no
+    write-ahead log exists, nobody is writing, so the connection opens the file ``immutable`` (no lock
+    files, no coordination); while one exists (a sweep is writing), it joins in ``mode=ro`` as a reader
+    of the live store. Each checkout decides anew (no pool), so a store that comes to life is read live.
+    """
+    import sqlite3
+
+    def connect():
+        flags = "mode=ro" if Path(path + "-wal").exists() else "mode=ro&immutable=1"
+        return sqlite3.connect(f"file:{path}?{flags}", uri=True, timeout=timeout, check_same_thread=False)
+
+    return connect
+
+
 def _error_kind(exc: Exception) -> str | None:
     """``io``, ``full``, ``locked`` or ``read-only`` for a database error with a known cause, else None."""
     text = str(getattr(exc, "orig", exc)).lower()
@@ -180,6 +198,9 @@ class Store:
                                      "TRANSFERLAB_HOME, says where). Run `transferlab demo` or a sweep to create one.")
                 # SQLite's own read-only mode: writes fail in the database, not only in this code.
                 engine_url = f"sqlite:///file:{path}?mode=ro&uri=true"
+                if "?" not in path:
+                    kwargs = dict(creator=_read_only_sqlite(path, _busy_timeout()), poolclass=sa.pool.NullPool)
+                    engine_url = "sqlite://"
         try:
             self.engine = sa.create_engine(engine_url, **kwargs)
         except Exception as exc:

@@ -22,7 +22,8 @@ def live_view(limit: int = 5) -> None:
     for record in records[:limit]:
         frame = store.runs_frame(run_id=record.job_ids)
         done = int(frame["status"].isin(["succeeded", "failed", "nan", "interrupted"]).sum())
-        state = "running" if record.alive else "finished"
+        unfinished = len(record.job_ids) - done
+        state = "running" if record.alive else ("finished" if not unfinished else f"stopped, {unfinished} unfinished")
         head = st.columns([4, 1])
         head[0].markdown(f"**Launch {record.launch_id}** · {state} · {done}/{len(record.job_ids)} runs done")
         if record.alive and head[1].button("Cancel", key=f"cancel-{record.launch_id}"):
@@ -39,6 +40,10 @@ def live_view(limit: int = 5) -> None:
                 st.progress(min(1.0, progress["step"] / max(1, progress["steps"])))
             else:
                 st.text(f"{label}: preparing (loading data, weights or features)")
-        failed = frame[frame["status"].isin(["failed", "nan"])]
+        for _, row in frame[frame["status"] == "stale"].iterrows():
+            label = f"{row['backbone']} · {row['strategy']} · {row['examples_per_class']:.0f}/class · seed {row['seed']}"
+            st.text(f"{label}: running — worker lost ({row.get('worker_lost') or 'no heartbeat'}); "
+                    "the next sweep or demo takes it back")
+        failed = frame[frame["status"].isin(["failed", "nan", "interrupted", "stale"])]
         if not failed.empty:
             show_table(failed[["run_id", "backbone", "strategy", "status", "error"]])

@@ -57,9 +57,12 @@ def render() -> None:
             st.info("The store is empty.")
         else:
             counts = runs[runs["kind"] == "train"]["status"].value_counts()
-            cols = st.columns(4)
-            for col, status in zip(cols, ("succeeded", "running", "queued", "failed")):
-                col.metric(status, int(counts.get(status, 0)))
+            shown = [("succeeded", "succeeded"), ("running", "running"), ("queued", "queued"), ("failed", "failed")]
+            if counts.get("stale", 0):  # held by a worker that is gone: the next sweep takes them back
+                shown.append(("stale", "running — worker lost"))
+            cols = st.columns(len(shown))
+            for col, (status, label) in zip(cols, shown):
+                col.metric(label, int(counts.get(status, 0)))
             st.caption(f"{runs['task'].nunique()} tasks · {runs['backbone'].nunique()} backbones · "
                        f"{runs['strategy'].nunique()} strategies · {len(runs)} runs in all (with pretraining)")
         if not read_only():
