@@ -433,7 +433,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # inside the try: a reader that left (`| head`) is caught below, not at exit
+        return status
     except UserError as exc:
         print(f"transferlab: error: {exc}", file=sys.stderr)
         return 2
@@ -443,6 +445,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("transferlab: interrupted; finished runs are kept, `transferlab sweep` resumes.", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `transferlab runs | head`: the reader left; say nothing more (Python docs' recipe)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -199,11 +199,12 @@ def run_jobs(jobs: list[JobSpec], store: Store, workers: int = 1, registry=None,
     (default: the installed plugins) is used in-process; worker processes load the installed plugins
     and are replaced by fresh ones after ``jobs_per_worker`` jobs (None: never).
     """
-    from transferlab.data import check_jobs_fit_data
+    from transferlab.jobs import check_before_queueing
     from transferlab.registry import get_registry
 
     registry = registry or get_registry()
-    check_jobs_fit_data(registry, jobs)
+    # what the CLI checks before it opens the store, checked for every caller (dashboard launches, the API)
+    check_before_queueing(registry, jobs)
     ids = [j.job_id for j in jobs]
     # before submitting: a run whose worker is gone is queued again, not counted as running
     recovered = store.recover_lost(requeue_among=ids)

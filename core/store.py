@@ -189,6 +189,9 @@ class Store:
         self.read_only = read_only
         kwargs: dict[str, Any] = {}
         engine_url = self.url
+        if self.url.startswith("postgresql") and "connect_timeout" not in self.url:
+            # an unreachable host otherwise waits for the system's TCP timeout (minutes) before saying so
+            kwargs["connect_args"] = {"connect_timeout": 10}
         if self.url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": _busy_timeout()}
             if read_only:

@@ -119,3 +119,19 @@ def test_sweep_dry_run_lists_jobs(capsys):
     # 2 pretrains (one per seed) + 4 transfers + 4 scratch runs (a random-init strategy runs without the source)
     assert out.strip().endswith("10 jobs")
     assert out.count("pretrain ") == 2
+
+
+def test_output_cut_short_by_a_closed_pipe_is_not_a_traceback(tl_home):
+    import os
+    import subprocess
+    import sys
+
+    # `transferlab tasks | true`: the reader is gone before the command writes a byte
+    read, write = os.pipe()
+    os.close(read)
+    done = subprocess.run([sys.executable, "-m", "transferlab.cli", "tasks"], stdout=write, stderr=subprocess.PIPE,
+                          env={**os.environ, "TRANSFERLAB_HOME": str(tl_home)}, timeout=120)
+    os.close(write)
+    err = done.stderr.decode()
+    assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception ignored" not in err, err
+    assert done.returncode == 141
