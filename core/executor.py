@@ -243,17 +243,18 @@ def _plan_message(frame, recovered: dict[str, list[str]]) -> str:
 
 
 def unfinished_report(frame, now: float | None = None) -> list[str]:
-    """Lines naming every run of a sweep's ``frame`` (``Store.runs_frame``) that did not succeed, with how
-    many of each status first; empty when every run succeeded. ``nan`` counts as not succeeded."""
+    """Lines naming every run of a sweep's ``frame`` (``Store.runs_frame``) that did not finish, with how
+    many of each status first; empty when every run finished. A ``nan`` run finished (it diverged, its
+    curve is kept and it is never rerun), so it is not listed here: the summary shows it."""
     from transferlab.store import heartbeat_timeout
 
-    unfinished = frame[frame["status"] != "succeeded"]
+    unfinished = frame[~frame["status"].isin(["succeeded", "nan"])]
     if unfinished.empty:
         return []
     now = time.time() if now is None else now
     names = {"running": "running in a live worker elsewhere", "stale": "held by a lost worker"}
     counts = unfinished["status"].value_counts()
-    lines = [f"UNFINISHED: {len(unfinished)} of {len(frame)} runs did not succeed ("
+    lines = [f"UNFINISHED: {len(unfinished)} of {len(frame)} runs did not finish ("
              + ", ".join(f"{n} {names.get(s, s)}" for s, n in counts.items()) + "):"]
     statuses = dict(zip(frame["run_id"], frame["status"]))
     for _, row in unfinished.iterrows():

@@ -512,14 +512,19 @@ def _known(value: Any) -> Any:
 def lost_reason(row: Any, now: float, timeout_s: float) -> str | None:
     """Why the worker holding running run ``row`` (a mapping of its columns) is taken as lost, or None.
 
-    A worker process on this machine that is gone (by its pid and start time) is lost at once; any worker,
-    here or elsewhere, whose heartbeat is older than ``timeout_s`` seconds is lost too.
+    A worker process on this machine that is gone (by its pid and start time) is lost at once; one that is
+    alive is not lost, however late its heartbeat (a store busy with other writers can hold heartbeats back,
+    and taking its run would train the job twice at once); any other worker, elsewhere, whose heartbeat is
+    older than ``timeout_s`` seconds is lost.
     """
     pid = _known(row["worker_pid"])
     holder = liveness.ProcessIdentity(host=_known(row["worker_host"]), pid=None if pid is None else int(pid),
                                       started=_known(row["worker_started"]), pidspace=_known(row["worker_pidspace"]))
-    if liveness.state(holder) == liveness.DEAD:
+    verdict = liveness.state(holder)
+    if verdict == liveness.DEAD:
         return f"worker {row['worker']} stopped: its process (pid {holder.pid}) on this machine is gone"
+    if verdict == liveness.ALIVE:
+        return None
     beat = _known(row["heartbeat_at"]) or _known(row["started_at"])
     if beat is None or beat < now - timeout_s:
         silent = f"{now - beat:.0f} s" if beat is not None else "ever"

@@ -38,7 +38,11 @@ def _build_wheel(tmp_path: Path) -> Path:
     assert done.returncode == 0, done.stderr[-3000:]
     log = done.stdout + done.stderr
     # A deprecated setting works until setuptools drops it, then a new user's setup fails: the build stays clean.
-    assert "Deprecat" not in log and "!!" not in log, log[-3000:]
+    # setuptools words it "BuildBackendWarning: ... is deprecated" or SetuptoolsDeprecationWarning; pip's own
+    # notices (pip upgrades itself in `make setup`) are no concern of this build
+    warnings = [line for line in log.splitlines()
+                if ("BuildBackendWarning" in line or "SetuptoolsDeprecationWarning" in line)]
+    assert not warnings, warnings[:5]
     wheels = list(out.glob("transferlab-*.whl"))
     assert len(wheels) == 1, wheels
     return wheels[0]
