@@ -182,9 +182,19 @@ def _frozen_accuracy_rows(registry) -> list[dict[str, Any]]:
     """The store's frozen-feature results as rows for the backbones table (empty when there are none)."""
     from transferlab.analysis import summarize
     from transferlab.backbone_study import frozen_accuracy, frozen_accuracy_table
+    from transferlab.errors import StoreError
+    from transferlab.paths import default_store_url
     from transferlab.store import Store
 
-    runs = Store().runs_frame()
+    try:  # read only: listing backbones never creates a store, and a store it cannot open costs only this section
+        runs = Store(read_only=True).runs_frame()
+    except StoreError as exc:
+        from transferlab.progress import say
+        from transferlab.redact import redact_url
+
+        say(f"(frozen-feature accuracy left out: the store at {redact_url(default_store_url())} cannot be read: "
+            f"{str(exc).splitlines()[0][:200]})")
+        return []
     if runs.empty:
         return []
     summary = summarize(runs, baselines=registry.baseline_strategies())

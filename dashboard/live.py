@@ -3,10 +3,18 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import streamlit as st
 
 from transferlab.dashboard.common import get_store
 from transferlab.dashboard.tables import show_table
+
+
+def _run_label(row) -> str:
+    """``backbone · strategy · 20/class · seed 0`` (``all data`` for a run on the whole pool)."""
+    size = row["examples_per_class"]
+    size_text = "all data" if size is None or pd.isna(size) else f"{size:.0f}/class"
+    return f"{row['backbone']} · {row['strategy']} · {size_text} · seed {row['seed']}"
 
 
 @st.fragment(run_every=2)
@@ -32,7 +40,7 @@ def live_view(limit: int = 5) -> None:
         st.progress(done / max(1, len(record.job_ids)))
         for _, row in frame[frame["status"] == "running"].iterrows():
             progress = json.loads(row["progress_json"]) if isinstance(row["progress_json"], str) else {}
-            label = f"{row['backbone']} · {row['strategy']} · {row['examples_per_class']:.0f}/class · seed {row['seed']}"
+            label = _run_label(row)
             if progress:
                 metrics = ", ".join(f"{k} {v:.3f}" for k, v in progress.get("metrics", {}).items())
                 st.text(f"{label}: {progress['phase']} epoch {progress['epoch']}/{progress['last_epoch']}, "
@@ -41,7 +49,7 @@ def live_view(limit: int = 5) -> None:
             else:
                 st.text(f"{label}: preparing (loading data, weights or features)")
         for _, row in frame[frame["status"] == "stale"].iterrows():
-            label = f"{row['backbone']} · {row['strategy']} · {row['examples_per_class']:.0f}/class · seed {row['seed']}"
+            label = _run_label(row)
             st.text(f"{label}: running — worker lost ({row.get('worker_lost') or 'no heartbeat'}); "
                     "the next sweep or demo takes it back")
         failed = frame[frame["status"].isin(["failed", "nan", "interrupted", "stale"])]

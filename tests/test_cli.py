@@ -135,3 +135,14 @@ def test_output_cut_short_by_a_closed_pipe_is_not_a_traceback(tl_home):
     err = done.stderr.decode()
     assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception ignored" not in err, err
     assert done.returncode == 141
+
+
+def test_backbones_lists_without_a_readable_store(tl_home, monkeypatch, capsys):
+    """Listing backbones creates no store, and a store it cannot read costs only the frozen-accuracy section."""
+    monkeypatch.setenv("TRANSFERLAB_STORE", "postgresql+psycopg://u:secretpw@127.0.0.1:1/none?connect_timeout=1")
+    assert main(["backbones", "--only", "small_cnn"]) == 0
+    captured = capsys.readouterr()
+    assert "small_cnn" in captured.out and "secretpw" not in captured.out + captured.err
+    monkeypatch.delenv("TRANSFERLAB_STORE")
+    assert main(["backbones", "--only", "small_cnn"]) == 0
+    assert not (tl_home / "runs.sqlite").exists()

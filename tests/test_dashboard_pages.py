@@ -242,3 +242,13 @@ def test_home_tasks_table_is_wide_enough_for_every_cell(app_env):
         longest = tasks.value[column].astype(str).str.len().max()
         assert isinstance(widths[column], int) and widths[column] >= longest * CHAR_PX, (column, widths)
     assert "needs its data (see about)" in set(tasks.value["ready"]) or "yes" in set(tasks.value["ready"])
+
+
+def test_live_view_labels_a_run_on_the_whole_pool():
+    import pandas as pd
+
+    from transferlab.dashboard.live import _run_label
+
+    row = dict(backbone="small_cnn", strategy="scratch", seed=0)
+    assert _run_label(pd.Series(dict(row, examples_per_class=None))) == "small_cnn · scratch · all data · seed 0"
+    assert _run_label(pd.Series(dict(row, examples_per_class=20.0))) == "small_cnn · scratch · 20/class · seed 0"
