@@ -337,15 +337,26 @@ def cmd_runs(args) -> int:
 
 def cmd_demo(args) -> int:
     from transferlab.demo import DEMOS, demo_jobs
+    from transferlab.jobs import JobFieldError, check_before_queueing, flag_names, parse_field, parse_workers
 
     which = "backbones" if args.backbones else "strategies"
     demo = DEMOS[which]
-    jobs = demo_jobs(_registry(), sizes=_csv_list(args.sizes, int), seeds=_csv_list(args.seeds, int), which=which)
+    registry = _registry()
+    names = dict(flag_names(), examples_per_class="--sizes", seed="--seeds", seeds="--seeds")
+    try:  # the same checks as a sweep, before the store is opened: nothing is stored for a bad flag
+        workers = parse_workers(demo.workers if args.workers is None else args.workers, args.executor)
+        sizes = [parse_field("examples_per_class", t.strip()) for t in args.sizes.split(",") if t.strip()] \
+            if args.sizes else None
+        seeds = [parse_field("seed", t.strip()) for t in args.seeds.split(",") if t.strip()] if args.seeds else None
+        jobs = demo_jobs(registry, sizes=sizes, seeds=seeds, which=which)
+        check_before_queueing(registry, jobs)
+    except JobFieldError as exc:
+        raise UserError(exc.render(names)) from None
     tasks = ", ".join(demo.tasks)
     print(f"transferlab demo{' --backbones' if args.backbones else ''}: {len([j for j in jobs if j.kind == 'train'])} "
           f"runs on {tasks} (+{len([j for j in jobs if j.kind == 'pretrain'])} source pretraining jobs); "
           f"about {demo.minutes} minutes on 2 CPU cores at the default sizes and seeds")
-    return _execute(jobs, demo.workers if args.workers is None else args.workers, args.executor, args.address)
+    return _execute(jobs, workers, args.executor, args.address)
 
 
 # -------------------------------------------------------------------------------------------- parser
@@ -426,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("demo", help="the embedded offline comparison on Animal-MNIST (~15 min on 2 cores)")
-    p.add_argument("--workers", type=int, help="worker processes (default 1; 2 with --backbones)")
+    p.add_argument("--workers", help="worker processes (default 1; 2 with --backbones)")
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--address", help="Ray cluster address")
     p.add_argument("--sizes", help="examples per class, comma-separated (default 5,20,100; 10,50 with --backbones)")

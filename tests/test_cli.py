@@ -146,3 +146,17 @@ def test_backbones_lists_without_a_readable_store(tl_home, monkeypatch, capsys):
     monkeypatch.delenv("TRANSFERLAB_STORE")
     assert main(["backbones", "--only", "small_cnn"]) == 0
     assert not (tl_home / "runs.sqlite").exists()
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["demo", "--sizes", "0"], "--sizes"),
+    (["demo", "--sizes", "5,abc"], "--sizes"),
+    (["demo", "--seeds", "-1"], "--seeds"),
+    (["demo", "--workers", "100000"], "--workers"),
+    (["demo", "--backbones", "--workers", "x"], "--workers"),
+])
+def test_demo_flags_are_checked_before_anything_is_stored(argv, flag, capsys, tl_home):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("transferlab: error: ") and flag in err and "Traceback" not in err
+    assert not (tl_home / "runs.sqlite").exists()
