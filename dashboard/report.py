@@ -11,24 +11,27 @@ import html
 import pandas as pd
 
 from transferlab.analysis import summarize
-from transferlab.compare import crossovers, curves, gain_per_run, negative_transfer
+from transferlab.compare import crossovers, curves, gain_per_run, negative_transfer, score_intervals
 from transferlab.dashboard import charts
 from transferlab.redact import public_runs
 
 
 def report_figures(runs: pd.DataFrame, epochs: pd.DataFrame) -> list[tuple[str, object]]:
-    """(title, figure) for every plot of the report, per task."""
+    """(title, figure) for every plot of the report, per task, coloured and bounded as on the pages (one
+    colour per configuration from the whole store, Wilson intervals for single-seed accuracies)."""
     figures: list[tuple[str, object]] = []
+    colours = charts.store_colours(runs)
     for task in sorted(runs["task"].unique()) if not runs.empty else []:
         part = runs[runs["task"] == task]
         summary = summarize(part)
         figures += [
-            (f"{task}: data efficiency", charts.data_efficiency_chart(summary, crossovers(summary))),
-            (f"{task}: gain over the random-init baseline", charts.gain_chart(summary)),
+            (f"{task}: data efficiency", charts.data_efficiency_chart(score_intervals(summary, part), crossovers(summary),
+                                                                       colours=colours)),
+            (f"{task}: gain over the random-init baseline", charts.gain_chart(summary, colours=colours)),
             (f"{task}: negative transfer", charts.negative_transfer_heatmap(negative_transfer(summary))),
-            (f"{task}: gain vs transferability", charts.gain_vs_similarity_chart(gain_per_run(part))),
+            (f"{task}: gain vs transferability", charts.gain_vs_similarity_chart(gain_per_run(part), colours=colours)),
             (f"{task}: learning curves", charts.learning_curves_chart(
-                curves(epochs[epochs["run_id"].isin(part["run_id"])], part))),
+                curves(epochs[epochs["run_id"].isin(part["run_id"])], part), colours=colours)),
         ]
     return figures
 

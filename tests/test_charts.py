@@ -387,3 +387,28 @@ def test_long_titles_and_labels_wrap_and_are_never_cut(runs):
         frame = summarize(renamed)
         fig = build(compare.negative_transfer(frame)) if build is charts.negative_transfer_heatmap else build(frame)
         assert fig.layout.hoverlabel.namelength == -1 and "…" not in fig.layout.title.text
+
+
+def test_report_bounds_and_colours_charts_as_the_pages_do():
+    """The HTML report draws each configuration in the colour every page gives it (from the whole store), and a
+    single-seed accuracy with its Wilson interval over the test examples, as the Data-efficiency page does."""
+    import json
+
+    from transferlab.dashboard.charts import store_colours
+    from transferlab.dashboard.report import report_figures
+
+    rows = []
+    for strategy, seed, score in [("scratch", 0, 0.5), ("scratch", 1, 0.6), ("frozen_features", 0, 0.7)]:
+        rows.append(dict(run_id=f"{strategy}{seed}", task="digits", backbone="small_cnn", weights="none",
+                         strategy=strategy, source=None, examples_per_class=5, seed=seed, status="succeeded",
+                         kind="train", score=score, metric="accuracy", metric_label="test accuracy",
+                         transferability=None, manifest_json=json.dumps({"n_test": 100}),
+                         spec_json=json.dumps({"task": "digits", "backbone": "small_cnn", "strategy": strategy})))
+    runs = pd.DataFrame(rows)
+    colours = store_colours(runs)
+    epochs = pd.DataFrame(columns=["run_id", "epoch", "phase", "loss", "val_loss", "train_score", "val_score"])
+    figure = dict(report_figures(runs, epochs))["digits: data efficiency"]
+    drawn = {trace.name: trace for trace in figure.data if trace.name in colours}
+    assert drawn and all(colours[name] == trace.line.color for name, trace in drawn.items())
+    single = next(trace for name, trace in drawn.items() if "frozen_features" in name)
+    assert single.error_y.array is not None and float(single.error_y.array[0]) > 0  # Wilson, n_test = 100
