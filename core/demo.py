@@ -11,8 +11,9 @@ Input sizes and epochs are chosen to fit about 13 minutes on 2 CPU cores.
 
 ``backbones`` (``transferlab demo --backbones``): "which backbone?" on a near domain (Animal-MNIST) and a
 distant one (ELPV solar-cell electroluminescence), at two sizes: the offline ImageNet ladder
-(EfficientNet-Lite0/1/2, torchvision's MobileNetV2), DenseNet121 pretrained on MedMNIST (another domain)
-and Lite0 from random init, each frozen (2 seeds) and head-then-fine-tune (1 seed: fine-tuning is what
+(EfficientNet-Lite0/1/2, torchvision's MobileNetV2), DenseNet121 from a MedMNIST classifier (another
+domain's checkpoint, though its saved model marks the trunk frozen, so the trunk may be ImageNet's) and
+Lite0 from random init, each frozen (2 seeds) and head-then-fine-tune (1 seed: fine-tuning is what
 costs), all at the same input size so the backbones are compared like with like; two worker processes.
 Sized to fit about 15 minutes on 2 CPU cores.
 """

@@ -59,8 +59,11 @@ def render() -> None:
     st.subheader("Do better ImageNet models transfer better?")
     st.caption("Kornblith et al. (2019) found ImageNet top-1 to predict transfer accuracy well for fine-tuning and "
                "less so for frozen features. Here the same question is asked of the runs in the store: one point "
-               "per ImageNet checkpoint, one facet per task and size, with the correlation per facet below. With "
-               "a handful of backbones a correlation is weak evidence, and the table says so.")
+               "per ImageNet checkpoint, one facet per task and size, with the correlation per facet below. The x "
+               "axis is each checkpoint's published top-1 (measured by its authors at 224–260 px); the transfer "
+               "runs use whatever input size they were given (the backbone demo: 96 px for all). With a handful of "
+               "backbones a correlation is weak evidence (p-values are exact), and a strategy run with one seed "
+               "has no interval: the table says so.")
     points = imagenet_vs_transfer(summary, registry.imagenet_top1()) if not summary.empty else pd.DataFrame()
     colours = store_colours(runs)
     st.plotly_chart(imagenet_transfer_chart(points, colours=colours), width="stretch")

@@ -7,7 +7,7 @@ import streamlit as st
 from transferlab.dashboard.common import get_registry, guarded, load_runs, public_text, read_only
 from transferlab.dashboard.tables import show_table
 from transferlab.errors import TransferlabError
-from transferlab.registry import availability_label
+from transferlab.registry import availability_label, safe_available
 
 
 def _demo_description(jobs) -> str:
@@ -73,7 +73,13 @@ def render() -> None:
                 try:
                     jobs = demo_jobs(registry, which=demo.name)
                 except TransferlabError as exc:  # a plugin the demo needs did not load: the rest of Home works
-                    st.warning(f"The {demo.name} demo cannot run here: {exc}")
+                    st.warning(f"The {demo.name} demo cannot run here: {public_text(str(exc))}")
+                    continue
+                missing = [name for name in demo.tasks if safe_available(registry.tasks[name]) is not True]
+                if missing:  # e.g. ELPV without the noncommercial extra: say so instead of a launch that fails
+                    about = "; ".join(public_text(registry.tasks[name].description) for name in missing)
+                    st.warning(f"The {demo.name} demo needs the data of {', '.join(missing)}, not installed here. "
+                               f"{about}")
                     continue
                 st.markdown(f"**{demo.question}** " + _demo_description(jobs) + f" About {demo.minutes} minutes on 2 CPU "
                             "cores, offline; finished runs are reused.")
