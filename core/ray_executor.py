@@ -105,11 +105,11 @@ def run_jobs_ray(jobs: list[JobSpec], store: Store, address: str | None = None, 
     crashed worker, a lost node) leaves its run ``interrupted``; running the sweep again re-queues it.
     """
     ray = _import_ray()
-    from transferlab.data import check_jobs_fit_data
+    from transferlab.jobs import check_before_queueing
     from transferlab.progress import say
     from transferlab.registry import get_registry
 
-    check_jobs_fit_data(get_registry(), jobs)
+    check_before_queueing(get_registry(), jobs)  # weight files and data, as for local workers
     store.mark_stale()
     submitted = store.submit(jobs)
     by_id = {job.job_id: job for job in jobs}
