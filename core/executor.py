@@ -136,9 +136,26 @@ def work(store: Store, among: Iterable[str], worker: str, registry=None, poll_s:
     return counts
 
 
+def _die_with_parent() -> None:
+    """On Linux, have the kernel kill this worker when the sweep that started it dies (``kill -9`` of the
+    sweep alone would otherwise leave the worker training on, holding its run against an immediate restart).
+    Elsewhere the worker still stops between jobs when its parent is gone."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
+
+
 def _worker_main(store_url: str, among: list[str], index: int, workers: int, max_jobs: int | None) -> None:
     from transferlab.progress import import_tensorflow_quietly
 
+    _die_with_parent()
     os.environ["TRANSFERLAB_BAR_POSITION"] = str(index)
     import_tensorflow_quietly(threads=thread_pools(workers))
     work(Store(store_url), among, worker_name(index), max_jobs=max_jobs, parent_pid=os.getppid())

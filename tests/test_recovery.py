@@ -323,3 +323,30 @@ def test_kill_9_then_restart_at_once_resumes_the_killed_run(registry, tl_home, t
     final = store.runs_frame()
     assert set(final["status"]) == {"succeeded"} and len(final) == 1
     assert list(store.epochs_frame()["epoch"]) == [1, 2, 3, 4, 5, 6]  # resumed: the curve is whole
+
+
+@pytest.mark.slow  # a worker process importing TensorFlow: ~30 s on a busy 2-core machine
+def test_a_worker_dies_with_its_sweep(registry, tl_home, tmp_path):
+    """kill -9 of the sweep alone (not its process group): its worker process goes too, at once, so an
+    immediate restart finds the run's worker gone and takes the run back instead of leaving it to a worker
+    that would train on with nobody to report to."""
+    jobs = [make_job(registry, **dict(JOB, epochs=3000))]  # minutes of training: it must not just finish
+    env = dict(os.environ, TRANSFERLAB_HOME=str(tl_home), TRANSFERLAB_QUIET="1", TRANSFERLAB_HEARTBEAT_TIMEOUT="3600")
+    command = [sys.executable, "-m", "transferlab.cli", "sweep", "--jobs", str(_jobs_file(tmp_path, jobs)),
+               "--workers", "1"]
+    store = Store()
+    sweep = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 180
+        while store.epochs_frame().empty:
+            assert time.time() < deadline and sweep.poll() is None, "the worker did not start training"
+            time.sleep(0.2)
+        worker_pid = int(store.get(jobs[0].job_id)["worker_pid"])
+        assert worker_pid != sweep.pid
+    finally:
+        sweep.send_signal(signal.SIGKILL)
+        sweep.wait()
+    deadline = time.time() + 30
+    while store.runs_frame(status=STALE).empty and time.time() < deadline:  # stale once its worker is gone
+        time.sleep(0.2)
+    assert store.runs_frame(status=STALE)["run_id"].tolist() == [jobs[0].job_id]
