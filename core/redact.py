@@ -44,7 +44,7 @@ _SEG = r"[^\s\"'`<>|,;:/\\]+"
 # A URL runs to white space or a double quote: a password may hold ' , ; and even an unescaped @ or /.
 _URL = r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s\"<>`]*"
 _KEYWORD = (r"(?i:\b(?:password|passwd|pwd|secret|token|api[_-]?key)\b)(?:\s*[=:]\s*)"
-            r"(?![A-Za-z][A-Za-z0-9+.\-]*://)(?:\"[^\"]*\"|'[^']*'|[^\s,;&]+)")  # a URL value is the URL's to mask
+            r"(?![A-Za-z][A-Za-z0-9+.\-]*://)(?:\"[^\"]*\"|'[^']*'|\S+)")  # to the next space (masking more is safe); a URL value is the URL's
 # Absolute paths of two or more segments (one segment, ``/tmp``, tells nothing), POSIX, ``~`` or Windows.
 _POSIX = rf"(?<![\w.\-~/\\{ELLIPSIS}])(?:~[\w.\-]*|{ELLIPSIS})?(?:/{_SEG}){{2,}}/?"
 _WINDOWS = rf"(?<![\w])[A-Za-z]:(?:[\\/]{_SEG}){{2,}}[\\/]?"

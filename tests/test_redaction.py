@@ -493,3 +493,12 @@ def test_plugins_page_shows_plugin_errors_and_output_without_paths_in_read_only_
     assert not at.exception and not [leak for leak in LEAKS if leak in text]
     assert f"failed to import: FileNotFoundError: {ELLIPSIS}/plugin.cfg" in text
     assert f"reading {ELLIPSIS}/plugin.cfg" in text
+
+
+@pytest.mark.parametrize("text, secret", [("password=0;0000 rest", ";0000"), ("token: abc,def rest", ",def"),
+                                          ("secret=a&b=c rest", "&b=c")])
+def test_a_keyword_secret_is_masked_to_the_next_space(text, secret):
+    from transferlab.redact import redact_text
+
+    masked = redact_text(text)
+    assert masked.endswith(" rest") and secret not in masked and "***" in masked
