@@ -17,6 +17,8 @@ from ``transferlab`` or from ``transferlab.api``; the modules behind them are co
   :func:`load_numpy_pickle`;
 - data: :func:`tfds_prepared`, :data:`SPLIT_SEED`, and the image-folder helpers (:func:`scan_class_folders`,
   :func:`scan_to_task_data`, :class:`ImageFolderScan`, ...);
+- PyTorch checkpoints without torch: :func:`load_legacy_state_dict` (a restricted reader that runs no
+  pickled code), :func:`load_torch_state` and :func:`torch_layer_arrays` (onto Keras layers, all or nothing);
 - progress: :func:`bar`, :func:`say`;
 - redaction, for anything others may read: :func:`redact_url`, :func:`redact_path`, :func:`redact_text`,
   :func:`public_weights`, :func:`public_runs`.
@@ -81,6 +83,9 @@ LAZY = {
     **dict.fromkeys(
         ("public_runs", "public_weights", "redact_path", "redact_text", "redact_url"), "transferlab.redact"
     ),
+    **dict.fromkeys(("CheckpointFormatError", "UnsafeCheckpointError", "load_legacy_state_dict"),
+                    "transferlab.torch_legacy"),
+    **dict.fromkeys(("load_torch_state", "torch_layer_arrays"), "transferlab.torch_weights"),
     **dict.fromkeys(
         ("VerifiedFile", "check_sha256", "checked_download", "load_numpy_pickle", "sha256_file"), "transferlab.safe_io"
     ),

@@ -39,10 +39,11 @@ from transferlab import (
     bar,
     cache_dir,
     check_sha256,
+    load_legacy_state_dict,
+    load_torch_state,
     package_dir,
     say,
 )
-from transferlab.plugins.efficientnet_lite.torch_legacy import load_legacy_state_dict
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import keras
@@ -243,29 +244,6 @@ def _layer_plan(include_top: bool) -> dict[str, tuple[str, str]]:
     return plan
 
 
-def _convert(kind: str, prefix: str, state: Mapping[str, np.ndarray], layer: str) -> tuple[list[str], list[np.ndarray]]:
-    """Return (used checkpoint keys, Keras-layout arrays) for one layer."""
-
-    def get(key: str) -> np.ndarray:
-        if key not in state:
-            raise ValueError(f"layer {layer!r}: checkpoint has no {key!r}")
-        return np.asarray(state[key], dtype=np.float32)
-
-    if kind == "conv":  # (O, I, kh, kw) -> (kh, kw, I, O)
-        keys = [f"{prefix}.weight"]
-        return keys, [get(keys[0]).transpose(2, 3, 1, 0)]
-    if kind == "dwconv":  # (C, 1, kh, kw) -> (kh, kw, C, 1): depth multiplier 1
-        keys = [f"{prefix}.weight"]
-        return keys, [get(keys[0]).transpose(2, 3, 0, 1)]
-    if kind == "bn":  # Keras order: gamma, beta, moving_mean, moving_variance
-        keys = [f"{prefix}.{s}" for s in ("weight", "bias", "running_mean", "running_var")]
-        return keys, [get(k) for k in keys]
-    if kind == "dense":  # (out, in) -> (in, out)
-        keys = [f"{prefix}.weight", f"{prefix}.bias"]
-        return keys, [get(keys[0]).T, get(keys[1])]
-    raise AssertionError(f"unknown layer kind {kind!r}")  # pragma: no cover
-
-
 def load_state_into(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> None:
     """Copy torchvision's MobileNetV2 state dict into ``model`` (from :func:`build_mobilenet_v2`).
 
@@ -277,36 +255,9 @@ def load_state_into(model: keras.Model, state_dict: Mapping[str, np.ndarray]) ->
         ValueError: Naming the layer, when a checkpoint entry is missing, a shape differs, a weighted
             layer has no checkpoint source, or the checkpoint holds entries the model does not use.
     """
-    layers_by_name = {layer.name: layer for layer in model.layers}
-    include_top = "predictions" in layers_by_name
-    plan = _layer_plan(include_top)
-    # Every layer that owns weights must be covered, else it would silently keep its random init.
-    for layer in model.layers:
-        if layer.weights and layer.name not in plan:
-            raise ValueError(f"layer {layer.name!r} has weights but no checkpoint source")
-
-    assignments: list[tuple[Any, list[np.ndarray]]] = []
-    used: set[str] = set()
-    for layer_name, (kind, prefix) in plan.items():
-        layer = layers_by_name.get(layer_name)
-        if layer is None:
-            raise ValueError(f"model has no layer {layer_name!r}; was it built by build_mobilenet_v2?")
-        keys, arrays = _convert(kind, prefix, state_dict, layer_name)
-        expected = [tuple(w.shape) for w in layer.weights]
-        got = [a.shape for a in arrays]
-        if expected != got:
-            raise ValueError(f"layer {layer_name!r}: shape mismatch, model {expected} vs checkpoint {got}")
-        used.update(keys)
-        assignments.append((layer, arrays))
-
-    ignored = {k for k in state_dict if k.endswith(".num_batches_tracked")}
-    if not include_top:
-        ignored |= {k for k in state_dict if k.startswith("classifier.")}
-    unused = sorted(set(state_dict) - used - ignored)
-    if unused:
-        raise ValueError(f"checkpoint entries not used by the model: {unused[:5]}{' ...' if len(unused) > 5 else ''}")
-    for layer, arrays in assignments:
-        layer.set_weights(arrays)
+    include_top = any(layer.name == "predictions" for layer in model.layers)
+    load_torch_state(model, _layer_plan(include_top), state_dict,
+                     ignored=() if include_top else ("classifier.",), source="torchvision MobileNetV2 checkpoint")
 
 
 def checkpoint_path() -> pathlib.Path:

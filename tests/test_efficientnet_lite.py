@@ -32,7 +32,7 @@ from transferlab.plugins.efficientnet_lite import (
 )
 from transferlab.plugins.efficientnet_lite import conversion as lite_conversion
 from transferlab.plugins.efficientnet_lite.model import round_filters, round_repeats
-from transferlab.plugins.efficientnet_lite.torch_legacy import (
+from transferlab.torch_legacy import (
     LEGACY_MAGIC_NUMBER,
     LEGACY_PROTOCOL_VERSION,
     CheckpointFormatError,
@@ -295,7 +295,7 @@ def test_real_checkpoint_loads(lite0_state: dict[str, np.ndarray]) -> None:
 
 def test_plugin_import_is_lazy() -> None:
     code = (
-        "import sys, transferlab.plugins.efficientnet_lite, transferlab.plugins.efficientnet_lite.torch_legacy\n"
+        "import sys, transferlab.plugins.efficientnet_lite, transferlab.torch_legacy\n"
         "bad = [m for m in ('tensorflow', 'keras', 'torch') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import pathlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from transferlab import VerifiedFile, bar, cache_dir, package_dir, say, sha256_file
+from transferlab import (
+    VerifiedFile,
+    bar,
+    cache_dir,
+    load_legacy_state_dict,
+    load_torch_state,
+    package_dir,
+    say,
+    sha256_file,
+)
 from transferlab.plugins.efficientnet_lite.model import build_efficientnet_lite, iter_blocks
-from transferlab.plugins.efficientnet_lite.torch_legacy import load_legacy_state_dict
 from transferlab.plugins.efficientnet_lite.variants import VARIANTS, LiteVariant, get_variant
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -113,29 +121,6 @@ def _layer_plan(variant: LiteVariant, include_top: bool) -> dict[str, tuple[str,
     return plan
 
 
-def _convert(kind: str, prefix: str, state: Mapping[str, np.ndarray], layer: str) -> tuple[list[str], list[np.ndarray]]:
-    """Return (used checkpoint keys, Keras-layout arrays) for one layer."""
-
-    def get(key: str) -> np.ndarray:
-        if key not in state:
-            raise ValueError(f"layer {layer!r}: checkpoint has no {key!r}")
-        return np.asarray(state[key], dtype=np.float32)
-
-    if kind == "conv":  # OIHW -> HWIO
-        keys = [f"{prefix}.weight"]
-        return keys, [get(keys[0]).transpose(2, 3, 1, 0)]
-    if kind == "dwconv":  # (C, 1, kh, kw) -> (kh, kw, C, 1): depth multiplier 1
-        keys = [f"{prefix}.weight"]
-        return keys, [get(keys[0]).transpose(2, 3, 0, 1)]
-    if kind == "bn":  # Keras order: gamma, beta, moving_mean, moving_variance
-        keys = [f"{prefix}.{s}" for s in ("weight", "bias", "running_mean", "running_var")]
-        return keys, [get(k) for k in keys]
-    if kind == "dense":  # (out, in) -> (in, out)
-        keys = [f"{prefix}.weight", f"{prefix}.bias"]
-        return keys, [get(keys[0]).T, get(keys[1])]
-    raise AssertionError(f"unknown layer kind {kind!r}")  # pragma: no cover
-
-
 def load_lite_state_into(
     model: keras.Model, state_dict: Mapping[str, np.ndarray], variant: str | LiteVariant
 ) -> None:
@@ -155,45 +140,8 @@ def load_lite_state_into(
     include_top = "predictions" in layers_by_name
     plan = _layer_plan(spec, include_top)
 
-    # Every layer that owns weights must be covered, else it would silently
-    # keep its random initialisation.
-    for layer in model.layers:
-        if layer.weights and layer.name not in plan:
-            raise ValueError(f"layer {layer.name!r} has weights but no {spec.title} checkpoint source")
-
-    # Convert and validate everything before assigning anything, so a bad
-    # checkpoint never leaves the model half-loaded.
-    assignments: list[tuple[Any, list[np.ndarray]]] = []
-    used: set[str] = set()
-    for layer_name, (kind, prefix) in plan.items():
-        layer = layers_by_name.get(layer_name)
-        if layer is None:
-            raise ValueError(
-                f"model has no layer {layer_name!r}; was it built by build_efficientnet_lite({spec.name!r})?"
-            )
-        keys, arrays = _convert(kind, prefix, state_dict, layer_name)
-        expected = [tuple(w.shape) for w in layer.weights]
-        got = [a.shape for a in arrays]
-        if expected != got:
-            raise ValueError(
-                f"layer {layer_name!r}: shape mismatch, model {expected} vs checkpoint {got} "
-                f"(is the checkpoint for {spec.title}?)"
-            )
-        used.update(keys)
-        assignments.append((layer, arrays))
-
-    ignored = {k for k in state_dict if k.endswith(".num_batches_tracked")}
-    if not include_top:
-        ignored |= {k for k in state_dict if k.startswith("_fc.")}
-    unused = sorted(set(state_dict) - used - ignored)
-    if unused:
-        raise ValueError(
-            f"checkpoint entries not used by the {spec.title} model: "
-            f"{unused[:5]}{' ...' if len(unused) > 5 else ''}"
-        )
-
-    for layer, arrays in assignments:
-        layer.set_weights(arrays)
+    load_torch_state(model, plan, state_dict, ignored=() if include_top else ("_fc.",),
+                     source=f"{spec.title} checkpoint")
 
 
 def load_lite0_state_into(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> None:

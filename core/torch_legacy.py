@@ -32,7 +32,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from transferlab import TransferlabError
+from transferlab.errors import TransferlabError
 
 __all__ = [
     "CheckpointFormatError",
