@@ -3,9 +3,9 @@
 - :mod:`.variants`: the variant table (compound scaling, checkpoint package and sha256, published figures);
 - :mod:`.model`: the architecture and its input normalisation;
 - :mod:`.conversion`: the packaged PyTorch checkpoints mapped onto the Keras layers, converted once per
-  variant into a hash-checked weights file in the cache;
-- :mod:`.torch_legacy`: a reader for PyTorch's legacy ``.pth`` format that needs no torch and runs no
-  pickled code.
+  variant into a hash-checked weights file in the cache, read with the public API's restricted reader of
+  PyTorch's legacy ``.pth`` format (``transferlab.load_legacy_state_dict``: no torch, no pickled code runs)
+  and loaded all or nothing (``transferlab.load_torch_state``).
 
 Keras/TensorFlow are imported lazily inside functions so that importing this package (e.g. for plugin
 discovery) stays cheap.
