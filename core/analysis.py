@@ -83,8 +83,9 @@ def config_label(row_or_frame: pd.Series | pd.DataFrame) -> str | pd.Series:
 
 
 def run_labels(runs: pd.DataFrame) -> pd.Series:
-    """``backbone · starting point · strategy`` per run; where runs with that label differ in other
-    settings, the settings that tell them apart are appended (e.g. ``· epochs=20``)."""
+    """``backbone · starting point · strategy`` per run; where runs of one task with that label differ in
+    other settings, the settings that tell them apart are appended (e.g. ``· epochs=20``). Runs of different
+    tasks are never compared on one axis, so their settings (a task's own defaults) do not lengthen labels."""
     import json
 
     if runs.empty:
@@ -92,8 +93,9 @@ def run_labels(runs: pd.DataFrame) -> pd.Series:
     base = config_label(runs)
     keys = config_keys(runs)
     labels = base.copy()
-    for text in base.unique():
-        members = base[base == text].index
+    task = runs["task"].astype(str) if "task" in runs else pd.Series("", index=runs.index)
+    for text, task_name in dict.fromkeys(zip(base, task)):
+        members = base[(base == text) & (task == task_name)].index
         if keys[members].nunique() <= 1:
             continue
         specs = {i: json.loads(runs.at[i, "spec_json"]) if "spec_json" in runs else {} for i in members}

@@ -46,3 +46,24 @@ def test_runs_with_other_settings_are_not_pooled_as_seeds():
     table = summarize(runs)
     assert sorted(table["n"]) == [1, 2]
     assert set(table["label"]) == {"small · random init · scratch · epochs=10", "small · random init · scratch · epochs=30"}
+
+
+def test_labels_tell_configurations_apart_within_a_task_only():
+    """Two tasks with their own defaults (class weights) do not lengthen every label; two configurations of
+    one task that share a label get the setting that differs."""
+    import json
+
+    import pandas as pd
+
+    from transferlab.analysis import run_labels
+
+    def row(task, class_weight, epochs=10):
+        spec = dict(task=task, backbone="small_cnn", weights="none", strategy="scratch", class_weight=class_weight,
+                    epochs=epochs)
+        return dict(task=task, backbone="small_cnn", weights="none", strategy="scratch", source=None,
+                    spec_json=json.dumps(spec))
+
+    runs = pd.DataFrame([row("digits", "none"), row("elpv", "balanced"), row("elpv", "balanced", epochs=20)])
+    labels = list(run_labels(runs))
+    assert labels[0] == "small_cnn · random init · scratch"
+    assert labels[1:] == ["small_cnn · random init · scratch · epochs=10", "small_cnn · random init · scratch · epochs=20"]
