@@ -436,7 +436,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{column}")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("demo", help="the embedded offline comparison on Animal-MNIST (~15 min on 2 cores)")
+    p = sub.add_parser("demo", help="the embedded offline comparison on Animal-MNIST (~13 min on 2 cores)")
     p.add_argument("--workers", help="worker processes (default 1; 2 with --backbones)")
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--address", help="Ray cluster address")
@@ -444,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", help="comma-separated (default 0,1,2)")
     p.add_argument("--backbones", action="store_true",
                    help="the backbone demo instead: the offline ImageNet ladder, a MedMNIST source and random init, "
-                        "frozen and fine-tuned, on Animal-MNIST and ELPV solar cells (~15 min on 2 cores)")
+                        "frozen and fine-tuned, on Animal-MNIST and ELPV solar cells (~33 min on 2 cores)")
     p.set_defaults(func=cmd_demo)
     return parser
 

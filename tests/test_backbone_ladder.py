@@ -27,9 +27,11 @@ def test_backbone_demo_compares_the_ladder_like_with_like():
 
     jobs = [j for j in demo_jobs(load_registry(), which="backbones") if j.kind == "train"]
     pairs = {(j.backbone, j.weights) for j in jobs}
-    assert set(LADDER) | {MEDICAL, ("efficientnet_lite0", "none")} == pairs
+    assert set(LADDER) | {MEDICAL, ("efficientnet_lite0", "none"), ("small_cnn", "none")} == pairs
     assert {j.task for j in jobs} == {"animal_mnist", "elpv_solar"}
-    assert {j.input_size for j in jobs} == {96}  # one input size: backbones compared like with like
+    # one input size for the backbones compared (like with like); the scratch baseline is the small CNN
+    assert {j.input_size for j in jobs if j.backbone != "small_cnn"} == {96}
+    assert {(j.strategy, j.input_size) for j in jobs if j.backbone == "small_cnn"} == {("scratch", 32)}
     assert {j.strategy for j in jobs} == {"frozen_features", "lp_ft", "scratch"}
     for strategy in ("frozen_features", "lp_ft"):
         for pair in LADDER + [MEDICAL]:
