@@ -96,11 +96,23 @@ def test_claims_are_atomic_under_concurrency(registry, tl_home):
     assert sorted(claimed) == sorted(j.job_id for j in jobs)
 
 
+def _held_elsewhere(store, run_id: str) -> None:
+    """Make a claimed run look held by a worker on another machine (only its heartbeat tells)."""
+    import sqlalchemy as sa
+
+    from transferlab.store import runs
+
+    with store.engine.begin() as conn:
+        conn.execute(sa.update(runs).where(runs.c.run_id == run_id).values(worker_host="otherhost"))
+
+
 def test_stale_heartbeat_marks_interrupted(registry, store):
     job = make_job(registry, task="digits", backbone="tiny", strategy="scratch", **FAST)
     store.submit([job])
     assert store.claim("w0") is not None
-    assert store.mark_stale(timeout_s=-1) == 1
+    assert store.mark_stale(timeout_s=-1) == 0  # held by this live process: never taken on a late heartbeat
+    _held_elsewhere(store, job.job_id)
+    assert store.mark_stale(timeout_s=-1) == 1  # held on another machine: the heartbeat decides
     assert store.get(job.job_id)["status"] == "interrupted"
     assert store.submit([job]) == {"queued": 1, "kept": 0}
 

@@ -13,7 +13,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from transferlab.store import Store, metadata
+from transferlab.store import Store, metadata, runs
 
 URL_ENV = "TRANSFERLAB_TEST_POSTGRES_URL"
 CLAIMERS = 4
@@ -94,6 +94,9 @@ def test_store_round_trip_on_postgres(postgres_url):
     second = store.claim("w1")
     assert second.job_id == min(ids[:2])
     assert store.mark_stale(timeout_s=3600) == 0
+    assert store.mark_stale(timeout_s=-1) == 0  # held by this live process: never taken on a late heartbeat
+    with store.engine.begin() as conn:  # as if held on another machine, where only the heartbeat tells
+        conn.execute(sa.update(runs).where(runs.c.run_id == second.job_id).values(worker_host="otherhost"))
     assert store.mark_stale(timeout_s=-1) == 1
     assert store.get(second.job_id)["status"] == "interrupted"
     assert store.submit(jobs) == {"queued": 1, "kept": 2}
