@@ -33,7 +33,7 @@ test: setup
 
 # The slow fault-injection set alone (CI runs it as a separate, time-bounded step).
 test-faults: setup
-	$(BIN)/python -m pytest -m slow -q tests/test_faults.py
+	$(BIN)/python -m pytest -m "slow and not long" -q tests/test_faults.py
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow -q

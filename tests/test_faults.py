@@ -184,6 +184,7 @@ def _wait_claimed_since(store: Store, since: float, timeout: float = 180.0) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.long  # ~4 min: `make test-slow` runs it; CI's bounded fault step keeps to the twenty kills
 def test_killed_four_times_and_restarted_at_once_the_sweep_finishes_everything(registry, tl_home, tmp_path,
                                                                                 monkeypatch):
     """The demo's failure, replayed: a 20-job, 2-worker sweep killed with kill -9 four times, started again at
