@@ -222,6 +222,7 @@ def _job_options(args) -> dict[str, Any]:
 
 
 def _execute(jobs, workers: int, executor: str = "local", address: str | None = None) -> int:
+    """Run jobs its caller has already put through ``check_before_queueing``, then print the summary."""
     from transferlab.analysis import format_summary, summarize
     from transferlab.store import Store
 
@@ -229,11 +230,11 @@ def _execute(jobs, workers: int, executor: str = "local", address: str | None = 
     if executor == "ray":
         from transferlab.ray_executor import run_jobs_ray
 
-        counts = run_jobs_ray(jobs, store, address=address)
+        counts = run_jobs_ray(jobs, store, address=address, checked=True)
     else:
         from transferlab.executor import run_jobs
 
-        counts = run_jobs(jobs, store, workers=workers)
+        counts = run_jobs(jobs, store, workers=workers, checked=True)
     from transferlab.executor import unfinished_report
 
     frame = store.runs_frame(run_id=[j.job_id for j in jobs])
@@ -282,7 +283,9 @@ def cmd_sweep(args) -> int:
         if args.jobs:
             from transferlab.launch import read_jobs_file
 
-            return _execute(read_jobs_file(args.jobs), workers, args.executor, args.address)
+            jobs = read_jobs_file(args.jobs)
+            check_before_queueing(registry, jobs)
+            return _execute(jobs, workers, args.executor, args.address)
         listed = dict(tasks=args.tasks, backbones=args.backbones, weights=args.weights, strategies=args.strategies,
                       examples_per_class=args.examples_per_class, seeds=args.seeds, sources=args.sources)
         for axis, text in listed.items():

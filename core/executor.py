@@ -209,19 +209,21 @@ def _run_worker_processes(store: Store, ids: list[str], workers: int, jobs_per_w
 
 
 def run_jobs(jobs: list[JobSpec], store: Store, workers: int = 1, registry=None,
-             jobs_per_worker: int | None = JOBS_PER_WORKER) -> dict[str, int]:
+             jobs_per_worker: int | None = JOBS_PER_WORKER, checked: bool = False) -> dict[str, int]:
     """Submit jobs and run them to the end; ``workers=0`` runs in this process.
 
     Succeeded runs are never redone. Returns the store's status counts for these jobs. ``registry``
     (default: the installed plugins) is used in-process; worker processes load the installed plugins
-    and are replaced by fresh ones after ``jobs_per_worker`` jobs (None: never).
+    and are replaced by fresh ones after ``jobs_per_worker`` jobs (None: never). ``checked``: the caller
+    already ran :func:`transferlab.jobs.check_before_queueing` on these jobs (the CLI does, before it opens
+    the store), so weight files are not loaded into their backbones a second time.
     """
     from transferlab.jobs import check_before_queueing
     from transferlab.registry import get_registry
 
     registry = registry or get_registry()
-    # what the CLI checks before it opens the store, checked for every caller (dashboard launches, the API)
-    check_before_queueing(registry, jobs)
+    if not checked:  # what the CLI checks before it opens the store, checked for every other caller (the API)
+        check_before_queueing(registry, jobs)
     ids = [j.job_id for j in jobs]
     # before submitting: a run whose worker is gone is queued again, not counted as running
     recovered = store.recover_lost(requeue_among=ids)

@@ -94,7 +94,7 @@ def _connect(ray, address: str | None, num_cpus: int | None) -> bool:
 
 
 def run_jobs_ray(jobs: list[JobSpec], store: Store, address: str | None = None, num_cpus: int | None = None,
-                 cpus_per_job: float = 1.0, gpus_per_job: float = 0.0) -> dict[str, int]:
+                 cpus_per_job: float = 1.0, gpus_per_job: float = 0.0, checked: bool = False) -> dict[str, int]:
     """Submit jobs to the store and run the queued ones as Ray tasks; returns the store's status counts.
 
     ``address`` is a Ray cluster's address; without one (and without a Ray session already open in this
@@ -109,7 +109,8 @@ def run_jobs_ray(jobs: list[JobSpec], store: Store, address: str | None = None, 
     from transferlab.progress import say
     from transferlab.registry import get_registry
 
-    check_before_queueing(get_registry(), jobs)  # weight files and data, as for local workers
+    if not checked:  # weight files and data, as for local workers (``checked``: the caller did it already)
+        check_before_queueing(get_registry(), jobs)
     store.mark_stale()
     submitted = store.submit(jobs)
     by_id = {job.job_id: job for job in jobs}
