@@ -362,6 +362,13 @@ def cmd_demo(args) -> int:
     return _execute(jobs, workers, args.executor, args.address)
 
 
+def _lazy(module: str, name: str):
+    """``module.name``, imported when the command runs (the parser stays free of TensorFlow and pandas)."""
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
 # -------------------------------------------------------------------------------------------- parser
 
 def _add_job_options(p: argparse.ArgumentParser) -> None:
@@ -438,6 +445,23 @@ def build_parser() -> argparse.ArgumentParser:
     for column in ("task", "status", "strategy", "backbone"):
         p.add_argument(f"--{column}")
     p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("rank", help="rank backbones by the transferability of their frozen features, before training")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="your data: a class-folder tree, a CSV of path,label, or tfds:NAME[:split]")
+    source.add_argument("--task", help="a registered task instead of --data")
+    p.add_argument("--backbones", help="comma-separated backbone names (default: every image backbone with weights "
+                                       "available offline)")
+    p.add_argument("--max-images", dest="max_images", default="1000",
+                   help="labelled pool images scored, stratified (default 1000)")
+    p.add_argument("--input-size", dest="input_size", help="pixels (default: the ranking's, see `transferlab rank -h`)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=lambda args: _lazy("transferlab.ranking", "cmd_rank")(args))
+
+    p = sub.add_parser("recommend", help="the verdict: which configuration wins per task and training-set size")
+    p.add_argument("--task", help="one task (default: every task with runs)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=lambda args: _lazy("transferlab.verdict", "cmd_recommend")(args))
 
     p = sub.add_parser("demo", help="the embedded offline comparison on Animal-MNIST (~13 min on 2 cores)")
     p.add_argument("--workers", help="worker processes (default 1; 2 with --backbones)")
