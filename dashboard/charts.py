@@ -578,3 +578,46 @@ def imagenet_transfer_chart(points: pd.DataFrame, colours: Mapping[str, str] | N
     fig.update_layout(title="Do better ImageNet models transfer better? (measured here; 95 % CI over seeds)")
     _legend_below(fig)
     return fig
+
+
+# ---------------------------------------------------------------------------------------- verdict (Pareto)
+
+PARETO_COSTS = {"wall_seconds": "training seconds (log)", "latency_ms": "latency per image, ms (log)"}
+
+
+def pareto_chart(front: pd.DataFrame, cost: str = "wall_seconds", colours: Mapping[str, str] | None = None
+                 ) -> go.Figure:
+    """Mean score against a cost (``verdict.pareto_front``: training seconds or latency per image), one facet per
+    task and training-set size, one colour per configuration (``colours``, see :func:`store_colours`). Filled
+    markers are on the Pareto front (no other configuration scores higher for less); hollow ones are beaten on
+    both. Only measured points are drawn: nothing joins them, so no line claims a score between runs."""
+    if _missing(front, ["task", "size", "label", "mean", "cost", "on_front"]):
+        what = "latency measured on this machine (`transferlab backbones --measure`)" if cost == "latency_ms" \
+            else "training time recorded"
+        return empty_figure(f"No configurations with {what} yet.")
+    frame = front.sort_values(["task", "size_key", "fraction_key"] if "size_key" in front else ["task", "size"])
+    several_tasks = frame["task"].nunique() > 1
+    frame = frame.assign(facet=[f"{t} · {s}" if several_tasks else str(s) for t, s in zip(frame["task"], frame["size"])])
+    facets = list(dict.fromkeys(frame["facet"]))
+    fig, positions = _facets(facets, shared_y=False, y_title=score_label(front), x_title=PARETO_COSTS.get(cost, cost))
+    where = dict(zip(facets, positions))
+    colours = label_colours(frame["label"].astype(str), colours)
+    shown: set[str] = set()
+    unit = "s" if cost == "wall_seconds" else "ms/image"
+    for (facet, label), rows in frame.groupby(["facet", "label"], sort=True):
+        label = str(label)
+        row, col = where[facet]
+        on = rows["on_front"].astype(bool).to_numpy()
+        fig.add_trace(go.Scatter(
+            x=rows["cost"].to_numpy(dtype=float), y=rows["mean"].to_numpy(dtype=float), mode="markers",
+            name=label, legendgroup=label, showlegend=label not in shown,
+            marker=dict(color=colours[label], size=np.where(on, 12, 9).tolist(),
+                        symbol=np.where(on, "circle", "circle-open").tolist(), line=dict(width=2)),
+            customdata=np.where(on, "on the Pareto front", "beaten on both by another configuration"),
+            hovertemplate=f"%{{y:.3f}} at %{{x:.3g}} {unit}<br>%{{customdata}}<extra>{label}</extra>"),
+            row=row, col=col)
+        shown.add(label)
+    fig.update_xaxes(type="log")
+    _legend_below(fig)
+    return _finish(fig, f"Score against {PARETO_COSTS.get(cost, cost).removesuffix(' (log)')}",
+                   "filled: on the Pareto front (nothing else scores higher for less); hollow: beaten on both")

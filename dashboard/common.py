@@ -76,6 +76,7 @@ def load_epochs(run_ids: tuple[str, ...]) -> pd.DataFrame:
 # Material icons ship with Streamlit's own font, so they render where no emoji font is installed.
 PAGES = [
     ("home.py", "Home", ":material/home:"),
+    ("verdict.py", "Verdict", ":material/gavel:"),
     ("backbones.py", "Backbones", ":material/view_in_ar:"),
     ("run.py", "Run", ":material/play_circle:"),
     ("compare.py", "Compare", ":material/show_chart:"),

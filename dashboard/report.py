@@ -36,6 +36,30 @@ def report_figures(runs: pd.DataFrame, epochs: pd.DataFrame) -> list[tuple[str, 
     return figures
 
 
+def verdict_html(runs: pd.DataFrame) -> str:
+    """The verdict panel of the report: a paragraph per task and the table per size (empty without runs)."""
+    from transferlab.verdict import recommend
+
+    recommendation = recommend(runs)
+    verdicts = recommendation.verdicts
+    if verdicts.empty:
+        return ""
+    parts = ["<h2>Verdict</h2>"]
+    for (task, version), text in recommendation.summaries().items():
+        name = task + (f" (data {version})" if version else "")
+        parts.append(f"<p><b>{html.escape(name)}</b>: {html.escape(text)}</p>")
+    table = verdicts.sort_values(["task", "data_version", "size_key", "fraction_key"])[
+        ["task", "size", "outcome", "winner", "winner_mean", "winner_n", "runner_up", "runner_up_mean", "evidence",
+         "gain_text", "wall_seconds", "trainable_params"]]
+    whole = lambda v: "—" if pd.isna(v) else f"{v:,.0f}"  # noqa: E731 (seconds and parameters are counts here)
+    parts.append(table.to_html(index=False, na_rep="—", float_format=lambda v: f"{v:.3f}",
+                               formatters={"wall_seconds": whole, "trainable_params": whole}))
+    parts.append("<p>Paired t-test over seeds where both configurations ran the same seeds, else Welch's; a lead "
+                 "with one seed is not tested; a lead that is not significant is a tie. The gain is over the "
+                 "strongest scratch configuration at the size, not claimed when it was still improving.</p>")
+    return "\n".join(parts)
+
+
 def html_report(runs: pd.DataFrame, epochs: pd.DataFrame) -> str:
     """One HTML page, openable offline: every figure plus the summary table, with the runs made public
     (no local paths or secrets, whoever builds it)."""
@@ -44,7 +68,7 @@ def html_report(runs: pd.DataFrame, epochs: pd.DataFrame) -> str:
              "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:2px 6px;font-size:12px}</style></head><body>",
              "<h1>transferlab report</h1>",
-             f"<p>{len(runs)} finished runs. Every number comes from a stored run.</p>"]
+             f"<p>{len(runs)} finished runs. Every number comes from a stored run.</p>", verdict_html(runs)]
     first = True
     for title, fig in report_figures(runs, epochs):
         parts.append(f"<h2>{html.escape(title)}</h2>")

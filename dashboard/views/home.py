@@ -24,12 +24,29 @@ def _demo_description(jobs) -> str:
             f"{seeds} seed{'s' if seeds != 1 else ''}: " + "; ".join(configs) + ".")
 
 
+def _verdict_panel(registry, runs: pd.DataFrame) -> None:
+    """The verdict per task, one paragraph each (``transferlab recommend`` in the terminal)."""
+    from transferlab.latency import latency_lookup
+    from transferlab.verdict import recommend
+
+    summaries = recommend(runs, baselines=registry.baseline_strategies(), latency=latency_lookup()).summaries()
+    if not summaries:
+        return
+    st.subheader("Verdict")
+    for (task, version), text in summaries.items():
+        st.markdown(public_text(f"**{task}**" + (f" (data {version})" if version else "") + f": {text}"))
+    st.caption("Paired t-test over seeds where the seeds match, else Welch's; one seed is never called a win; "
+               "ties are ties. The Verdict page has the costs, the Pareto fronts and more labels or another "
+               "backbone.")
+
+
 def render() -> None:
     st.title("transferlab")
     st.caption("Freeze, fine-tune or train from scratch — and with which backbone? Every number here comes "
                "from a run that really happened.")
     registry = get_registry()
     runs = load_runs()
+    _verdict_panel(registry, runs)
 
     left, right = st.columns(2)
     with left:
