@@ -528,7 +528,8 @@ def _other_backbone(candidates: pd.DataFrame, values: Mapping[tuple, tuple[np.nd
 def _answer(record: Mapping[str, Any]) -> str:
     parts = []
     if np.isfinite(record.get("expected_gain", np.nan)):
-        noise = " (the measured curve is flat within noise there)" if record["curve_within_noise"] is True else ""
+        noise = {True: " (the measured curve is flat within noise there)", False: "",
+                 None: " (the step it rests on is not tested: one seed)"}[record["curve_within_noise"]]
         parts.append(f"doubling to {record['doubled_size']} per class: {record['expected_gain']:+.3f} expected, "
                      f"{record['basis']}{noise}")
     else:

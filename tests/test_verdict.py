@@ -311,3 +311,23 @@ def test_verdict_page_renders_the_verdict_and_its_empty_state(tl_home):
     assert "one seed: not tested" in at.markdown[0].value
     table = at.dataframe[0].value
     assert table["outcome"].tolist() == ["not tested"] and table["seeds"].tolist() == [1]
+
+
+def test_recommend_reads_data_versions_and_unconverged_baselines_from_the_store(capsys, tl_home):
+    from transferlab.jobs import JobSpec
+    from transferlab.store import Store
+
+    store = Store()
+    for version, improving in (("a" * 12, False), ("b" * 12, True)):
+        for strategy, values in {"scratch": [0.50, 0.52, 0.51], "frozen_features": [0.80, 0.83, 0.81]}.items():
+            for seed, score in enumerate(values):
+                job = JobSpec(task="digits", backbone="small_cnn", strategy=strategy, examples_per_class=5, seed=seed,
+                              input_size=32, data=f"folder:/somewhere/{version}", data_version=version)
+                store.submit([job])
+                store.finish(job.job_id, "succeeded", only_if=None, score=score, metric="accuracy",
+                             still_improving=improving and strategy == "scratch", wall_seconds=3.0)
+    assert main(["recommend", "--json"]) == 0
+    rows = {row["data_version"]: row for row in json.loads(capsys.readouterr().out)["verdicts"]}
+    assert set(rows) == {"a" * 12, "b" * 12}
+    assert rows["a" * 12]["gain_claim"] == "claimed" and rows["b" * 12]["gain_claim"] == "not claimed"
+    assert "data_version=" not in rows["a" * 12]["winner"]  # the version is the group, not part of the label
