@@ -17,6 +17,8 @@ from ``transferlab`` or from ``transferlab.api``; the modules behind them are co
   :func:`load_numpy_pickle`;
 - data: :func:`tfds_prepared`, :data:`SPLIT_SEED`, and the image-folder helpers (:func:`scan_class_folders`,
   :func:`scan_to_task_data`, :class:`ImageFolderScan`, ...);
+- data versions, for ``TaskSpec.fingerprint``: :func:`fingerprint_class_folders`, :func:`fingerprint_tree`,
+  :func:`fingerprint_files`, :func:`fingerprint_tfds`;
 - PyTorch checkpoints without torch: :func:`load_legacy_state_dict` (a restricted reader that runs no
   pickled code), :func:`load_torch_state` and :func:`torch_layer_arrays` (onto Keras layers, all or nothing);
 - progress: :func:`bar`, :func:`say`;
@@ -49,6 +51,7 @@ from transferlab.specs import (
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors; at run time these load lazily
     from transferlab.data import SPLIT_SEED, ImageFiles, TaskData, tfds_prepared
+    from transferlab.fingerprints import fingerprint_class_folders, fingerprint_files, fingerprint_tfds, fingerprint_tree
     from transferlab.heads import ClassificationHead, TaskHead
     from transferlab.image_files import (
         MAX_BAD_FRACTION,
@@ -73,6 +76,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and editors; at run ti
 LAZY = {
     **dict.fromkeys(("SPLIT_SEED", "ImageFiles", "TaskData", "tfds_prepared"), "transferlab.data"),
     **dict.fromkeys(("ClassificationHead", "TaskHead"), "transferlab.heads"),
+    **dict.fromkeys(("fingerprint_class_folders", "fingerprint_files", "fingerprint_tfds", "fingerprint_tree"),
+                    "transferlab.fingerprints"),
     **dict.fromkeys(
         ("MAX_BAD_FRACTION", "ImageFolderScan", "PathLike", "check_bad_fraction", "check_files", "is_hidden",
          "read_table", "refuse_if_too_many_bad", "scan_class_folders", "scan_to_task_data", "walk_files"),

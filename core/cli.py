@@ -209,7 +209,7 @@ def _job_options(args) -> dict[str, Any]:
 
     options = {}
     for name in ("input_size", "epochs", "fine_tune_epochs", "batch_size", "learning_rate", "fine_tune_learning_rate",
-                 "fine_tune_layers", "class_weight", "fraction"):
+                 "fine_tune_layers", "class_weight", "fraction", "min_steps", "early_stopping"):
         value = getattr(args, name, None)
         if value is not None:
             options[name] = parse_field(name, value)
@@ -249,14 +249,44 @@ def _execute(jobs, workers: int, executor: str = "local", address: str | None = 
     return 1 if unfinished else 0
 
 
+def _data_task(registry, data: str | None, tasks: Any, flag: str) -> str | None:
+    """The task made from ``--data`` (registered in ``registry``), or None without it. ``tasks`` is what
+    ``flag`` (``--task``, ``--tasks``, a sweep file's ``tasks``) gave: with --data it is not needed, and
+    both at once is refused."""
+    if data is None:
+        return None
+    if tasks:
+        raise UserError(f"Give --data or {flag}, not both: --data makes its own task (e.g. data.my_images), so "
+                        f"{flag} is not needed. Received: --data={data!r}, {flag}={tasks!r}.")
+    from transferlab.userdata import resolve_data
+
+    try:
+        return resolve_data(registry, data).name
+    except UserError as exc:
+        raise UserError(f"--data: {exc}") from None
+
+
+def _print_data_splits(registry, jobs) -> None:
+    """For each task made from --data among ``jobs``: its version, size and per-class split sizes, before
+    anything trains (the data is loaded already, by the checks)."""
+    from transferlab.data import load_task_data
+    from transferlab.userdata import describe_splits
+
+    for name in dict.fromkeys(job.task for job in jobs):
+        task = registry.task(name)
+        if task.data is not None:
+            print(describe_splits(task, load_task_data(registry, name)))
+
+
 def cmd_run(args) -> int:
     from transferlab.jobs import JobFieldError, check_before_queueing, flag_names, parse_field, parse_workers
     from transferlab.sweeps import expand_grid
 
     registry = _registry()
+    task = _data_task(registry, args.data, args.task, "--task") or args.task
     try:
         workers = parse_workers(args.workers, args.executor)
-        grid = dict(tasks=[args.task], backbones=[args.backbone], strategies=[args.strategy], weights=[args.weights],
+        grid = dict(tasks=[task], backbones=[args.backbone], strategies=[args.strategy], weights=[args.weights],
                     examples_per_class=(None if args.examples_per_class is None
                                         else [parse_field("examples_per_class", args.examples_per_class)]),
                     seeds=[parse_field("seed", args.seed)], sources=[args.source] if args.source else None)
@@ -264,6 +294,7 @@ def cmd_run(args) -> int:
         check_before_queueing(registry, jobs)
     except JobFieldError as exc:
         raise UserError(exc.render(flag_names())) from None
+    _print_data_splits(registry, jobs)
     return _execute(jobs, workers, args.executor, args.address)
 
 
@@ -285,6 +316,7 @@ def cmd_sweep(args) -> int:
 
             jobs = read_jobs_file(args.jobs)
             check_before_queueing(registry, jobs)
+            _print_data_splits(registry, jobs)
             return _execute(jobs, workers, args.executor, args.address)
         listed = dict(tasks=args.tasks, backbones=args.backbones, weights=args.weights, strategies=args.strategies,
                       examples_per_class=args.examples_per_class, seeds=args.seeds, sources=args.sources)
@@ -292,6 +324,11 @@ def cmd_sweep(args) -> int:
             if text is not None:
                 given |= {axis, AXIS_FIELDS[axis]}
                 grid[axis] = [parse_field(AXIS_FIELDS[axis], t.strip()) for t in text.split(",") if t.strip()]
+        data_task = _data_task(registry, args.data, args.tasks or grid.get("tasks"),
+                               "--tasks" if args.tasks else f"tasks in {args.file}")
+        if data_task is not None:
+            grid["tasks"] = [data_task]
+            given |= {"tasks", "task"}
         given |= {name for name in flags if getattr(args, name, None) is not None}
         options.update(_job_options(args))
         plan = plan_sweep(registry, grid, options, skip="weights")
@@ -313,10 +350,12 @@ def cmd_sweep(args) -> int:
         if args.file and exc.field not in given:
             raise UserError(f"Sweep file {args.file}: {exc.render(from_file)}") from None
         raise UserError(exc.render(flags)) from None
+    _print_data_splits(registry, jobs)
     return _execute(jobs, workers, args.executor, args.address)
 
 
 def cmd_runs(args) -> int:
+    from transferlab.convergence import training_notes
     from transferlab.store import CSV_COLUMNS, Store
 
     store = Store()
@@ -325,15 +364,18 @@ def cmd_runs(args) -> int:
     if not args.all:
         frame = frame[frame["kind"] == "train"] if not frame.empty else frame
     if args.csv:
-        frame.reindex(columns=CSV_COLUMNS).to_csv(sys.stdout, index=False)
+        frame.reindex(columns=[*CSV_COLUMNS, "data_version"]).to_csv(sys.stdout, index=False)
         return 0
     if frame.empty:
         print("No runs in the store yet. Try `transferlab demo`.")
         return 0
-    view = frame.reindex(columns=["run_id", "task", "backbone", "weights", "strategy", "examples_per_class", "seed",
-                                  "status", "score", "metric", "trainable_params", "wall_seconds"])
+    view = frame.reindex(columns=["run_id", "task", "data_version", "backbone", "weights", "strategy",
+                                  "examples_per_class", "seed", "status", "score", "metric", "trainable_params",
+                                  "wall_seconds"])
     view["metric"] = view["metric"].fillna("accuracy").where(view["status"] == "succeeded", "")
     view["trainable_params"] = view["trainable_params"].astype("Int64")  # counts, not floats (NaN while queued)
+    view["training"] = training_notes(frame)  # ↗ still improving, converged, no learning signal
+    view["data_version"] = view["data_version"].fillna("-")  # data without a fingerprint, or runs from before
     print(view.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 
@@ -385,6 +427,11 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--class-weight", dest="class_weight", metavar="{none,balanced}",
                    help="balanced: weight classes by inverse frequency (default: the task's; none for most)")
     p.add_argument("--fraction", help="training-set size as a fraction of the pool (instead of examples per class)")
+    p.add_argument("--min-steps", dest="min_steps",
+                   help="each phase trains at least this many optimizer steps: its epochs are raised to fit (default 0)")
+    p.add_argument("--early-stopping", dest="early_stopping", metavar="PATIENCE",
+                   help="stop a phase PATIENCE epochs after its best validation loss, once its --min-steps are done, "
+                        "and keep that epoch's weights (default 0: off)")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="rotation, shift, flip and zoom augmentation (default: the task's; off for most)")
     p.add_argument("--mixed-precision", dest="mixed_precision", action="store_true",
@@ -417,7 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_backbones)
 
     p = sub.add_parser("run", help="run one job")
-    p.add_argument("--task", required=True)
+    source = p.add_mutually_exclusive_group(required=True)  # --data makes its own task: --task is not needed
+    source.add_argument("--data", help="your data: a folder of class folders, a CSV of path,label, or "
+                                       "tfds:NAME[:split] (instead of --task)")
+    source.add_argument("--task", help="a registered task (see `transferlab tasks`)")
     p.add_argument("--backbone", required=True)
     p.add_argument("--strategy", required=True)
     p.add_argument("--weights", default="none", help="none, a weight source (e.g. imagenet) or PATH.weights.h5")
@@ -430,6 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="run a grid of jobs (flags or --file sweep.toml); resumable")
     p.add_argument("--file", help="TOML file with [grid] and [options] tables")
     p.add_argument("--jobs", help="JSON list of job specs (as the dashboard writes them)")
+    p.add_argument("--data", help="your data: a folder of class folders, a CSV of path,label, or tfds:NAME[:split] "
+                                  "(instead of --tasks)")
     for axis in ("tasks", "backbones", "weights", "strategies", "sources"):
         p.add_argument(f"--{axis}", help="comma-separated")
     p.add_argument("--examples-per-class", dest="examples_per_class", help="comma-separated ints")
@@ -480,6 +532,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, run, and turn user errors into one message with exit status 2."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    from transferlab.fingerprints import forget_data_versions
+
+    forget_data_versions()  # each command fingerprints the data as it is when it starts (in-process callers too)
     try:
         status = args.func(args)
         sys.stdout.flush()  # inside the try: a reader that left (`| head`) is caught below, not at exit

@@ -110,27 +110,60 @@ class TaskData:
         return "text" if self.texts is not None else "image"
 
 
-_TASK_DATA: dict[str, TaskData] = {}
+#: task name -> ((data version, location), its data): one version per task is kept, and a task whose data
+#: changed (a long-lived dashboard process) is loaded again instead of served from here
+_TASK_DATA: dict[str, tuple[tuple[str | None, str | None], TaskData]] = {}
+_NOW = object()
 
 
-def load_task_data(registry: Any, task_name: str) -> TaskData:
-    """A task's data, loaded once per process."""
-    if task_name not in _TASK_DATA:
-        data = registry.task(task_name).load()
+def load_task_data(registry: Any, task_name: str, data_version: Any = _NOW) -> TaskData:
+    """A task's data, loaded once per process and data version (``TaskSpec.fingerprint``; by default the
+    version now). The version goes into ``provenance`` as ``data_version``, so feature-cache keys change
+    with the data."""
+    from transferlab.fingerprints import task_data_version
+
+    task = registry.task(task_name)
+    version = task_data_version(task) if data_version is _NOW else data_version
+    key = (version, task.data)
+    cached = _TASK_DATA.get(task_name)
+    if cached is None or cached[0] != key:
+        data = task.load()
         if not isinstance(data, TaskData):
             raise UserError(f"Task {task_name!r}: load() must return transferlab.data.TaskData. Received: {type(data).__name__}")
-        _TASK_DATA[task_name] = data
-    return _TASK_DATA[task_name]
+        if version is not None:
+            data.provenance = {**data.provenance, "data_version": version}
+        _TASK_DATA[task_name] = (key, data)
+    return _TASK_DATA[task_name][1]
+
+
+def data_changed_message(task: Any, queued: str | None, now: str | None) -> str:
+    """What to say when the data of ``task`` is not the version a job was made for."""
+    where = f" ({task.data})" if task.data else ""
+    return (f"The data at {task.name}{where} changed since this job was queued (data version {queued}, now "
+            f"{now}); run the sweep again to train on the data as it is now.")
 
 
 def check_jobs_fit_data(registry: Any, jobs: list[Any]) -> None:
-    """Fail before anything is stored when a task's data cannot be loaded, or a job asks for more
-    examples per class than its task has."""
+    """Fail before anything is stored when a task's data cannot be loaded, changed since its jobs were made
+    (their ``data_version``), is too small for the fixed splits, or a job asks for more examples per class
+    than its task has. Tasks made from ``--data`` are registered from the jobs as needed."""
+    from transferlab.fingerprints import task_data_version
+    from transferlab.userdata import task_for_job
+
     needed: dict[str, int] = {}
+    versions: dict[str, set[str]] = {}
     for job in jobs:  # every task a job reads, sources included, so missing data is caught here
+        task_for_job(registry, job)
         needed[job.task] = max(needed.get(job.task, 0), job.examples_per_class or 0)
+        if job.data_version is not None:
+            versions.setdefault(job.task, set()).add(job.data_version)
     for task_name, most in needed.items():
-        data = load_task_data(registry, task_name)
+        task = registry.task(task_name)
+        now = task_data_version(task, fresh=True) if task_name in versions else _NOW
+        stale = sorted(versions.get(task_name, set()) - {now})
+        if stale:
+            raise UserError(data_changed_message(task, stale[0], now))
+        data = load_task_data(registry, task_name, now)
         splits = make_splits(data)
         available = max_examples_per_class(data.labels, splits.pool)
         if most > available:
@@ -192,7 +225,40 @@ def make_splits(data: TaskData) -> Splits:
     rest = np.setdiff1d(all_idx, test)
     val = take(rest, data.labels, VAL_FRACTION, VAL_MAX_PER_CLASS, rng)
     pool = np.setdiff1d(rest, val)
-    return Splits(test=test, val=val, pool=pool, method=method + f"; validation {VAL_FRACTION:.0%} (max {VAL_MAX_PER_CLASS}/class)")
+    splits = Splits(test=test, val=val, pool=pool,
+                    method=method + f"; validation {VAL_FRACTION:.0%} (max {VAL_MAX_PER_CLASS}/class)")
+    if data.targets is None:  # with structured targets (boxes) labels only stratify; classes need not be split
+        _refuse_classes_missing_a_split(data, splits)
+    return splits
+
+
+#: a class needs one example in each of test, validation and training
+MIN_EXAMPLES_PER_CLASS = 3
+
+
+def _refuse_classes_missing_a_split(data: TaskData, splits: Splits) -> None:
+    """A class that is absent from test, validation or training cannot be learnt and scored (and would
+    still count in macro averages): refuse it, naming the class and how many examples (or groups) it has.
+    An official test split is the task's own: only validation and training are checked then."""
+    names = [("validation", splits.val), ("training", splits.pool)]
+    if data.test_indices is None:
+        names.insert(0, ("test", splits.test))
+    short = []
+    for cls in np.unique(data.labels):
+        missing = [name for name, idx in names if not np.any(data.labels[idx] == cls)]
+        if missing:
+            members = data.labels == cls
+            count = len(np.unique(data.groups[members])) if data.groups is not None else int(members.sum())
+            unit = "group" if data.groups is not None else "example"
+            name = data.class_names[cls] if cls < len(data.class_names) else str(cls)
+            short.append(f"{name!r} has {count} {unit}{'s' if count != 1 else ''} (none left for {' or '.join(missing)})")
+    if short:
+        unit = "groups (e.g. lesions)" if data.groups is not None else "examples"
+        raise UserError(
+            f"Every class needs at least {MIN_EXAMPLES_PER_CLASS} {unit}: one each for the test, validation and "
+            f"training splits. Too small: {'; '.join(short)}. Add examples of these classes, or remove them "
+            "from the data."
+        )
 
 
 def max_examples_per_class(labels: np.ndarray, pool: np.ndarray) -> int:

@@ -61,6 +61,7 @@ def run_one(store: Store, job: JobSpec, registry=None) -> str:
     from transferlab.progress import say
     from transferlab.registry import get_registry
     from transferlab.runner import Runner, has_checkpoint
+    from transferlab.userdata import check_job_data
 
     registry = registry or get_registry()
     namespace = hashlib.sha256(store.url.encode()).hexdigest()[:8]  # checkpoints per store
@@ -85,6 +86,7 @@ def run_one(store: Store, job: JobSpec, registry=None) -> str:
     )
     try:
         result = runner.run(job)
+        check_job_data(registry, job)  # the data did not change while the run read it
     except NaNLossError as exc:
         store.finish(job.job_id, "nan", error=str(exc))
         say(f"  nan    {job.label()}: {exc}")

@@ -21,8 +21,8 @@ from transferlab.errors import DatasetUnavailableError, UserError
 
 MAX_PIXELS = 40_000_000
 MAX_BAD_FRACTION = 0.05
-#: a class needs one image for the test split and one to train on
-MIN_IMAGES_PER_CLASS = 2
+#: a class needs one image each for the test, validation and training splits
+MIN_IMAGES_PER_CLASS = 3
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".tif", ".tiff", ".webp")
 
 PathLike = str | bytes | os.PathLike
@@ -354,8 +354,8 @@ def scan_class_folders(root: PathLike, max_bad_fraction: float = MAX_BAD_FRACTIO
     if too_few:
         raise UserError(
             f"Class folder(s) in {root_path} with fewer than {MIN_IMAGES_PER_CLASS} usable images: "
-            f"{', '.join(too_few)}. Every class needs one image for the test split and one to train on; add "
-            "images to these folders or remove them."
+            f"{', '.join(too_few)}. Every class needs one image each for the test, validation and training splits; "
+            "add images to these folders or remove them."
         )
     kept = [(f, label) for label, name in enumerate(class_names) for f in files[name] if reasons[f] is None]
     return ImageFolderScan(

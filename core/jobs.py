@@ -27,7 +27,11 @@ from transferlab.registry import Registry
 
 KINDS = ("train", "pretrain")
 #: job options added after the first release, with the default that keeps them out of job ids
-_LATER_OPTIONS: dict[str, Any] = {"mixed_precision": False, "xla": False}
+_LATER_OPTIONS: dict[str, Any] = {"mixed_precision": False, "xla": False, "data": None, "data_version": None}
+#: stored with a job but not part of its id: where its data lies (the content is ``data_version``, in the id)
+_NOT_IN_ID = ("data",)
+#: the step budget (transferlab.runner.convergence), off by default so the ids of older jobs stay
+_LATER_OPTIONS.update(min_steps=0, early_stopping=0)
 #: the largest whole number a job field may hold: the store's Integer columns are 32-bit on PostgreSQL
 INT_MAX = 2**31 - 1
 #: Activation memory a training step keeps per input pixel of each image, in bytes: a LOW estimate, so
@@ -105,6 +109,10 @@ class JobSpec:
     depends_on: tuple[str, ...] = ()
     mixed_precision: bool = False
     xla: bool = False
+    min_steps: int = 0
+    early_stopping: int = 0
+    data: str | None = None
+    data_version: str | None = None
 
     def canonical(self) -> dict[str, Any]:
         """Every field, JSON-ready, keys sorted; options added later are left out while at their default,
@@ -117,13 +125,16 @@ class JobSpec:
         return dict(sorted(data.items()))
 
     def canonical_json(self) -> str:
-        """The canonical JSON text that the id hashes."""
+        """The canonical JSON text, as stored with the run (``data``, the location, included)."""
         return json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
 
     @property
     def job_id(self) -> str:
-        """Stable id: the first 16 hex digits of the sha256 of the canonical JSON."""
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+        """Stable id: the first 16 hex digits of the sha256 of the canonical JSON without ``data``: the same
+        content (``data_version``) found at another path is the same experiment."""
+        identity = {k: v for k, v in self.canonical().items() if k not in _NOT_IN_ID}
+        text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @classmethod
     def from_json(cls, text: str) -> "JobSpec":
@@ -141,8 +152,8 @@ class JobSpec:
 
 
 _FIELDS = {f.name for f in dataclasses.fields(JobSpec)}
-#: The options a task may set defaults for (everything but what names the job).
-JOB_OPTIONS = _FIELDS - {"task", "backbone", "strategy", "kind", "weights_sha256", "depends_on"}
+#: The options a task may set defaults for (everything but what names the job and its data).
+JOB_OPTIONS = _FIELDS - {"task", "backbone", "strategy", "kind", "weights_sha256", "depends_on", "data", "data_version"}
 
 # ------------------------------------------------------------------------------------------ field ranges
 
@@ -156,6 +167,7 @@ FIELD_RANGES: dict[str, Any] = {
     "fine_tune_epochs": ("int", 1), "pretrain_epochs": ("int", 1), "batch_size": ("int", 1),
     "fine_tune_layers": ("int", 1), "fraction": ("fraction",), "learning_rate": ("rate",),
     "fine_tune_learning_rate": ("rate",), "class_weight": ("none", "balanced"), "kind": KINDS,
+    "min_steps": ("int", 0), "early_stopping": ("int", 0),
     "augment": ("bool",), "mixed_precision": ("bool",), "xla": ("bool",), "shuffled_labels": ("bool",),
     "task": ("name",), "backbone": ("name",), "strategy": ("name",), "weights": ("name",), "source": ("name",),
 }
@@ -500,10 +512,27 @@ def make_job(registry: Registry, **fields: Any) -> JobSpec:
             f"For augmentation with a frozen base use a strategy that freezes it inside the model: "
             f"{_alternatives(registry, strategy)}."
         )
+    data, data_version = _data_identity(task, fields)
     clean = {name: value for name, value in fields.items() if value is not None}  # None: the field's default
-    clean.update(weights=weights, weights_sha256=sha, input_size=int(input_size), kind=kind)
+    clean.update(weights=weights, weights_sha256=sha, input_size=int(input_size), kind=kind, data=data,
+                 data_version=data_version)
     clean["depends_on"] = tuple(fields.get("depends_on", ()))
     return JobSpec(**clean)
+
+
+def _data_identity(task: Any, fields: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The job's ``data`` (the task's location, for tasks made from ``--data``) and ``data_version`` (the
+    task's fingerprint now). Values given by the caller must agree: a job is never made for data that is
+    not there any more."""
+    from transferlab.fingerprints import task_data_version
+
+    version = task_data_version(task)
+    for name, value in (("data", task.data), ("data_version", version)):
+        given = fields.get(name)
+        if given is not None and given != value:
+            raise UserError(f"Task {task.name!r} now has {name}={value!r}, not the {given!r} given: its data "
+                            "changed or moved. Make the job again from the task as it is now.")
+    return task.data, version
 
 
 def jobs_by_id(jobs: Iterable[JobSpec]) -> dict[str, JobSpec]:

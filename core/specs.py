@@ -159,6 +159,13 @@ class TaskSpec:
     dashboard. ``num_classes`` may be None when the data decides (a folder of class folders).
     ``distributions`` names the installed packages whose files the data comes from; their versions are
     recorded in every run's manifest.
+
+    ``fingerprint()``, when given, returns the *data version* of what ``load()`` would read now: a short
+    content hash of its files (see :mod:`transferlab.fingerprints` for the public helpers), or None when it
+    cannot tell (the data downloads on first use). It is part of every job id and feature-cache key, so runs
+    of changed data are never reused; the runner refuses a job whose data changed since it was queued.
+    Leave it None for data pinned otherwise (a package version, a sha256-checked download). ``data`` is set by
+    core on the tasks it makes from ``--data`` (the location, e.g. ``folder:/abs/path``); plugins leave it None.
     """
 
     name: str
@@ -174,12 +181,17 @@ class TaskSpec:
     default_backbone: str | None = None
     job_defaults: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     distributions: tuple[str, ...] = ()
+    fingerprint: Callable[[], str | None] | None = field(default=None, hash=False, compare=False)
+    data: str | None = None
 
     def __post_init__(self) -> None:
         _check_name("task", self.name)
         _check_distributions("Task", self.name, self.distributions)
         _check_callable("Task", self.name, "load", self.load)
         _check_callable("Task", self.name, "available", self.available)
+        _check_callable("Task", self.name, "fingerprint", self.fingerprint, optional=True)
+        if self.data is not None and (not isinstance(self.data, str) or not self.data):
+            raise SpecError(f"Task {self.name!r}: data is a location string or None. Received: data={self.data!r}")
         _check_modality("Task", self.name, self.modality)
         if self.num_classes is not None and (isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int)
                                              or self.num_classes < 2):

@@ -87,6 +87,7 @@ runs = sa.Table(
     sa.Column("worker_started", sa.String(64)),
     sa.Column("worker_pidspace", sa.String(160)),
     sa.Column("attempts", sa.Integer),  # claims since a sweep last queued it; caps automatic retries
+    sa.Column("data_version", sa.String(32)),  # the job's data fingerprint (None: data without one, or older runs)
 )
 
 epochs = sa.Table(
@@ -619,6 +620,7 @@ def _job_columns(job: JobSpec) -> dict[str, Any]:
         run_id=job.job_id, spec_json=job.canonical_json(), kind=job.kind, task=job.task, backbone=job.backbone,
         weights=job.weights, strategy=job.strategy, source=job.source, examples_per_class=job.examples_per_class,
         fraction=job.fraction, seed=job.seed, input_size=job.input_size, depends_on=json.dumps(sorted(job.depends_on)),
+        data_version=job.data_version,
     )
 
 

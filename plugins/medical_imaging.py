@@ -5,7 +5,8 @@
   the two image folders. Splits go by ``lesion_id``, so images of one lesion never sit in both training
   and test.
 - ``medical_folder``: any one-folder-per-class tree at ``TRANSFERLAB_MEDICAL_DIR`` (the layout of
-  ``keras.utils.image_dataset_from_directory``).
+  ``keras.utils.image_dataset_from_directory``), with the medical defaults below; ``--data PATH`` is the
+  general way to train on a folder, with neutral defaults.
 - ``colorectal_histology``: 5,000 histology tiles, 8 tissue classes, downloaded by tensorflow-datasets.
 
 Defaults for medical images, as on the slide: augmentation (rotation 20 degrees, shifts 0.2, horizontal
@@ -30,6 +31,9 @@ from transferlab import (
     UserError,
     check_bad_fraction,
     check_files,
+    fingerprint_class_folders,
+    fingerprint_tfds,
+    fingerprint_tree,
     hookimpl,
     read_table,
     refuse_if_too_many_bad,
@@ -154,6 +158,26 @@ def load_medical_folder() -> TaskData:
     return scan_to_task_data(scan_class_folders(folder), folder, source=str(folder), layout="class folders")
 
 
+def _folder_of(env: str) -> str | None:
+    """The folder ``env`` names, or None when it is unset or not a folder (``load()`` then says what to do)."""
+    folder = os.environ.get(env)
+    return folder if folder and os.path.isdir(folder) else None
+
+
+def skin_lesions_version() -> str | None:
+    """The data version of HAM10000 at ``TRANSFERLAB_HAM10000_DIR``: its metadata CSV and every JPEG under it."""
+    folder = _folder_of(HAM10000_ENV)
+    if folder is None:
+        return None
+    return fingerprint_tree(folder, include=lambda name: name == HAM10000_CSV or name.lower().endswith((".jpg", ".jpeg")))
+
+
+def medical_folder_version() -> str | None:
+    """The data version of the class-folder tree at ``TRANSFERLAB_MEDICAL_DIR``."""
+    folder = _folder_of(MEDICAL_DIR_ENV)
+    return fingerprint_class_folders(folder) if folder else None
+
+
 def load_colorectal_histology() -> TaskData:
     """tensorflow-datasets' ``colorectal_histology``: 5,000 150x150 tiles of 8 tissue types."""
     try:
@@ -182,6 +206,7 @@ def register_tasks() -> list[TaskSpec]:
             load=load_skin_lesions,
             num_classes=len(HAM10000_CLASSES),
             available=lambda: bool(os.environ.get(HAM10000_ENV)),
+            fingerprint=skin_lesions_version,
             kind="image_classification",
             job_defaults=dict(MEDICAL_JOB_DEFAULTS),
             default_backbone="mobilenetv2",
@@ -192,6 +217,7 @@ def register_tasks() -> list[TaskSpec]:
             load=load_medical_folder,
             num_classes=None,
             available=lambda: bool(os.environ.get(MEDICAL_DIR_ENV)),
+            fingerprint=medical_folder_version,
             job_defaults=dict(MEDICAL_JOB_DEFAULTS),
             default_backbone="mobilenetv2",
         ),
@@ -201,6 +227,7 @@ def register_tasks() -> list[TaskSpec]:
             load=load_colorectal_histology,
             num_classes=8,
             available=lambda: tfds_prepared("colorectal_histology"),
+            fingerprint=lambda: fingerprint_tfds("colorectal_histology"),
             job_defaults=dict(MEDICAL_JOB_DEFAULTS),
             default_backbone="mobilenetv2",
         ),

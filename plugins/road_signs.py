@@ -34,6 +34,7 @@ from transferlab import (
     check_bad_fraction,
     check_files,
     checked_download,
+    fingerprint_tree,
     hookimpl,
     is_hidden,
     read_table,
@@ -249,6 +250,13 @@ def load_gtsrb(crop: bool) -> TaskData:
                              crop="sign box" if crop else "whole frame")
 
 
+def gtsrb_version() -> str | None:
+    """The data version of GTSRB at ``TRANSFERLAB_GTSRB_DIR`` (every file under it: images and annotation
+    CSVs). None without the setting: the official archives are then pinned by the sha256 recorded at download."""
+    folder = os.environ.get(GTSRB_ENV)
+    return fingerprint_tree(folder) if folder and os.path.isdir(folder) else None
+
+
 @hookimpl
 def register_tasks() -> list[TaskSpec]:
     """Road signs, cropped to the sign and whole-frame."""
@@ -260,6 +268,7 @@ def register_tasks() -> list[TaskSpec]:
             load=functools.partial(load_gtsrb, crop=crop),
             num_classes=GTSRB_NUM_CLASSES,
             available=lambda: bool(os.environ.get(GTSRB_ENV)),  # without it, loading downloads
+            fingerprint=gtsrb_version,
             default_backbone="resnet50v2",
         )
         for name, crop, what in variants

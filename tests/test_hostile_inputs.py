@@ -381,8 +381,8 @@ FOLDERS = [
     (_symlink_loops, ["loop0.png", "a broken or looping symbolic link"]),
     (_class_is_a_link, ["belongs to two classes", "'also_benign'", "'benign'"]),
     (_bomb, ["bomb0.png", "too large"]),
-    (_html_class_with_one_image, ["fewer than 2 usable images", "'<img src=x onerror=alert(1)>' (1)"]),
-    (_one_image_class, ["fewer than 2 usable images", "'rare' (1)"]),
+    (_html_class_with_one_image, ["fewer than 3 usable images", "'<img src=x onerror=alert(1)>' (1)"]),
+    (_one_image_class, ["fewer than 3 usable images", "'rare' (1)"]),
     (_one_class, ["one class folder", "at least two"]),
     (_no_class_folders, ["No class folders", "1 image files directly"]),
 ]

@@ -207,7 +207,7 @@ def class_tree(root, counts: dict[str, int]):
 
 
 def test_scan_happy_path(tmp_path):
-    root = class_tree(tmp_path / "data", {"dogs": 2, "cats": 3})
+    root = class_tree(tmp_path / "data", {"dogs": 3, "cats": 3})
     save(Image.new("L", (5, 5)), root / "cats" / "extra.PNG")  # extensions match in any case
     (root / "cats" / "nested").mkdir()
     jpeg(root / "cats" / "nested" / "deep.jpg")
@@ -223,12 +223,13 @@ def test_scan_happy_path(tmp_path):
     assert scan.class_names == ("cats", "dogs")
     names = [os.path.relpath(p, root) for p in scan.paths]
     assert names == [
-        "cats/000.jpg", "cats/001.jpg", "cats/002.jpg", "cats/extra.PNG", "cats/nested/deep.jpg", "dogs/000.jpg", "dogs/001.jpg"
+        "cats/000.jpg", "cats/001.jpg", "cats/002.jpg", "cats/extra.PNG", "cats/nested/deep.jpg", "dogs/000.jpg",
+        "dogs/001.jpg", "dogs/002.jpg",
     ]
-    assert scan.labels.tolist() == [0, 0, 0, 0, 0, 1, 1] and scan.labels.dtype == np.int64
+    assert scan.labels.tolist() == [0, 0, 0, 0, 0, 1, 1, 1] and scan.labels.dtype == np.int64
     assert all(os.path.isabs(p) for p in scan.paths)
     assert scan.skipped == ((str(root / "loose.jpg"), "not in a class folder"),)
-    assert scan.rois is None and scan.groups is None and len(scan) == 7
+    assert scan.rois is None and scan.groups is None and len(scan) == 8
 
 
 def test_scan_skips_a_few_bad_files_and_counts_them(tmp_path):

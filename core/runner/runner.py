@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from transferlab.data import (
-    load_task_data,
     balanced_class_weight,
     indices_hash,
     make_dataset,
@@ -38,6 +37,7 @@ from transferlab.runner.freezing import (
 )
 from transferlab.runner.optimizers import make_optimizer
 from transferlab.specs import BackboneSpec, PhaseSpec
+from transferlab.userdata import load_job_data, task_for_job
 
 
 @dataclass
@@ -161,10 +161,10 @@ class Runner:
     def _run(self, job: JobSpec, t_start: float) -> RunResult:
         import keras
 
-        task = self.registry.task(job.task)
+        task = task_for_job(self.registry, job)
         backbone = self.registry.backbone(job.backbone)
         strategy = self.registry.strategy(job.strategy)
-        data = load_task_data(self.registry, job.task)
+        data = load_job_data(self.registry, job)  # refuses data that changed since the job was queued
         splits = make_splits(data)
         if job.kind == "pretrain" and job.examples_per_class is None and job.fraction is None:
             train_idx = splits.pool

@@ -51,7 +51,9 @@ from transferlab.plugins.object_detection.canvases import (
 )
 from transferlab.plugins.object_detection.head import SSDHead
 from transferlab.plugins.object_detection.loss import ssd_loss
-from transferlab.plugins.object_detection.voc import VOC_CLASSES, VOC_ENV, VOC_URL, load_voc2007, read_voc_folder
+from transferlab.plugins.object_detection.voc import (
+    VOC_CLASSES, VOC_ENV, VOC_URL, load_voc2007, read_voc_folder, voc2007_version,
+)
 from transferlab.plugins.object_detection.voc_map import average_precision, voc_map
 
 __all__ = [
@@ -84,14 +86,17 @@ __all__ = [
     "read_voc_folder",
     "register_tasks",
     "ssd_loss",
+    "voc2007_version",
     "voc_map",
 ]
 
 
-def detection_task(name: str, description: str, load, num_classes: int, available, **job_defaults) -> TaskSpec:
+def detection_task(name: str, description: str, load, num_classes: int, available, fingerprint=None,
+                   **job_defaults) -> TaskSpec:
     """A detection TaskSpec: the SSD head, mAP@0.5, the small CNN preselected, detection job defaults."""
     return TaskSpec(
         name=name, description=description, load=load, num_classes=num_classes, available=available,
+        fingerprint=fingerprint,
         kind="object_detection", metric="map50", head=SSDHead(), default_backbone="small_cnn",
         job_defaults={"input_size": 96, "epochs": 15, "fine_tune_epochs": 5, "learning_rate": 1e-3, **job_defaults},
     )
@@ -111,5 +116,5 @@ def register_tasks() -> list[TaskSpec]:
                        load_fashion_detection, 10, fashion_mnist_available),
         detection_task("voc2007_detection", "Pascal VOC 2007, 20 classes (TRANSFERLAB_VOC_DIR, or tensorflow-datasets "
                        "online), mAP@0.5.", load_voc2007, 20, lambda: bool(os.environ.get(VOC_ENV)),
-                       input_size=224),
+                       fingerprint=voc2007_version, input_size=224),
     ]

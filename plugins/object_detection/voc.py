@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from transferlab import DatasetUnavailableError, ImageFiles, TaskData, UserError
+from transferlab import DatasetUnavailableError, ImageFiles, TaskData, UserError, fingerprint_tfds, fingerprint_tree
 
-__all__ = ["VOC_CLASSES", "VOC_ENV", "VOC_URL", "load_voc2007", "read_voc_folder"]
+__all__ = ["VOC_CLASSES", "VOC_ENV", "VOC_URL", "load_voc2007", "read_voc_folder", "voc2007_version"]
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog",
@@ -90,6 +90,15 @@ def load_voc2007() -> TaskData:
             "folder (VOC2007/Annotations, JPEGImages, ImageSets/Main/test.txt)."
         ) from None
     return _voc_from_tfds(train, test)
+
+
+def voc2007_version() -> str | None:
+    """The data version of Pascal VOC 2007: every file of the VOCdevkit folder at ``TRANSFERLAB_VOC_DIR``
+    (annotations, images, image sets), else tensorflow-datasets' prepared ``voc/2007`` (None before it is)."""
+    folder = os.environ.get(VOC_ENV)
+    if folder:
+        return fingerprint_tree(folder) if os.path.isdir(folder) else None
+    return fingerprint_tfds("voc/2007")
 
 
 def _voc_from_tfds(train, test, size: int = 224) -> TaskData:
