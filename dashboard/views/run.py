@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from transferlab.dashboard.common import get_registry, guarded, load_runs, read_only
+from transferlab.dashboard.common import get_registry, guarded, load_runs, public_text, read_only
 from transferlab.dashboard.live import live_view
 from transferlab.errors import TransferlabError, UserError
 
@@ -42,10 +42,54 @@ def _fallback_backbones(registry, tasks: list[str]) -> list[str]:
     return [b for b in baseline if b in fitting][:1] or fitting[:1]
 
 
-def sweep_form(registry):
-    """The sweep builder; returns (grid, options, workers)."""
-    runnable = [spec.name for spec in registry.select("task", stub=False)]
+DATA_HELP = ("A folder of class folders (root/<class>/<images>, nested folders and any image format), a CSV of "
+             "path,label (paths relative to the CSV), or tfds:NAME[:split] for a tensorflow-datasets set prepared on "
+             "this machine. It becomes a task named after it, with no augmentation or class weights unless you ask.")
+
+
+def data_field(registry):
+    """The path field: your data as a task (registered, and preselected below), with its data version, the
+    runs the store holds of it, and its test, validation and training split sizes per class. None while the
+    field is empty or the data is refused (one error box says why)."""
+    from transferlab.data import load_task_data, make_splits
+    from transferlab.errors import UserError
+    from transferlab.userdata import resolve_data, split_table
+
+    text = st.text_input("Your data (a path, or tfds:NAME)", "", help=DATA_HELP,
+                         placeholder="/path/to/images  ·  /path/to/labels.csv  ·  tfds:cifar10")
+    if not text.strip():
+        return None
+    try:
+        task = resolve_data(registry, text)
+        data = load_task_data(registry, task.name)
+        table = split_table(data)
+    except UserError as exc:
+        st.error(public_text(str(exc)))
+        return None
+    version = data.provenance.get("data_version")
+    st.markdown(f"**{task.name}** · {len(data):,} examples in {len(table)} classes"
+                + (f" · data version `{version}`" if version else ""))
+    runs = load_runs()
+    if not runs.empty:
+        mine = runs[(runs["task"] == task.name) & (runs["kind"] == "train")]
+        same = int((mine["data_version"] == version).sum()) if version else len(mine)
+        older = sorted(set(mine["data_version"].dropna()) - {version})
+        if len(mine):
+            st.caption(f"Runs of {task.name} in the store: {same} on this data version"
+                       + (f", {len(mine) - same} on other versions ({', '.join(older[:3])}"
+                          + ("…" if len(older) > 3 else "") + "), never reused for this one" if older else ""))
+    st.caption(f"Splits (fixed for every job on this data): {make_splits(data).method}.")
+    st.dataframe(table, hide_index=True, height=min(38 + 35 * len(table), 300))
+    return task
+
+
+def sweep_form(registry, data_task=None):
+    """The sweep builder; returns (grid, options, workers). ``data_task``, the task of the path field, is
+    offered and chosen first."""
+    runnable = [spec.name for spec in registry.select("task", stub=False) if spec.data is None]
     default_tasks, default_strategies = _preselected(registry, runnable)
+    if data_task is not None:
+        runnable, default_tasks = [data_task.name, *runnable], [data_task.name]
     c1, c2, c3 = st.columns(3)
     with c1:
         tasks = st.multiselect("Tasks", runnable, default=default_tasks)
@@ -154,8 +198,11 @@ def render() -> None:
         return
     from transferlab.sweeps import SWEEP_CONFIRM_LIMIT, expand_plan
 
+    from transferlab.fingerprints import forget_data_versions
+
+    forget_data_versions()  # this process lives long: every rerun fingerprints the data as it is now
     registry = get_registry()
-    grid, options, workers = sweep_form(registry)
+    grid, options, workers = sweep_form(registry, data_field(registry))
     plan = _plan(registry, grid, options) if all(grid[k] for k in ("tasks", "backbones", "strategies")) else None
     confirmed = plan is not None and plan.jobs <= SWEEP_CONFIRM_LIMIT
     if plan is not None and not confirmed:
@@ -181,8 +228,10 @@ def render() -> None:
         with st.expander(f"{plan.skipped_combinations:,} combinations skipped: they do not fit together"):
             st.markdown("\n".join(f"- {line}" for line in plan.skipped[:50]))
     if jobs:
-        st.dataframe(pd.DataFrame([dict(job=j.label(), id=j.job_id) for j in jobs[:200]]), hide_index=True,
-                     height=160)
+        listed = pd.DataFrame([dict(job=j.label(), id=j.job_id, data_version=j.data_version) for j in jobs[:200]])
+        if listed["data_version"].isna().all():
+            listed = listed.drop(columns="data_version")
+        st.dataframe(listed.fillna("—"), hide_index=True, height=160)
     ready = _readiness(registry, grid) if plan is not None else {}
     if st.button("Launch in the background", type="primary", disabled=not new):
         from transferlab.data import check_jobs_fit_data
