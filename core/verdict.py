@@ -88,13 +88,13 @@ def eligible_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _true(value: Any) -> bool:
     """Whether a True/False/None cell (numpy bools included) says True."""
-    return value is not None and not (isinstance(value, float) and math.isnan(value)) and bool(value)
+    return not pd.isna(value) and bool(value)
 
 
 def _tristate(values: pd.Series) -> pd.Series:
     """True/False/None from a column that may hold bools, 0/1, NaN or None: 1.0, 0.0 or NaN."""
     def one(value: Any) -> float:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        if pd.isna(value):  # None, NaN or pd.NA: not known
             return float("nan")
         return 1.0 if bool(value) else 0.0
 
@@ -310,7 +310,7 @@ def verdicts(table: pd.DataFrame, values: Mapping[tuple, tuple[np.ndarray, np.nd
         runner = candidates.iloc[1] if len(candidates) > 1 else None
         record: dict[str, Any] = dict(zip(GROUP, group))
         record.update(examples_per_class=winner["examples_per_class"], fraction=winner["fraction"],
-                      size=size_text(group[2], group[3]), metric_label=winner["metric_label"] or "test score",
+                      size=size_text(group[2], group[3]), metric_label=winner["metric_label"] if isinstance(winner["metric_label"], str) else "test score",
                       winner=winner["label"], winner_config=winner["config"], winner_mean=winner["mean"],
                       winner_low=winner["low"],
                       winner_high=winner["high"], winner_n=int(winner["n"]), winner_interval=winner["interval"],

@@ -12,7 +12,7 @@ from transferlab.latency import latency_lookup
 from transferlab.verdict import pareto_front, recommend
 
 VERDICT_TABLE = {"size": "size", "outcome": "outcome", "winner": "winner", "winner_mean": "mean",
-                 "winner_n": "seeds", "runner_up": "runner-up", "runner_up_mean": "runner-up mean",
+                 "winner_n": "seeds", "winner_still_improving": "still improving", "runner_up": "runner-up", "runner_up_mean": "runner-up mean",
                  "difference": "difference", "evidence": "test", "gain_text": "gain over scratch",
                  "wall_seconds": "training s", "trainable_params": "trainable params", "latency_ms": "ms / image"}
 
