@@ -269,7 +269,8 @@ def read_table(csv_path: Path, required: Sequence[str], fix: str, **options) -> 
     try:
         table = pd.read_csv(csv_path, **options)
     except (ValueError, UnicodeDecodeError) as err:  # pandas' ParserError and EmptyDataError are ValueErrors
-        raise UserError(f"Cannot parse {csv_path}: {err}. {fix}") from err
+        detail = " ".join(str(err).split())  # pandas' parser ends its text with a newline
+        raise UserError(f"Cannot parse {csv_path}: {detail}. {fix}") from err
     table.columns = [str(c).strip() for c in table.columns]
     missing = [c for c in required if c not in table.columns]
     if missing:

@@ -71,3 +71,26 @@ def test_task_data_rejects_bad_arrays():
         TaskData(images=np.zeros((4, 4, 4, 3), np.float32), labels=[0, 1, 0, 1], class_names=("a", "b"))
     with pytest.raises(UserError, match="at least 2 classes"):
         TaskData(images=np.zeros((4, 4, 4, 3), np.uint8), labels=[0, 0, 0, 0], class_names=("a", "b"))
+
+
+@pytest.mark.parametrize("counts, named", [((30, 2), "'1' has 2 examples (none left for validation)"),
+                                           ((30, 1), "'1' has 1 example (none left for test or validation)")])
+def test_a_class_too_small_for_every_split_is_refused_with_its_count(counts, named):
+    data = _task(counts)
+    with pytest.raises(UserError, match="at least 3 examples") as info:
+        make_splits(data)
+    assert named in str(info.value) and "'0'" not in str(info.value)
+    enough = _task((30, 3))
+    splits = make_splits(enough)
+    for part in (splits.test, splits.val, splits.pool):  # 3 is enough: one each
+        assert set(enough.labels[part]) == {0, 1}
+
+
+def test_classes_are_counted_by_group_when_grouped_and_not_at_all_with_structured_targets():
+    data = _task((30, 6))
+    data.groups = np.array([f"g{i}" for i in range(30)] + ["x", "x", "x", "y", "y", "y"])
+    with pytest.raises(UserError, match="'1' has 2 groups"):
+        make_splits(data)
+    data.groups, data.targets = None, [None] * len(data)  # labels of a detection task only stratify
+    data.labels[-6:-1] = 0
+    make_splits(data)
