@@ -30,7 +30,7 @@ KINDS = ("train", "pretrain")
 _LATER_OPTIONS: dict[str, Any] = {"mixed_precision": False, "xla": False, "data": None, "data_version": None}
 #: stored with a job but not part of its id: where its data lies (the content is ``data_version``, in the id)
 _NOT_IN_ID = ("data",)
-#: the step budget (transferlab.runner.convergence), off by default so the ids of older jobs stay
+#: the step budget (transferlab.runner.budget), off by default so the ids of older jobs stay
 _LATER_OPTIONS.update(min_steps=0, early_stopping=0)
 #: the largest whole number a job field may hold: the store's Integer columns are 32-bit on PostgreSQL
 INT_MAX = 2**31 - 1

@@ -70,6 +70,9 @@ runs = sa.Table(
     sa.Column("wall_seconds", sa.Float),
     sa.Column("images_per_second", sa.Float),
     sa.Column("transferability", sa.Float),
+    # whether the validation loss was still falling when training ended (transferlab.convergence);
+    # NULL when unknown: too few epochs, or a run stored before it was measured
+    sa.Column("still_improving", sa.Boolean),
     sa.Column("phases_json", sa.Text),
     sa.Column("manifest_json", sa.Text),
     sa.Column("confusion_json", sa.Text),
@@ -109,7 +112,7 @@ meta = sa.Table("meta", metadata, sa.Column("key", sa.String(64), primary_key=Tr
 CSV_COLUMNS = [
     "run_id", "task", "backbone", "weights", "strategy", "source", "examples_per_class", "seed", "status",
     "score", "metric", "balanced_accuracy", "trainable_params", "total_params", "wall_seconds",
-    "fraction", "input_size", "kind", "test_loss", "images_per_second", "transferability", "error",
+    "fraction", "input_size", "kind", "test_loss", "images_per_second", "transferability", "error", "still_improving",
 ]
 
 
@@ -472,6 +475,9 @@ class Store:
         if len(self._run_columns) < len(runs.columns):
             frame = frame.reindex(columns=[c.name for c in runs.columns])  # columns newer than the store: empty
         frame = _mark_lost(frame)
+        # SQLite keeps booleans as 0/1 and pandas reads a column with NULLs as floats: True, False or None
+        known = [None if _known(v) is None else bool(v) for v in frame["still_improving"]]
+        frame["still_improving"] = pd.Series(known, index=frame.index, dtype=object)
         if wanted is not None and not frame["status"].isin(wanted).all():
             frame = frame[frame["status"].isin(wanted)].reset_index(drop=True)
         return frame

@@ -26,8 +26,29 @@ SOURCE_PRETRAIN_EPOCHS = 5
 #: a sweep with more jobs than this runs only when confirmed (``--yes``, or a checkbox in the dashboard)
 SWEEP_CONFIRM_LIMIT = 2000
 #: how a sweep treats a combination that does not fit: refuse the sweep, skip a (backbone, weights) pair
-#: the backbone does not offer, or skip any combination that does not fit (the dashboard's grid)
+#: the backbone does not offer (and fine-tuning from random init, see :func:`untrained_batchnorm`), or skip
+#: any combination that does not fit (the dashboard's grid)
 SKIP_MODES = ("none", "weights", "unfit")
+
+
+def untrained_batchnorm(strategy: Any) -> bool:
+    """Whether ``strategy``, started from random init, trains the base with BatchNorm in inference mode.
+
+    Its BatchNorm layers then normalise with statistics never estimated (mean 0, variance 1), so activations
+    are not normalised at all: in EfficientNet-Lite0 they shrink to 1e-11 and the gradients reaching the base
+    to 1e-14, and the run ends with ``no_learning_signal`` in its fine-tuning phase. A sweep that may skip
+    combinations skips these (the strategy that declares random init is the random-init baseline); a single
+    job asked for by name still runs.
+    """
+    return (not strategy.random_init and not strategy.cached_features
+            and any(p.trains_base and strategy.batchnorm_of(p) == "inference" for p in strategy.phases))
+
+
+def _untrained_batchnorm_reason(registry: Registry, strategies: list[str]) -> str:
+    baselines = ", ".join(s.name for s in registry.select("strategy", random_init=True)) or "a random-init strategy"
+    return (f"{', '.join(strategies)} from random init (weights 'none'): fine-tuning with BatchNorm in inference "
+            f"mode on statistics never estimated, little or no learning signal reaches the base ({baselines} is "
+            "the random-init baseline)")
 
 
 def parse_source(registry: Registry, source: str) -> tuple[str, bool]:
@@ -158,8 +179,10 @@ def plan_sweep(registry: Registry, grid: Mapping[str, Any], options: Mapping[str
     strategy, source) cell is made and validated, and the count is that times the sizes and seeds.
 
     ``skip`` (:data:`SKIP_MODES`): ``none`` refuses the sweep at the first cell that does not fit;
-    ``weights`` skips (backbone, weights) pairs the backbone does not offer (the command line); ``unfit``
-    skips every cell that does not fit (the dashboard's grid). Skipped cells are listed once per reason.
+    ``weights`` skips (backbone, weights) pairs the backbone does not offer and strategies that would fine-tune
+    from random init with untrained BatchNorm statistics (:func:`untrained_batchnorm`; the command line);
+    ``unfit`` skips those and every other cell that does not fit (the dashboard's grid). Skipped cells are
+    listed once per reason.
     """
     if skip not in SKIP_MODES:
         raise ValueError(f"skip must be one of {SKIP_MODES}. Received: skip={skip!r}")
@@ -169,12 +192,18 @@ def plan_sweep(registry: Registry, grid: Mapping[str, Any], options: Mapping[str
     epc0, seed0 = axes["examples_per_class"][0], axes["seeds"][0]
     per_cell = len(axes["examples_per_class"]) * len(axes["seeds"])
     cells, skipped, skipped_cells, trains, pretrains = [], {}, 0, set(), set()
+    untrained: dict[str, None] = {}  # strategies skipped from random init, in grid order
     for cell in itertools.product(*(axes[a] for a in ("tasks", "backbones", "weights", "strategies", "sources"))):
         task, backbone, weights, strategy, source = cell
         uses_weights = source in (None, "none") or registry.strategy(strategy).random_init
         if skip != "none" and uses_weights and not backbone_offers(registry, backbone, weights):
             offered = ", ".join(["none"] + [w.name for w in registry.backbone(backbone).weight_sources])
             skipped.setdefault(f"backbone {backbone} has no weight source {weights!r} (it offers {offered})", 0)
+            skipped_cells += per_cell
+            continue
+        if (skip != "none" and source in (None, "none") and weights in (None, "none")
+                and untrained_batchnorm(registry.strategy(strategy))):
+            untrained.setdefault(strategy)
             skipped_cells += per_cell
             continue
         try:
@@ -189,6 +218,8 @@ def plan_sweep(registry: Registry, grid: Mapping[str, Any], options: Mapping[str
         trains.add(job.job_id)
         if pre is not None:
             pretrains.add(pre.job_id)
+    if untrained:
+        skipped.setdefault(_untrained_batchnorm_reason(registry, list(untrained)), 0)
     if not cells:
         raise UserError("Nothing to run: every combination of the sweep was skipped: " + "; ".join(skipped) + ".")
     n_seeds = len(axes["seeds"])

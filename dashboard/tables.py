@@ -12,6 +12,12 @@ import pandas as pd
 import streamlit as st
 
 MISSING = "—"
+#: the header's tooltip of a run table's ``training`` column (:func:`with_training_notes`)
+TRAINING_HELP = ("↗ still improving: the validation loss was still clearly falling over the last epochs when training "
+                 "ended (lowest in the last 2, slope over the last 5 negative at p < 0.05), so a longer budget "
+                 "(--min-steps, --early-stopping) would likely score higher. converged: it was not. no learning "
+                 "signal: weights meant to train received no gradient in that phase (fine-tuning from random init "
+                 "with BatchNorm in inference mode). Empty: too few epochs to tell, or a run from before.")
 # Streamlit sizes text columns to a fixed default and cuts longer cells with "…"; these turn the longest
 # cell's length into pixels (Source Sans at the table's 14 px averages under 8 px a character).
 CHAR_PX = 7.5
@@ -57,3 +63,15 @@ def show_table(frame: pd.DataFrame, column_config: Mapping[str, Any] | None = No
     options = dict(hide_index=True, width="stretch", placeholder=MISSING)
     options.update(kwargs)
     return st.dataframe(shown, column_config=config, **options)
+
+
+def with_training_notes(table: pd.DataFrame, runs: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``table`` (one row per run of ``runs``, in the same order) with a ``training`` column after its first:
+    each run's marker (:func:`transferlab.convergence.training_notes`: ``↗ still improving``, ``converged``,
+    ``no learning signal``), and the column configuration that explains it, for :func:`show_table`."""
+    from transferlab.convergence import training_notes
+
+    out = table.copy()
+    out.insert(min(1, len(out.columns)), "training", training_notes(runs).to_numpy())
+    width = text_widths(display_frame(out[["training"]])).get("training")
+    return out, {"training": st.column_config.TextColumn(help=TRAINING_HELP, width=width)}

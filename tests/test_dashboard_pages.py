@@ -82,6 +82,7 @@ def test_compare_lists_the_settings_that_differ(app_env):
     differing = tables[-1]
     assert {"strategy", "examples_per_class", "seed"} <= set(differing.columns)
     assert len(differing) == 20
+    assert list(differing.columns[:2]) == ["run_id", "training"]  # ↗ still improving / converged per run
 
 
 def test_compare_names_the_score_by_the_runs_metric(app_env):

@@ -261,7 +261,7 @@ def test_huge_grid_is_sized_without_expanding_and_runs_only_with_yes(capsys, tl_
     seeds = ",".join(map(str, range(1000)))
     sizes = ",".join(map(str, range(1, 1001)))
     start = time.perf_counter()
-    refused(["sweep", "--tasks", "digits", "--backbones", "small_cnn", "--strategies", "scratch,lp_ft",
+    refused(["sweep", "--tasks", "digits", "--backbones", "small_cnn", "--strategies", "scratch,frozen_features",
              "--seeds", seeds, "--examples-per-class", sizes], capsys, tl_home, "2,000,000 jobs", "--yes")
     assert time.perf_counter() - start < 10  # expanding took minutes
 
@@ -282,10 +282,12 @@ def test_sweep_skips_weights_a_backbone_lacks_says_so_once_and_runs_the_rest(cap
                  "none,imagenet", "--strategies", "scratch,lp_ft", "--seeds", "0,1", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert out.count("has no weight source 'imagenet'") == 1 and "backbone small_cnn" in out
-    assert "16 combinations" in out and "4 skipped" in out
+    # lp_ft from random init is skipped too (BatchNorm statistics never estimated), with its reason
+    assert out.count("lp_ft from random init") == 1
+    assert "16 combinations" in out and "8 skipped" in out
     listed = [line for line in out.splitlines() if line[:16].isalnum() and "/" in line]
-    assert len(listed) == 10 and out.strip().endswith("10 jobs")
-    assert not any("small_cnn/imagenet" in line for line in listed)
+    assert len(listed) == 6 and out.strip().endswith("6 jobs")
+    assert not any("small_cnn/imagenet" in line or "/none/lp_ft" in line for line in listed)
     assert any("efficientnet_lite0/imagenet/lp_ft" in line for line in listed)
 
 

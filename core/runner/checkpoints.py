@@ -80,17 +80,23 @@ class Checkpoints:
             if number.isdigit() and int(number) >= index:
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
 
-    def backup(self, index: int):
-        """Keras' per-epoch backup of phase ``index``: an interrupted fit continues after its last finished epoch."""
-        return _backup_callback(self.folder / f"phase-{index}-backup", self.identity)
+    def backup(self, index: int, watch: Any = None):
+        """Keras' per-epoch backup of phase ``index``: an interrupted fit continues after its last finished epoch.
+
+        ``watch`` (:func:`transferlab.runner.budget.phase_watch`) is backed up with each epoch: its
+        validation losses, its early-stopping counters and its best weights, so that a resumed phase stops
+        (and restores) exactly where an uninterrupted one would; it must come before this callback in
+        ``fit``'s list, so each backup holds the watch's view of the same epoch."""
+        return _backup_callback(self.folder / f"phase-{index}-backup", self.identity, watch)
 
 
-def _backup_callback(folder: Path, identity: str):
+def _backup_callback(folder: Path, identity: str, watch: Any = None):
     """A BackupAndRestore callback writing to ``folder`` (see AtomicBackupAndRestore below)."""
     import json
 
     import keras
 
+    from transferlab.runner import budget
     from transferlab.safe_io import VerifiedFile, atomic_path
 
     class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -102,23 +108,52 @@ def _backup_callback(folder: Path, identity: str):
         dropped and the phase starts over from its beginning, with nothing half-loaded.
         """
 
+        best_saved: tuple[int, str, str] | None = None  # (epoch, file name, sha256) of the best weights on disk
+
         def _save_model(self):
             digest = VerifiedFile(self._weights_path).write(self.model.save_weights)
+            record = {"epoch": self._current_epoch, "batch": self._last_batch_seen, "weights_sha256": digest,
+                      "identity": identity}
+            if watch is not None:
+                record["watch"] = budget.state(watch)
+                if watch.best_weights is not None:
+                    # one file per best epoch, the old one removed only once the record naming the new one is
+                    # in place: a kill between the two leaves a record whose files all check out
+                    if self.best_saved is None or self.best_saved[0] != watch.best_epoch:
+                        name = f"best-{watch.best_epoch}.npz"
+                        sha = budget.write_weights(Path(self.backup_dir) / name, watch.best_weights)
+                        self.best_saved = (watch.best_epoch, name, sha)
+                    record["watch_best"] = {"file": self.best_saved[1], "sha256": self.best_saved[2]}
             with atomic_path(self._training_metadata_path) as tmp:
-                tmp.write_text(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen,
-                                           "weights_sha256": digest, "identity": identity}))
+                tmp.write_text(json.dumps(record))
+            if watch is not None:
+                for old in Path(self.backup_dir).glob("best-*.npz*"):
+                    if self.best_saved is None or not old.name.startswith(self.best_saved[1]):
+                        old.unlink(missing_ok=True)
 
         def on_train_begin(self, logs=None):
             self.model._initial_epoch = None
+            self.best_saved = None
+            best = None
             try:
                 record = json.loads(Path(self._training_metadata_path).read_text())
                 usable = (record["identity"] == identity
                           and VerifiedFile(self._weights_path).check(record["weights_sha256"]))
+                if usable and watch is not None and record.get("watch_best"):
+                    saved = record["watch_best"]
+                    best = budget.read_weights(Path(self.backup_dir) / saved["file"], saved["sha256"])
+                    usable = best is not None
+                    self.best_saved = (record["watch"]["best_epoch"], saved["file"], saved["sha256"])
             except (OSError, ValueError, KeyError):
                 usable = False
             if usable:
                 self._load_model()
+                if watch is not None and "watch" in record:  # a backup written before watches has none
+                    budget.restore(watch, record["watch"], best)
+                    if watch.stopped:  # it had stopped early: nothing is left to train, only the restore
+                        self.model._initial_epoch = self.params["epochs"]
             else:
+                self.best_saved = None
                 shutil.rmtree(self.backup_dir, ignore_errors=True)
 
         def on_train_end(self, logs=None):

@@ -14,6 +14,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Callable
 
+from transferlab.convergence import still_improving
 from transferlab.data import (
     balanced_class_weight,
     indices_hash,
@@ -28,12 +29,14 @@ from transferlab.registry import Registry
 from transferlab.runner.assembly import (
     augmentation_layers, feature_map, feature_standardizer, input_shape, load_weights_strictly, model_inputs,
 )
+from transferlab.runner.budget import phase_epochs, phase_watch
 from transferlab.runner.callbacks import (
     EpochLogger, epoch_log_callback, finite_weights, nan_guard, progress_callback,
 )
 from transferlab.runner.checkpoints import Checkpoints, checkpoint_dir
 from transferlab.runner.freezing import (
-    count_params, expected_to_change, freeze_for_phase, model_weights, snapshot, unit_lr_scales, verify_phase,
+    check_phase, count_params, expected_to_change, freeze_for_phase, max_gradients, model_weights, snapshot,
+    unit_lr_scales, verify_phase,
 )
 from transferlab.runner.optimizers import make_optimizer
 from transferlab.specs import BackboneSpec, PhaseSpec
@@ -61,7 +64,8 @@ class RunResult:
         """The columns the store keeps for a succeeded run.
 
         ``score`` holds the task's score (accuracy, or mAP@0.5 for detection; the manifest's
-        ``metric`` names it); ``metrics_json`` holds the task's further figures.
+        ``metric`` names it); ``metrics_json`` holds the task's further figures; ``still_improving`` is the
+        last phase's (:func:`transferlab.convergence.still_improving`).
         """
         return dict(
             score=self.score, test_loss=self.test_loss, balanced_accuracy=self.balanced_accuracy,
@@ -70,6 +74,7 @@ class RunResult:
             transferability=self.transferability, phases_json=self.phases, confusion_json=self.confusion,
             manifest_json=self.manifest, metrics_json=self.metrics or {},
             metric=self.manifest.get("metric"), metric_label=self.manifest.get("metric_label"),
+            still_improving=self.phases[-1].get("still_improving") if self.phases else None,
         )
 
 
@@ -251,8 +256,11 @@ class Runner:
         return {"weights_file": str(target), "weights_file_sha256": VerifiedFile(target).write(base.save_weights)}
 
     def _fit_phase(self, model, phase_name, train_ds, val_ds, epochs, offset, optimizer, class_weight, steps, label,
-                   xla=False, compile_args=None, extra_callback=None, score_key="val_accuracy", backup=None):
-        """Compile and fit one phase; returns seconds spent. Raises NaNLossError on a non-finite loss."""
+                   xla=False, compile_args=None, extra_callback=None, score_key="val_accuracy", backup=None,
+                   watch=None):
+        """Compile and fit one phase of at most ``epochs`` epochs; returns seconds spent. Raises NaNLossError on
+        a non-finite loss. ``watch`` (:func:`~transferlab.runner.budget.phase_watch`) records the
+        validation losses and may stop the phase early, restoring its best weights."""
         from transferlab.progress import keras_bar_callback
 
         # A fresh compile per phase: Keras reads `trainable` at compile time, and each phase's optimizer
@@ -264,6 +272,8 @@ class Runner:
         callbacks = ([extra_callback] if extra_callback is not None else []) + [guard, bar]
         if backup is not None:  # before the epoch logger: an epoch that reached the store is in the backup
             callbacks.insert(0, backup)
+        if watch is not None:  # before the backup, which keeps the watch's view of the epoch it backs up
+            callbacks.insert(0, watch)
         if self.log_epoch is not None:
             callbacks.append(epoch_log_callback(self.log_epoch, phase_name, score_key))
         if self.report_progress is not None:
@@ -312,11 +322,12 @@ class Runner:
         for index, phase in enumerate(strategy.phases):
             batchnorm = strategy.batchnorm_of(phase)
             units = freeze_for_phase(net, phase, job.fine_tune_layers, batchnorm, blocks)
-            epochs, lr = phase.resolved_epochs(job), phase.resolved_learning_rate(job)
-            offset += epochs
+            epochs, floor = phase_epochs(phase.resolved_epochs(job), steps, job.min_steps)
+            lr = phase.resolved_learning_rate(job)
             resumed = checkpoints.load(model, index, backbone.name) if not phases or phases[-1].get("resumed") else None
             if resumed is not None:  # finished by an interrupted attempt: keep it, verified as it was then
                 phases.append(dict(resumed, resumed=True))
+                offset += resumed.get("epochs_run", resumed["epochs"])  # the next phase starts where it stopped
                 continue
             checkpoints.forget_from(index + 1)  # later phases would have grown from another state
             trainable = count_params(model.trainable_weights)
@@ -325,16 +336,21 @@ class Runner:
             expected = expected_to_change(model, batchnorm)
             scales = unit_lr_scales(units, phase.lr_decay)
             optimizer = make_optimizer(phase.optimizer, lr, scales, phase.weight_decay)
-            seconds += self._fit_phase(model, phase.name, train_ds, val_ds, epochs, offset - epochs, optimizer, class_weight,
+            watch = phase_watch(job.early_stopping, offset + max(floor - 1, 0))
+            seconds += self._fit_phase(model, phase.name, train_ds, val_ds, epochs, offset, optimizer, class_weight,
                                        steps, job.label(), job.xla, compile_args, extra, head.val_metric,
-                                       backup=checkpoints.backup(index))
-            changed = verify_phase(model, before, expected, phase.name)
-            images += len(train_idx) * epochs
+                                       backup=checkpoints.backup(index, watch), watch=watch)
+            check = check_phase(model, before, expected, phase.name,
+                                lambda paths: max_gradients(model, train_ds, paths))
+            outcome = phase_outcome(watch, offset, epochs, steps)
+            offset += outcome["epochs_run"]
+            images += len(train_idx) * outcome["epochs_run"]
             record = dict(phase=phase.name, train=phase_train_label(phase), epochs=epochs, learning_rate=lr,
                           min_learning_rate=lr * min(scales.values(), default=1.0), lr_decay=phase.lr_decay,
                           optimizer=phase.optimizer, batchnorm=batchnorm, units_trained=len(units),
-                          optimizer_steps=steps * epochs, trainable_params=trainable, frozen_params=total - trainable,
-                          changed_params=changed, verified=True, features_scaled=scaled)
+                          trainable_params=trainable, frozen_params=total - trainable,
+                          changed_params=check.changed_params, verified=True, features_scaled=scaled,
+                          **outcome, **no_signal_fields(check))
             phases.append(record)
             checkpoints.save(model, index, record)
         test_ds = make(splits.test, data.labels[splits.test])
@@ -367,24 +383,50 @@ class Runner:
         phase = strategy.phases[0]
         before = snapshot(head_model)
         expected = expected_to_change(head_model, "inference")
-        epochs, lr, steps = phase.resolved_epochs(job), phase.resolved_learning_rate(job), math.ceil(len(y_train) / job.batch_size)
+        lr, steps = phase.resolved_learning_rate(job), math.ceil(len(y_train) / job.batch_size)
+        epochs, floor = phase_epochs(phase.resolved_epochs(job), steps, job.min_steps)
+        watch = phase_watch(job.early_stopping, max(floor - 1, 0))
         seconds = self._fit_phase(head_model, phase.name, train_ds, val_ds, epochs, 0,
                                   make_optimizer(phase.optimizer, lr, None, phase.weight_decay),
                                   class_weight, steps, job.label(), job.xla,
-                                  head.compile_args(num_classes, job), extra, head.val_metric)
-        changed = verify_phase(head_model, before, expected, phase.name)
+                                  head.compile_args(num_classes, job), extra, head.val_metric, watch=watch)
+        check = check_phase(head_model, before, expected, phase.name,
+                            lambda paths: max_gradients(head_model, train_ds, paths))
+        outcome = phase_outcome(watch, 0, epochs, steps)
         head_params = count_params(head_model.trainable_weights)
         base_params = count_params(model_weights(base))
         phases = [dict(phase=phase.name, train="head", epochs=epochs, learning_rate=lr, min_learning_rate=lr,
                        lr_decay=1.0, optimizer=phase.optimizer, batchnorm="inference", units_trained=0,
-                       optimizer_steps=steps * epochs, trainable_params=head_params, frozen_params=base_params,
-                       changed_params=changed, verified=True, cached_features=True, features_scaled=True)]
+                       trainable_params=head_params, frozen_params=base_params, changed_params=check.changed_params,
+                       verified=True, cached_features=True, features_scaled=True, **outcome,
+                       **no_signal_fields(check))]
         predictions = head_model.predict(feats["test"], batch_size=256, verbose=0)
 
         class _Both:  # total parameter count of base + head, as if one model
             weights = list(base.weights) + list(head_model.weights)
 
-        return predictions, phases, _Both, len(y_train) * epochs, seconds
+        return predictions, phases, _Both, len(y_train) * outcome["epochs_run"], seconds
+
+
+def phase_outcome(watch: Any, offset: int, epochs: int, steps: int) -> dict[str, Any]:
+    """How a phase of at most ``epochs`` epochs from epoch index ``offset`` went, for its record: ``epochs_run``,
+    ``optimizer_steps`` (actual), ``early_stopped``, ``best_epoch`` (numbered across the run's phases from 1,
+    as the store's epochs are: the epoch whose weights the phase ended with when ``restored_best``, else
+    the one with the lowest validation loss) and ``still_improving``."""
+    run = watch.stopped_epoch + 1 - offset if watch.stopped else epochs
+    restored = watch.best_epoch_index
+    known = [(loss, i) for i, loss in enumerate(watch.losses) if loss is not None]
+    lowest = offset + min(known)[1] if known else None  # the first of equal losses
+    best = restored + 1 if restored is not None else (lowest + 1 if lowest is not None else None)
+    return dict(epochs_run=run, optimizer_steps=steps * run, early_stopped=bool(watch.stopped), best_epoch=best,
+                restored_best=restored is not None, still_improving=still_improving(watch.losses))
+
+
+def no_signal_fields(check: Any) -> dict[str, Any]:
+    """``no_learning_signal`` and its layers for a phase record, where the phase check found any."""
+    if not check.no_signal_layers:
+        return {}
+    return dict(no_learning_signal=True, no_learning_signal_layers=list(check.no_signal_layers))
 
 
 def phase_train_label(phase: PhaseSpec) -> str:

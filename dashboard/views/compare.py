@@ -5,9 +5,10 @@ import streamlit as st
 
 from transferlab.analysis import differing_settings, metric_label
 from transferlab.compare import curves
+from transferlab.convergence import STILL_IMPROVING
 from transferlab.dashboard.charts import learning_curves_chart, store_colours
 from transferlab.dashboard.common import filter_runs, guarded, load_epochs, load_runs, no_runs_message, train_runs
-from transferlab.dashboard.tables import show_table
+from transferlab.dashboard.tables import show_table, with_training_notes
 
 
 def render() -> None:
@@ -34,7 +35,13 @@ def render() -> None:
                "a band: the lowest to the highest seed, or the Student-t 95 % CI cut at what the metric can be "
                "(0 and 1 for a score, 0 for a loss). Epochs are counted across phases (e.g. head, then fine-tune).")
     st.subheader("Settings that differ between these runs")
-    show_table(differing_settings(runs))
+    table, config = with_training_notes(differing_settings(runs), runs)
+    show_table(table, column_config=config)
+    if (table["training"].str.startswith(STILL_IMPROVING)).any():
+        st.caption(f"{STILL_IMPROVING}: the validation loss was still falling when training ended, so these runs "
+                   "had not converged and a longer budget would likely score higher; their comparison with runs that "
+                   "converged is not yet fair. Give them more steps (`--min-steps`) with early stopping "
+                   "(`--early-stopping`).")
 
 
 guarded(render)

@@ -1,0 +1,100 @@
+"""How long a phase trains: the step budget, and early stopping that restores the best weights.
+
+The budget of a phase is ``max(epochs, ceil(min_steps / steps_per_epoch))`` epochs: ``min_steps`` gives a
+small training set (50 images are two steps an epoch) as many optimizer steps as a large one gets from its
+epochs. With ``early_stopping = p > 0`` Keras' ``EarlyStopping(monitor="val_loss", patience=p,
+restore_best_weights=True)`` ends the phase ``p`` epochs after its best validation loss and puts the weights
+of that epoch back; it watches only once the phase has run its ``min_steps`` (``start_from_epoch``), so the
+early rise of the validation loss while BatchNorm statistics settle from random init ends nothing, and every
+phase runs at least ``min_steps`` steps. Whether the phase was still improving when it ended is
+:func:`transferlab.convergence.still_improving` of the losses the watch records.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def phase_epochs(epochs: int, steps_per_epoch: int, min_steps: int) -> tuple[int, int]:
+    """``(budget, floor)`` in epochs: the phase runs at most ``budget`` epochs, and at least ``floor`` (enough
+    for ``min_steps`` optimizer steps; 0 without a step budget): early stopping watches from the epoch that
+    completes the floor on (``start_from_epoch`` = the offset + ``floor - 1``)."""
+    floor = math.ceil(min_steps / steps_per_epoch) if min_steps and steps_per_epoch else 0
+    return max(epochs, floor), floor
+
+
+def phase_watch(patience: int, start_from_epoch: int):
+    """The callback that keeps a phase's validation losses and, with ``patience > 0``, stops it early and
+    restores its best weights (Keras ``EarlyStopping`` on ``val_loss``, from ``start_from_epoch``, an
+    epoch index as ``fit`` counts them). Its state travels in the per-epoch backup (:func:`state` /
+    :func:`restore`), so a resumed phase stops where an uninterrupted one would."""
+    import keras
+
+    class PhaseWatch(keras.callbacks.EarlyStopping):
+        """EarlyStopping on the validation loss that also records the loss of every epoch of the phase."""
+
+        def __init__(self) -> None:
+            super().__init__(monitor="val_loss", patience=max(patience, 1), restore_best_weights=True,
+                             start_from_epoch=start_from_epoch)
+            self.stops = patience > 0
+            self.losses: list[float | None] = []
+            self.stopped = False
+
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            self.losses, self.stopped = [], False
+
+        def on_epoch_end(self, epoch, logs=None):
+            loss = (logs or {}).get("val_loss")
+            self.losses.append(None if loss is None else float(loss))
+            if self.stops:
+                super().on_epoch_end(epoch, logs)
+                self.stopped = self.stopped_epoch > 0
+
+        def on_train_end(self, logs=None):
+            if self.stops:
+                super().on_train_end(logs)
+
+        @property
+        def best_epoch_index(self) -> int | None:
+            """The epoch (as ``fit`` counts them) whose weights the phase ends with, when it restores any."""
+            return self.best_epoch if self.stops and self.best_weights is not None else None
+
+    return PhaseWatch()
+
+
+# ------------------------------------------------------------------------------------------ backup state
+
+def state(watch: Any) -> dict[str, Any]:
+    """What a backup keeps of a :func:`phase_watch` (the best weights go in a file of their own)."""
+    return dict(losses=watch.losses, stopped=watch.stopped, best=watch.best, best_epoch=watch.best_epoch,
+                wait=watch.wait, stopped_epoch=watch.stopped_epoch)
+
+
+def restore(watch: Any, saved: dict[str, Any], best_weights: list[np.ndarray] | None) -> None:
+    """Put a backed-up state back into ``watch`` (after its ``on_train_begin`` reset it)."""
+    watch.losses = list(saved["losses"])
+    watch.stopped = bool(saved["stopped"])
+    watch.best, watch.best_epoch, watch.wait = saved["best"], int(saved["best_epoch"]), int(saved["wait"])
+    watch.stopped_epoch = int(saved["stopped_epoch"])
+    watch.best_weights = best_weights
+
+
+def write_weights(path: Path, weights: list[np.ndarray]) -> str:
+    """Save a list of weight arrays (``model.get_weights()``) atomically; returns its sha256."""
+    from transferlab.safe_io import VerifiedFile
+
+    return VerifiedFile(path).write(lambda tmp: np.savez(tmp, *weights))
+
+
+def read_weights(path: Path, sha256: str) -> list[np.ndarray] | None:
+    """The arrays :func:`write_weights` saved, or None when the file is missing or fails its hash."""
+    from transferlab.safe_io import VerifiedFile
+
+    if not VerifiedFile(path).check(sha256):
+        return None
+    with np.load(path, allow_pickle=False) as saved:
+        return [saved[f"arr_{i}"] for i in range(len(saved.files))]
