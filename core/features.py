@@ -66,12 +66,20 @@ def store_cached(key: str, features: np.ndarray) -> None:
     _cache_file(key).write(save)
 
 
+def job_feature_key(backbone: Any, job: Any, data: TaskData, indices: np.ndarray) -> str:
+    """The key :func:`cached_features` files ``job``'s features of ``indices`` under. ``job`` is a
+    :class:`~transferlab.jobs.JobSpec` or anything with its ``task``, ``weights``, ``weights_sha256``,
+    ``input_size``, ``seed`` and ``mixed_precision`` (``transferlab rank`` asks with such a request, and looks
+    the key up before building a model, so a warm cache builds none)."""
+    return feature_key(backbone.name, job.weights, job.weights_sha256, job.task, data, indices, job.input_size,
+                       backbone.preprocessing, job.seed, job.mixed_precision)
+
+
 def cached_features(base: Any, backbone: Any, job: Any, data: TaskData, indices: np.ndarray, split: str) -> np.ndarray:
     """Features of the examples at ``indices`` through the frozen ``base``, from the cache when possible."""
     from transferlab.progress import keras_bar_callback
 
-    key = feature_key(backbone.name, job.weights, job.weights_sha256, job.task, data, indices, job.input_size,
-                      backbone.preprocessing, job.seed, job.mixed_precision)
+    key = job_feature_key(backbone, job, data, indices)
     hit = load_cached(key)
     if hit is not None and len(hit) == len(indices):
         return hit
