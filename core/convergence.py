@@ -24,8 +24,9 @@ WINDOW = 5
 BEST_WITHIN_LAST = 2
 #: one-sided p-value under which the fitted slope counts as clearly negative
 SLOPE_P = 0.05
-#: fewer epochs than this say nothing about convergence: still_improving is None (unknown)
-MIN_EPOCHS_TO_JUDGE = 3
+#: fewer epochs than this say nothing about convergence: still_improving is None (unknown); with fewer
+#: points than the window, even a loss that fell every epoch has no slope clearly negative at p < 0.05
+MIN_EPOCHS_TO_JUDGE = WINDOW
 
 #: how the run tables mark a run, by what its record says
 STILL_IMPROVING = "↗ still improving"

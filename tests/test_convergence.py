@@ -37,9 +37,9 @@ def _logger(into: list, stop_at: int | None = None):
     ([2.3, 1.9, 1.5, 1.52, 1.49, 1.51, 1.50, 1.48], False),        # last is best, but a noisy plateau
     ([1.0, 0.8, 0.7, 0.75, 0.8, 0.85], False),                     # best 3 epochs back (early stopping's shape)
     ([1.0, 0.9, 0.8, 0.7, 0.6, 0.65], True),                       # best in the last 2, slope clearly down
-    ([0.5, 0.5, 0.5, 0.5], False),                                 # flat
-    ([1.0, 0.9], None),                                            # too short to tell
-    ([None, 1.0, float("nan"), 0.9], None),                        # unknown values do not count
+    ([0.5, 0.5, 0.5, 0.5, 0.5], False),                            # flat
+    ([1.0, 0.9, 0.8, 0.7], None),                                  # too short to tell
+    ([None, 1.0, float("nan"), 0.9, 0.8, 0.7], None),              # unknown values do not count
     ([1.0, None, 0.8, 0.6, float("nan"), 0.4, 0.2], True),
 ])
 def test_still_improving_rule(losses, expected):
