@@ -108,7 +108,7 @@ def _reading(row: dict[str, Any]) -> str:
     best = max(taus.values())
     leaders = [name for name, tau in taus.items() if abs(tau - best) < 1e-9]
     lead = (f"{leaders[0]} ordered the runs best" if len(leaders) == 1
-            else f"{' and '.join(leaders)} tie for the best order")
+            else f"{', '.join(leaders[:-1])} and {leaders[-1]} tie for the best order")
     missing = [PREDICTORS[k] for k in PREDICTORS if not np.isfinite(row[f"tau_{k}"])]
     return (f"{lead} (τ {best:+.2f}) over {row['pairs']} pairs; a handful of pairs is weak evidence"
             + (f"; no τ for {', '.join(missing)} (fewer than {MIN_PAIRS_FOR_TAU} pairs have it, or no spread)"

@@ -33,14 +33,17 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from transferlab.errors import UnknownNameError, UserError
+from transferlab.rank_store import (  # noqa: F401 (the storage is part of this module's API)
+    RANK_FORMAT, json_ready, load_ranking, pair_label, rank_path, ranking_frame, ranks_dir, save_ranking,
+    stored_rankings,
+)
 
-RANK_FORMAT = 1
+
 #: the seed of the subsample (and of a random-init base): a job at seed 0 shares the ranking's features
 RANK_SEED = 0
 DEFAULT_MAX_IMAGES = 1000
@@ -293,11 +296,6 @@ def _sort_and_compare(rows: list[dict[str, Any]]) -> None:
         row.update(vs_top="tie" if p >= TIE_P else "below", p_vs_top=_finite(p))
 
 
-def pair_label(backbone: str, weights: str) -> str:
-    """``backbone · weights``, ``random init`` for ``none``."""
-    return f"{backbone} · {'random init' if weights == 'none' else weights}"
-
-
 def top_sentence(rows: list[dict[str, Any]]) -> str:
     """One sentence: the top pair, and whether it ties the second (fold-wise, corrected paired t-test)."""
     scored = [r for r in rows if r.get("probe_mean") is not None]
@@ -383,83 +381,6 @@ def rank(registry: Any, task_name: str, backbones: Sequence[str] | None = None,
     return result
 
 
-# ------------------------------------------------------------------------------------------ storage
-
-def ranks_dir() -> Path:
-    """Where rankings are kept: ``<home>/cache/ranks`` (not created by reading)."""
-    from transferlab.paths import home
-
-    return home() / "cache" / "ranks"
-
-
-def rank_path(task: str, data_version: str | None, input_size: int) -> Path:
-    """The file of the ranking of ``task`` at ``data_version`` (``pinned``: a task without one) and size."""
-    return ranks_dir() / f"{task}--{data_version or 'pinned'}--{int(input_size)}px.json"
-
-
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        return _json_ready(value.item())
-    return value
-
-
-def save_ranking(result: dict[str, Any]) -> Path:
-    """Write a ranking atomically, its sha256 beside it."""
-    from transferlab.paths import cache_dir
-    from transferlab.safe_io import VerifiedFile
-
-    cache_dir("ranks")
-    path = rank_path(result["task"], result["data_version"], result["input_size"])
-    text = json.dumps(_json_ready(result), indent=1, allow_nan=False)
-    VerifiedFile(path).write(lambda tmp: tmp.write_text(text))
-    return path
-
-
-def _read(path: Path) -> dict[str, Any] | None:
-    from transferlab.safe_io import VerifiedFile
-
-    if VerifiedFile(path).status() != "ok":
-        return None  # missing, or altered since it was written: not shown as if it were a ranking
-    try:
-        result = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return result if isinstance(result, dict) and result.get("format") == RANK_FORMAT else None
-
-
-def load_ranking(task: str, data_version: str | None, input_size: int) -> dict[str, Any] | None:
-    """The stored ranking of ``task`` at this data version and input size, or None."""
-    return _read(rank_path(task, data_version, input_size))
-
-
-def stored_rankings(task: str | None = None) -> list[dict[str, Any]]:
-    """Every stored ranking that passes its hash check (of ``task`` only, when given), newest first."""
-    folder = ranks_dir()
-    if not folder.is_dir():
-        return []
-    found = [r for r in (_read(p) for p in sorted(folder.glob("*.json"))) if r is not None]
-    if task is not None:
-        found = [r for r in found if r.get("task") == task]
-    return sorted(found, key=lambda r: r.get("computed_at", ""), reverse=True)
-
-
-def ranking_frame(result: dict[str, Any]) -> Any:
-    """A ranking's pairs as a DataFrame in rank order, with a ``pair`` label column."""
-    import pandas as pd
-
-    frame = pd.DataFrame(result.get("pairs", []))
-    if frame.empty:
-        return frame
-    frame.insert(0, "pair", [pair_label(b, w) for b, w in zip(frame["backbone"], frame["weights"])])
-    return frame
-
-
 # ------------------------------------------------------------------------------------------ the command
 
 def _whole_number(text: Any, flag: str) -> int:
@@ -538,7 +459,7 @@ def cmd_rank(args: Any) -> int:
 
     check = check_against_store(registry, result)
     if args.json:
-        print(json.dumps(_json_ready(dict(result, realised=check)), indent=2, allow_nan=False))
+        print(json.dumps(json_ready(dict(result, realised=check)), indent=2, allow_nan=False))
         return 0
     print(format_ranking(result))
     if check is not None:

@@ -621,3 +621,97 @@ def pareto_chart(front: pd.DataFrame, cost: str = "wall_seconds", colours: Mappi
     _legend_below(fig)
     return _finish(fig, f"Score against {PARETO_COSTS.get(cost, cost).removesuffix(' (log)')}",
                    "filled: on the Pareto front (nothing else scores higher for less); hollow: beaten on both")
+
+
+# ---------------------------------------------------------------------------------------- ranking (rank page)
+
+RANK_COLOURS = {"top": "#1f77b4", "tie": "#7fb2df", "below": "#c7c7c7"}
+RANK_STANDING = {"top": "top pair", "tie": "tied with the top (fold-wise p ≥ 0.05)",
+                 "below": "below the top (fold-wise p < 0.05)"}
+
+
+def rank_chart(ranking: pd.DataFrame) -> go.Figure:
+    """A stored ranking (``transferlab.ranking.ranking_frame``): probe accuracy per backbone/weights pair with its
+    fold standard deviation, best at the top, coloured by its standing against the top pair (top, tied, below),
+    beside what scoring the pair cost here (seconds; hover: LogME, k-NN, parameters, latency)."""
+    if _missing(ranking, ["pair", "probe_mean", "probe_std", "vs_top", "seconds"]):
+        return empty_figure("No ranking stored for this task yet: `transferlab rank` makes one.")
+    frame = ranking[pd.notna(ranking["probe_mean"])].copy()
+    if frame.empty:
+        return empty_figure("No pair of this ranking could be scored.")
+    frame = frame.iloc[::-1]  # plotly draws the first category at the bottom
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.7, 0.3], horizontal_spacing=0.03,
+                        subplot_titles=["probe accuracy (± fold std)", "seconds to score here"])
+    custom = np.column_stack([frame[c].astype(float).to_numpy() if c in frame else np.full(len(frame), np.nan)
+                              for c in ("logme", "knn_mean", "params", "latency_ms")])
+    shown: set[str] = set()
+    for standing in ("top", "tie", "below"):
+        rows = frame["vs_top"].astype(str) == standing
+        if not rows.any():
+            continue
+        part = frame[rows]
+        fig.add_trace(go.Bar(
+            x=part["probe_mean"].astype(float), y=part["pair"], orientation="h", name=RANK_STANDING[standing],
+            marker_color=RANK_COLOURS[standing], legendgroup=standing, showlegend=standing not in shown,
+            error_x=dict(type="data", array=part["probe_std"].fillna(0.0).astype(float), visible=True, thickness=1.2),
+            text=[f"{v:.3f}" for v in part["probe_mean"].astype(float)], textposition="inside",
+            customdata=custom[rows.to_numpy()],
+            hovertemplate="%{y}: probe %{x:.3f}<br>LogME %{customdata[0]:.3f} · k-NN %{customdata[1]:.3f}"
+                          "<br>%{customdata[2]:,.0f} parameters · %{customdata[3]:.1f} ms/image<extra></extra>"),
+            row=1, col=1)
+        shown.add(standing)
+    cached = frame["features_cached"].fillna(False).astype(bool) if "features_cached" in frame else \
+        pd.Series(False, index=frame.index)
+    fig.add_trace(go.Bar(
+        x=frame["seconds"].astype(float), y=frame["pair"], orientation="h", showlegend=False, marker_color=GREY,
+        text=[f"{s:.1f} s" + (" (cached)" if c else "") for s, c in zip(frame["seconds"].astype(float), cached)],
+        textposition="auto", hovertemplate="%{y}: %{x:.1f} s<extra></extra>"), row=1, col=2)
+    low = float(np.nanmin(frame["probe_mean"].astype(float) - frame["probe_std"].fillna(0.0).astype(float)))
+    fig.update_xaxes(range=[max(0.0, low - 0.05), 1.0], row=1, col=1)
+    fig.update_layout(template=TEMPLATE, height=140 + 34 * len(frame), margin=dict(l=20, r=20, t=80, b=40),
+                      bargap=0.25)
+    fig.update_yaxes(automargin=True)
+    _legend_below(fig)
+    return _finish(fig, "Backbones ranked before training",
+                   "cross-validated logistic probe on frozen features of the training pool; tie = not separable "
+                   "from the top pair fold by fold")
+
+
+def rank_vs_realised_chart(points: pd.DataFrame, taus: pd.DataFrame | None = None) -> go.Figure:
+    """How a ranking predicted the runs that followed (``transferlab.rank_check.rank_vs_realised``): probe accuracy
+    before training (x) against each pair's best realised test score (y), one facet per training-set size, with
+    the facet's weighted Kendall τ of the probe, of published ImageNet top-1 and of parameter count in its
+    title (— where fewer than 3 pairs have it)."""
+    if _missing(points, ["pair", "size", "probe_mean", "realised"]):
+        return empty_figure("No runs of the ranked pairs on this task and data version yet.")
+    frame = points.copy()
+    frame["_order"] = pd.to_numeric(frame["examples_per_class"], errors="coerce").fillna(np.inf)
+    frame = frame.sort_values(["_order", "probe_mean"])
+    sizes = list(dict.fromkeys(frame["size"]))
+    by_size = {} if taus is None or taus.empty else {row["size"]: row for _, row in taus.iterrows()}
+
+    def tau(row, key):
+        value = row.get(f"tau_{key}") if row is not None else None
+        return "—" if value is None or not np.isfinite(value) else f"{value:+.2f}"
+
+    titles = [f"{s}: τ probe {tau(by_size.get(s), 'probe_mean')} · top-1 {tau(by_size.get(s), 'imagenet_top1')}"
+              f" · size {tau(by_size.get(s), 'params')}" for s in sizes]
+    labels = set(frame["metric_label"].dropna().astype(str)) if "metric_label" in frame else set()
+    y_title = f"best realised {labels.pop()}" if len(labels) == 1 else "best realised test score"
+    fig, positions = _facets(titles, shared_y=False, y_title=y_title, x_title="probe accuracy (before training)")
+    colours = label_colours(frame["pair"].astype(str))
+    shown: set[str] = set()
+    for (size, pair), rows in frame.groupby(["size", "pair"], sort=False):
+        row, col = positions[sizes.index(size)]
+        ci = rows["realised_ci95"].astype(float).fillna(0.0) if "realised_ci95" in rows else np.zeros(len(rows))
+        fig.add_trace(go.Scatter(
+            x=rows["probe_mean"].astype(float), y=rows["realised"].astype(float), mode="markers",
+            error_y=dict(type="data", array=ci, visible=True, thickness=1.2, width=4),
+            name=str(pair), legendgroup=str(pair), showlegend=pair not in shown,
+            marker=dict(size=11, color=colours[str(pair)]),
+            hovertemplate=f"{pair}<br>probe %{{x:.3f}} → realised %{{y:.3f}}<extra>{size}</extra>"), row=row, col=col)
+        shown.add(pair)
+    _legend_below(fig)
+    return _finish(fig, "Did the ranking predict the runs?",
+                   "weighted Kendall τ (top pairs weigh more; +1 same order) of the probe, of ImageNet top-1 "
+                   "(ImageNet pairs only) and of parameter count against the best realised score per pair")

@@ -78,6 +78,7 @@ PAGES = [
     ("home.py", "Home", ":material/home:"),
     ("verdict.py", "Verdict", ":material/gavel:"),
     ("backbones.py", "Backbones", ":material/view_in_ar:"),
+    ("rank.py", "Rank", ":material/leaderboard:"),
     ("run.py", "Run", ":material/play_circle:"),
     ("compare.py", "Compare", ":material/show_chart:"),
     ("data_efficiency.py", "Data efficiency", ":material/stacked_line_chart:"),

@@ -399,7 +399,7 @@ def test_read_only_visit_covers_every_offered_page_and_not_the_run_page(read_onl
 
 
 @pytest.mark.parametrize("page", ["home.py", "backbones.py", "compare.py", "data_efficiency.py",
-                                  "negative_transfer.py", "plugins.py", "share.py", "verdict.py"])
+                                  "negative_transfer.py", "plugins.py", "share.py", "verdict.py", "rank.py"])
 def test_no_read_only_page_shows_the_weights_folder(read_only_visit, page):
     text = read_only_visit["shown"][page]
     assert not [leak for leak in LEAKS if leak in text], (page, [line for line in text.splitlines()

@@ -1,0 +1,97 @@
+"""Where rankings live: one JSON file per (task, data version, input size) under ``<home>/cache/ranks/``.
+
+Written atomically with its sha256 beside it (:class:`transferlab.safe_io.VerifiedFile`) and read only when
+the hash checks out, so a page never shows half a file or an altered one. Reading creates nothing (a read-only
+dashboard leaves the home as it found it) and imports neither TensorFlow nor scikit-learn.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RANK_FORMAT = 1
+
+
+def pair_label(backbone: str, weights: str) -> str:
+    """``backbone · weights``, ``random init`` for ``none``."""
+    return f"{backbone} · {'random init' if weights == 'none' else weights}"
+
+
+def ranks_dir() -> Path:
+    """Where rankings are kept: ``<home>/cache/ranks`` (not created by reading)."""
+    from transferlab.paths import home
+
+    return home() / "cache" / "ranks"
+
+
+def rank_path(task: str, data_version: str | None, input_size: int) -> Path:
+    """The file of the ranking of ``task`` at ``data_version`` (``pinned``: a task without one) and size."""
+    return ranks_dir() / f"{task}--{data_version or 'pinned'}--{int(input_size)}px.json"
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with NaN and infinities as None and numpy scalars as Python ones: strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        return json_ready(value.item())
+    return value
+
+
+def save_ranking(result: dict[str, Any]) -> Path:
+    """Write a ranking atomically, its sha256 beside it."""
+    from transferlab.paths import cache_dir
+    from transferlab.safe_io import VerifiedFile
+
+    cache_dir("ranks")
+    path = rank_path(result["task"], result["data_version"], result["input_size"])
+    text = json.dumps(json_ready(result), indent=1, allow_nan=False)
+    VerifiedFile(path).write(lambda tmp: tmp.write_text(text))
+    return path
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    from transferlab.safe_io import VerifiedFile
+
+    if VerifiedFile(path).status() != "ok":
+        return None  # missing, or altered since it was written: not shown as if it were a ranking
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) and result.get("format") == RANK_FORMAT else None
+
+
+def load_ranking(task: str, data_version: str | None, input_size: int) -> dict[str, Any] | None:
+    """The stored ranking of ``task`` at this data version and input size, or None."""
+    return _read(rank_path(task, data_version, input_size))
+
+
+def stored_rankings(task: str | None = None) -> list[dict[str, Any]]:
+    """Every stored ranking that passes its hash check (of ``task`` only, when given), newest first."""
+    folder = ranks_dir()
+    if not folder.is_dir():
+        return []
+    found = [r for r in (_read(p) for p in sorted(folder.glob("*.json"))) if r is not None]
+    if task is not None:
+        found = [r for r in found if r.get("task") == task]
+    return sorted(found, key=lambda r: r.get("computed_at", ""), reverse=True)
+
+
+def ranking_frame(result: dict[str, Any]) -> Any:
+    """A ranking's pairs as a DataFrame in rank order, with a ``pair`` label column."""
+    import pandas as pd
+
+    frame = pd.DataFrame(result.get("pairs", []))
+    if frame.empty:
+        return frame
+    frame.insert(0, "pair", [pair_label(b, w) for b, w in zip(frame["backbone"], frame["weights"])])
+    return frame
