@@ -502,11 +502,13 @@ def build_parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="your data: a class-folder tree, a CSV of path,label, or tfds:NAME[:split]")
     source.add_argument("--task", help="a registered task instead of --data")
-    p.add_argument("--backbones", help="comma-separated backbone names (default: every image backbone with weights "
-                                       "available offline)")
+    p.add_argument("--backbones", help="comma-separated NAME (its offline weights) or NAME:WEIGHTS (none: random init) "
+                                       "(default: every image backbone with weights available offline, and random "
+                                       "init of the one with the fewest parameters as a control)")
     p.add_argument("--max-images", dest="max_images", default="1000",
-                   help="labelled pool images scored, stratified (default 1000)")
-    p.add_argument("--input-size", dest="input_size", help="pixels (default: the ranking's, see `transferlab rank -h`)")
+                   help="training-pool images scored, stratified as a job's subset at seed 0 (default 1000)")
+    p.add_argument("--input-size", dest="input_size",
+                   help="pixels (default: the task's default input size, else the backbones' smallest, capped at 96)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=lambda args: _lazy("transferlab.ranking", "cmd_rank")(args))
 
