@@ -508,7 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-images", dest="max_images", default="1000",
                    help="training-pool images scored, stratified as a job's subset at seed 0 (default 1000)")
     p.add_argument("--input-size", dest="input_size",
-                   help="pixels (default: the task's default input size, else the backbones' smallest, capped at 96)")
+                   help="pixels (default: the task's default input size, else the backbones' smallest, capped at 64)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=lambda args: _lazy("transferlab.ranking", "cmd_rank")(args))
 

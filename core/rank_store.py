@@ -21,6 +21,11 @@ def pair_label(backbone: str, weights: str) -> str:
     return f"{backbone} · {'random init' if weights == 'none' else weights}"
 
 
+def p_text(p: float) -> str:
+    """A p-value as shown: two decimals, ``< 0.01`` below that."""
+    return "< 0.01" if p < 0.01 else f"{p:.2f}"
+
+
 def ranks_dir() -> Path:
     """Where rankings are kept: ``<home>/cache/ranks`` (not created by reading)."""
     from transferlab.paths import home

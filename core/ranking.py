@@ -39,7 +39,7 @@ import numpy as np
 
 from transferlab.errors import UnknownNameError, UserError
 from transferlab.rank_store import (  # noqa: F401 (the storage is part of this module's API)
-    RANK_FORMAT, json_ready, load_ranking, pair_label, rank_path, ranking_frame, ranks_dir, save_ranking,
+    RANK_FORMAT, json_ready, load_ranking, p_text, pair_label, rank_path, ranking_frame, ranks_dir, save_ranking,
     stored_rankings,
 )
 
@@ -47,11 +47,12 @@ from transferlab.rank_store import (  # noqa: F401 (the storage is part of this 
 #: the seed of the subsample (and of a random-init base): a job at seed 0 shares the ranking's features
 RANK_SEED = 0
 DEFAULT_MAX_IMAGES = 1000
-#: The default input size is the task's (else the pairs' smallest default) capped here. Measured on 2 shared
-#: CPU cores with Animal-MNIST: the six offline pairs at 96 px extract 1,000 images each in about 40 s
-#: together (DenseNet121 alone ~15 s); the demos' frozen runs are at 96 px too, so a ranking at 96 px shares
-#: its features with them. See benchmarks/rank_speed.py.
-RANK_INPUT_CAP = 96
+#: The default input size is the task's (else the pairs' smallest default) capped here, for the speed target
+#: (6 pairs on 1,000 images in under 60 s on 2 CPU cores). Measured with benchmarks/rank_speed.py on Animal-MNIST,
+#: cold, on 2 cores shared with other jobs (load 2-3): 64 px took 49.8 s (47.5 CPU seconds), 96 px 69.9 s (64.9:
+#: DenseNet121's share grows with the pixels); both put DenseNet121 · medmnist on top and random init last.
+#: Rank at the size you will train at (``--input-size``) to share the features with those runs.
+RANK_INPUT_CAP = 64
 #: a pair whose fold-wise difference from the top has a p-value at least this is tied with the top
 TIE_P = 0.05
 
@@ -314,7 +315,7 @@ def top_sentence(rows: list[dict[str, Any]]) -> str:
     folds = len(top["probe_folds"])
     return (f"{head}; it {verdict} the second, {pair_label(second['backbone'], second['weights'])} "
             f"({second['probe_mean']:.3f}): difference {gap:+.3f}, corrected paired t-test over {folds} folds "
-            f"p = {p:.2f}" + (" — a tie." if verdict == "ties" else "."))
+            f"p {'= ' if p >= 0.01 else ''}{p_text(p)}" + (" — a tie." if verdict == "ties" else "."))
 
 
 def rank(registry: Any, task_name: str, backbones: Sequence[str] | None = None,
@@ -395,7 +396,7 @@ def _whole_number(text: Any, flag: str) -> int:
 
 def _versus_top(row: dict[str, Any]) -> str:
     if row.get("vs_top") in ("tie", "below"):
-        return f"{row['vs_top']} (p={row['p_vs_top']:.2f})"
+        return f"{row['vs_top']} (p {p_text(row['p_vs_top'])})"
     return row.get("vs_top") or "—"
 
 

@@ -65,7 +65,7 @@ def test_default_input_size_is_the_task_default_capped_and_never_below_a_backbon
     lite = registry.backbone("efficientnet_lite0")
     task = registry.task("animal_mnist")
     assert ranking_input_size(task, [(lite, "imagenet")]) == (RANK_INPUT_CAP, "the backbones' smallest default "
-                                                              "(224 px) capped at 96 px for speed")
+                                                              f"(224 px) capped at {RANK_INPUT_CAP} px for speed")
     detection_like = dataclasses.replace(task, job_defaults={"input_size": 48})
     assert ranking_input_size(detection_like, [(lite, "imagenet")])[0] == 48
     tiny = registry.backbone("tiny")
@@ -262,3 +262,21 @@ def test_realised_scores_take_the_best_strategy_of_the_same_data_version_without
         ["tiny", "none", "full_fine_tune", 0.8]]
     other = realised_scores(runs, "digits", "abcdef012345", baselines={"scratch"})
     assert other["realised"].tolist() == [0.99]
+
+
+def test_latency_is_this_machines_record_at_the_ranked_size_else_the_newest_with_its_size(tiny_cli, capsys):
+    from transferlab.latency import Latency, machine_id, record_latencies
+
+    def measured(size, ms, when):
+        return Latency(backbone="tiny", weights="none", input_size=size, batch=1, median_ms=ms, p90_ms=ms, repeats=3,
+                       machine=machine_id(), tensorflow="x", measured_at=when)
+
+    record_latencies([measured(32, 2.5, "2026-01-01T00:00:00"), measured(64, 4.0, "2026-01-02T00:00:00")])
+    argv = ["rank", "--task", "digits", "--backbones", "tiny:none", "--max-images", "100", "--json"]
+    assert main(argv) == 0
+    row = json.loads(capsys.readouterr().out)["pairs"][0]
+    assert (row["latency_ms"], row["latency_input_size"]) == (4.0, 64)  # not measured at 16 px: the newest figure
+    record_latencies([measured(16, 1.5, "2025-01-01T00:00:00")])
+    assert main(argv[:-1]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("1 "))
+    assert line.split()[-1] == "1.5"  # measured at the ranked size: that one, without a size note

@@ -15,7 +15,7 @@ import streamlit as st
 from transferlab.dashboard.charts import rank_chart, rank_vs_realised_chart
 from transferlab.dashboard.common import get_registry, guarded, load_runs, public_text, read_only, train_runs
 from transferlab.dashboard.tables import show_table
-from transferlab.rank_store import ranking_frame, stored_rankings
+from transferlab.rank_store import p_text, ranking_frame, stored_rankings
 
 DATA_HELP = ("A folder of class folders, a CSV of path,label, or tfds:NAME[:split] prepared on this machine: ranked "
              "as the task `transferlab rank --data` makes of it.")
@@ -55,8 +55,8 @@ def _table(frame: pd.DataFrame, input_size: int) -> pd.DataFrame:
     rows = pd.DataFrame({
         "rank": frame["rank"], "pair": frame["pair"], "probe accuracy": frame["probe_mean"],
         "fold std": frame["probe_std"],
-        "vs top": [f"{v} (p={p:.2f})" if v in ("tie", "below") else v for v, p in zip(frame["vs_top"],
-                                                                                    frame["p_vs_top"])],
+        "vs top": [f"{v} (p {p_text(p)})" if v in ("tie", "below") else v for v, p in zip(frame["vs_top"],
+                                                                                       frame["p_vs_top"])],
         "LogME": frame.get("logme"), "k-NN": frame.get("knn_mean"), "seconds": frame.get("seconds"),
         "features cached": frame.get("features_cached"), "parameters": frame.get("params"),
         "latency (ms/image)": frame.get("latency_ms"),
@@ -104,7 +104,7 @@ def _compute(task: str, data: str | None) -> None:
                                      step=100)
         size = c2.number_input(f"Input size (px; 0 = the task's default capped at {RANK_INPUT_CAP})", 0, 512, 0, step=8)
         st.caption("Every image backbone with weights available offline, and random init of one of them as a "
-                   "control. It runs in the background (about a minute on 2 CPU cores the first time; a few seconds "
+                   "control. It runs in the background (about a minute on 2 CPU cores the first time, some 15 s "
                    "once the features are cached) and appears here when done.")
         if st.button("Rank in the background", type="primary"):
             argv = rank_command(task=None if data else task, data=data, max_images=int(max_images),
