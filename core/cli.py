@@ -517,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=lambda args: _lazy("transferlab.verdict", "cmd_recommend")(args))
 
-    p = sub.add_parser("demo", help="the embedded offline comparison on Animal-MNIST (~13 min on 2 cores)")
+    p = sub.add_parser("demo", help="the embedded offline comparison on Animal-MNIST (~52 min on 2 cores, estimated)")
     p.add_argument("--workers", help="worker processes (default 1; 2 with --backbones)")
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--address", help="Ray cluster address")

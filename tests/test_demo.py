@@ -23,6 +23,14 @@ def test_demo_grid_is_the_promised_comparison():
     assert jobs[:3] == pretrains
 
 
+def test_every_strategies_demo_configuration_trains_under_the_same_budget_rules():
+    from transferlab.demo import BUDGET
+
+    train = [j for j in demo_jobs(load_registry()) if j.kind == "train"]
+    assert BUDGET["min_steps"] > 0 and BUDGET["early_stopping"] > 0
+    assert {(j.min_steps, j.early_stopping) for j in train} == {(BUDGET["min_steps"], BUDGET["early_stopping"])}
+
+
 @pytest.mark.slow
 def test_reduced_demo_end_to_end(capsys):
     from transferlab.cli import main

@@ -70,8 +70,9 @@ def phase_watch(patience: int, start_from_epoch: int):
 
 def state(watch: Any) -> dict[str, Any]:
     """What a backup keeps of a :func:`phase_watch` (the best weights go in a file of their own)."""
-    return dict(losses=watch.losses, stopped=watch.stopped, best=watch.best, best_epoch=watch.best_epoch,
-                wait=watch.wait, stopped_epoch=watch.stopped_epoch)
+    best = None if watch.best is None else float(watch.best)  # Keras may hold a NumPy scalar: JSON takes floats
+    return dict(losses=watch.losses, stopped=watch.stopped, best=best, best_epoch=int(watch.best_epoch),
+                wait=int(watch.wait), stopped_epoch=int(watch.stopped_epoch))
 
 
 def restore(watch: Any, saved: dict[str, Any], best_weights: list[np.ndarray] | None) -> None:
