@@ -428,7 +428,8 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
                    help="balanced: weight classes by inverse frequency (default: the task's; none for most)")
     p.add_argument("--fraction", help="training-set size as a fraction of the pool (instead of examples per class)")
     p.add_argument("--min-steps", dest="min_steps",
-                   help="each phase trains at least this many optimizer steps: its epochs are raised to fit (default 0)")
+                   help="each phase trains at least this many optimizer steps: its epochs are raised to fit "
+                        "(default 0)")
     p.add_argument("--early-stopping", dest="early_stopping", metavar="PATIENCE",
                    help="stop a phase PATIENCE epochs after its best validation loss, once its --min-steps are done, "
                         "and keep that epoch's weights (default 0: off)")

@@ -13,8 +13,8 @@ import streamlit as st
 
 MISSING = "—"
 #: the header's tooltip of a run table's ``training`` column (:func:`with_training_notes`)
-TRAINING_HELP = ("↗ still improving: the validation loss was still clearly falling over the last epochs when training "
-                 "ended (lowest in the last 2, slope over the last 5 negative at p < 0.05), so a longer budget "
+TRAINING_HELP = ("↗ still improving: the validation loss was still clearly falling over the last epochs when "
+                 "training ended (lowest in the last 2, slope over the last 5 negative at p < 0.05), so a longer budget "
                  "(--min-steps, --early-stopping) would likely score higher. converged: it was not. no learning "
                  "signal: weights meant to train received no gradient in that phase (fine-tuning from random init "
                  "with BatchNorm in inference mode). Empty: too few epochs to tell, or a run from before.")
