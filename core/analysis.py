@@ -41,7 +41,9 @@ def _weights_label(row: pd.Series) -> str:
     return "random init" if weights == "none" else weights
 
 
-_NOT_CONFIG = ("seed", "depends_on", "weights_sha256", "examples_per_class")
+#: spec fields that do not tell configurations apart; ``data`` is where the data was found, not what it is
+#: (its content is ``data_version``, which does)
+_NOT_CONFIG = ("seed", "depends_on", "weights_sha256", "examples_per_class", "data")
 
 
 def config_keys(runs: pd.DataFrame) -> pd.Series:
