@@ -136,7 +136,8 @@ def max_gradients(model: Any, dataset: Any, paths: set[str], batches: int = 2) -
     peaks = {v.path: 0.0 for v in wanted}
     if not wanted:
         return peaks
-    for x, y in dataset.take(batches):
+    for batch in dataset.take(batches):
+        x, y = batch[0], batch[1]  # (inputs, targets[, sample weights])
         with tf.GradientTape() as tape:
             loss = model.compute_loss(x=x, y=y, y_pred=model(x, training=True), training=True)
         for variable, gradient in zip(wanted, tape.gradient(loss, wanted)):
