@@ -141,18 +141,22 @@ def test_a_phase_stopped_early_before_a_crash_resumes_stopped_with_its_best_weig
 def test_the_phase_after_an_early_stop_starts_where_it_stopped_also_after_a_resume(registry):
     job = make_job(registry, strategy="lp_ft", epochs=30, learning_rate=0.3, early_stopping=2, fine_tune_epochs=2,
                    fine_tune_learning_rate=1e-3, **FAST)
-    whole: list = []
-    head, fine_tune = Runner(registry, log_epoch=_logger(whole)).run(job).phases
-    stopped = head["epochs_run"]
-    assert head["early_stopped"] and stopped < 30 and fine_tune["epochs_run"] == 2
-    assert [(e, p) for e, p, _ in whole] == ([(e, "head") for e in range(1, stopped + 1)]
-                                             + [(stopped + 1, "fine_tune"), (stopped + 2, "fine_tune")])
+    first: list = []
+
+    def crash_in_fine_tune(epoch, phase, metrics, seconds):
+        first.append((epoch, phase))
+        if phase == "fine_tune":
+            raise Interrupted()
+
     with pytest.raises(Interrupted):
-        Runner(registry, log_epoch=_logger([], stop_at=stopped + 1)).run(job)
+        Runner(registry, log_epoch=crash_in_fine_tune).run(job)
+    stopped = len(first) - 1  # the head's epochs
+    assert 1 < stopped < 30 and first == [(e, "head") for e in range(1, stopped + 1)] + [(stopped + 1, "fine_tune")]
     again: list = []
-    result = Runner(registry, log_epoch=_logger(again)).run(job)
-    assert [(e, p) for e, p, _ in again] == [(stopped + 2, "fine_tune")]
-    assert result.phases[0].get("resumed") and result.phases[0]["epochs_run"] == stopped
+    head, fine_tune = Runner(registry, log_epoch=_logger(again)).run(job).phases
+    assert [(e, p) for e, p, _ in again] == [(stopped + 2, "fine_tune")]  # after the backed-up first one
+    assert head.get("resumed") and head["early_stopped"] and head["epochs_run"] == stopped
+    assert fine_tune["epochs_run"] == 2 and not fine_tune["early_stopped"]
 
 
 # ------------------------------------------------------------------------------------------ no learning signal
