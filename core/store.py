@@ -280,14 +280,17 @@ class Store:
                                                                               created_at=now))).rowcount
                     counts["queued" if inserted else "kept"] += 1
                 elif row.status in FINAL_KEEP or row.status in ("queued", "running"):
-                    if row.status == "queued" and row.attempts:  # left queued by a killed sweep: a fresh budget
+                    if row.status == "queued":
+                        # Left queued by an earlier sweep: a fresh budget, and the submitter's spec, since the
+                        # job id leaves out where the data lies (the same content at another path is this run).
                         conn.execute(runs.update().where(runs.c.run_id == job.job_id, runs.c.status == "queued")
-                                     .values(attempts=0))
+                                     .values(attempts=0, spec_json=job.canonical_json()))
                     counts["kept"] += 1
                 else:
                     conn.execute(
-                        runs.update().where(runs.c.run_id == job.job_id).values(status="queued", error=None,
-                                                                                 attempts=0, **_NO_WORKER)
+                        runs.update().where(runs.c.run_id == job.job_id).values(status="queued", error=None, attempts=0,
+                                                                                 spec_json=job.canonical_json(),
+                                                                                 **_NO_WORKER)
                     )
                     counts["queued"] += 1
         return counts
