@@ -364,7 +364,7 @@ def cmd_runs(args) -> int:
     if not args.all:
         frame = frame[frame["kind"] == "train"] if not frame.empty else frame
     if args.csv:
-        frame.reindex(columns=[*CSV_COLUMNS, "data_version"]).to_csv(sys.stdout, index=False)
+        frame.reindex(columns=CSV_COLUMNS).to_csv(sys.stdout, index=False)
         return 0
     if frame.empty:
         print("No runs in the store yet. Try `transferlab demo`.")

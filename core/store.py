@@ -113,6 +113,7 @@ CSV_COLUMNS = [
     "run_id", "task", "backbone", "weights", "strategy", "source", "examples_per_class", "seed", "status",
     "score", "metric", "balanced_accuracy", "trainable_params", "total_params", "wall_seconds",
     "fraction", "input_size", "kind", "test_loss", "images_per_second", "transferability", "error", "still_improving",
+    "data_version",
 ]
 
 

@@ -26,3 +26,12 @@ def test_requeued_run_is_claimed_with_the_new_data_location(registry, store, lef
     assert store.submit([new]) == ({"queued": 1, "kept": 0} if left == "failed" else {"queued": 0, "kept": 1})
     claimed = store.claim("w")
     assert claimed.job_id == new.job_id and claimed.data == "folder:/b/birds"
+
+
+def test_csv_columns_carry_the_data_version(registry, store):
+    """The runs CSV (CLI and Share page both take CSV_COLUMNS) says which data version each run read."""
+    from transferlab.store import CSV_COLUMNS
+
+    store.submit([_job(registry, "folder:/a/birds")])
+    table = store.runs_frame().reindex(columns=CSV_COLUMNS)
+    assert table["data_version"].tolist() == ["0123456789ab"]
