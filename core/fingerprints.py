@@ -30,15 +30,16 @@ VERSION_DIGITS = 12
 _BYTE_HASHES: dict[tuple[str, int, int, int], str] = {}
 
 
-def _file_sha256(path: str, stat: os.stat_result) -> str:
+def _file_sha256(path: str, stat: os.stat_result) -> str | None:
+    """The sha256 of a file's bytes, or None when it cannot be read: the scans skip such a file (up to
+    their share of bad files), so the version counts it as missing rather than refusing the whole data."""
     key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
     if key not in _BYTE_HASHES:
         try:
             with open(path, "rb") as fh:
                 _BYTE_HASHES[key] = hashlib.file_digest(fh, "sha256").hexdigest()
-        except OSError as exc:
-            raise UserError(f"Cannot read {path} to fingerprint the data ({exc.strerror or exc}). Check its "
-                            "permissions, or remove it from the dataset.") from None
+        except OSError:
+            return None  # not remembered: once readable, its bytes count
     return _BYTE_HASHES[key]
 
 
@@ -55,17 +56,18 @@ def fingerprint_entries(entries: Sequence[tuple[str, str, Any]], extra: Any = No
     ``name`` is what identifies the file inside the dataset (its path relative to the root), ``label`` its
     class (or None when the name implies it). ``extra`` is any JSON-able value that also belongs to the
     data's identity (class names, a split, a layout). Order does not matter. A file that cannot be
-    ``stat``-ed counts as missing.
+    ``stat``-ed, or (while bytes are hashed) read, counts as missing.
     """
     stats = [_stat(path) for path, _, _ in entries]
     total = sum(s.st_size for s in stats if s is not None)
     by_bytes = total <= FINGERPRINT_BYTES_LIMIT
     rows = []
     for (path, name, label), stat in zip(entries, stats):
-        if stat is None:
+        digest = _file_sha256(path, stat) if stat is not None and by_bytes else None
+        if stat is None or (by_bytes and digest is None):
             rows.append([name, label, None, None])
         else:
-            rows.append([name, label, stat.st_size, _file_sha256(path, stat) if by_bytes else stat.st_mtime_ns])
+            rows.append([name, label, stat.st_size, digest if by_bytes else stat.st_mtime_ns])
     rows.sort(key=lambda row: (row[0], str(row[1])))
     payload = {"kind": "bytes" if by_bytes else "stat", "files": rows, "extra": extra}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
