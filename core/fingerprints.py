@@ -167,7 +167,9 @@ def fingerprint_tfds(name: str, split: str | None = None) -> str | None:
 #: seconds a task's data version is reused before its ``fingerprint()`` runs again: a sweep makes many
 #: jobs of one task at once, and one walk of the files serves them all
 VERSION_REUSE_S = 5.0
-_VERSIONS: dict[tuple[str, int], tuple[float, str | None]] = {}
+# (task name, data location) -> (when, version, the fingerprint asked): the fingerprint is kept, so it is
+# the one reused for (an id could belong to a freed one's successor), and a replaced one is asked again
+_VERSIONS: dict[tuple[str, str | None], tuple[float, str | None, Any]] = {}
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -190,10 +192,11 @@ def task_data_version(task: Any, fresh: bool = False) -> str | None:
     fingerprint = getattr(task, "fingerprint", None)
     if fingerprint is None:
         return None
-    key = (task.name, id(fingerprint))
+    key = (task.name, getattr(task, "data", None))
     now = time.monotonic()
-    if not fresh and key in _VERSIONS and now - _VERSIONS[key][0] < VERSION_REUSE_S:
-        return _VERSIONS[key][1]
+    kept = _VERSIONS.get(key)
+    if not fresh and kept is not None and kept[2] is fingerprint and now - kept[0] < VERSION_REUSE_S:
+        return kept[1]
     try:
         value = _normalise(task.name, fingerprint())
     except UserError:
@@ -203,7 +206,7 @@ def task_data_version(task: Any, fresh: bool = False) -> str | None:
 
         raise UserError(f"Task {task.name!r}: its fingerprint() raised {short_error(exc)}. Check the task's data; "
                         "the plugin that registers it may need fixing.") from None
-    _VERSIONS[key] = (time.monotonic(), value)
+    _VERSIONS[key] = (time.monotonic(), value, fingerprint)
     return value
 
 
