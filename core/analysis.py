@@ -21,7 +21,9 @@ def t_ci95(values: np.ndarray) -> float:
     return float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values)))
 
 
-def _welch_ci95(a: np.ndarray, b: np.ndarray) -> float:
+def welch_ci95(a: np.ndarray, b: np.ndarray) -> float:
+    """Half-width of the 95 % confidence interval of ``mean(a) - mean(b)`` by Welch's t (unequal variances);
+    NaN with fewer than 2 values on either side, 0 when neither side varies."""
     from scipy import stats
 
     if len(a) < 2 or len(b) < 2:
@@ -151,7 +153,7 @@ def summarize(runs: pd.DataFrame, metric: str = "score", baselines: Iterable[str
             ref_ns.append(np.nan)
             continue
         gains.append(row["mean"] - ref["mean"])
-        gain_cis.append(_welch_ci95(row["_values"], ref["_values"]))
+        gain_cis.append(welch_ci95(row["_values"], ref["_values"]))
         ref_labels.append(ref["label"])
         ref_ns.append(ref["n"])
     table["gain_vs_baseline"] = gains

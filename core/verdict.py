@@ -20,25 +20,38 @@ pairs. So a store of 10,000 runs costs a few JSON parses per run and a handful o
 from __future__ import annotations
 
 import json
-import math
-import sys
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
-from transferlab.analysis import _welch_ci95, config_keys, run_labels, t_ci95
+from transferlab.analysis import config_keys, run_labels, t_ci95, welch_ci95
+from transferlab.cells import known_bool, size_text
 from transferlab.compare import score_intervals
-from transferlab.errors import UserError
 
-__all__ = ["ALPHA", "Comparison", "Recommendation", "cmd_recommend", "compare_scores", "configurations",
-           "eligible_runs", "format_recommendation", "label_or_backbone", "pareto_front", "recommend",
-           "recommendation_json", "size_text", "verdicts"]
+__all__ = ["ALPHA", "Comparison", "NOT_SET", "Recommendation", "compare_rows", "compare_scores", "configurations",
+           "eligible_runs", "recommend", "size_text", "task_summaries", "tristate_columns", "verdicts"]
+
+#: names that moved to :mod:`transferlab.pareto` and :mod:`transferlab.verdict_text`, still importable from here
+#: (``transferlab recommend`` calls ``transferlab.verdict.cmd_recommend``)
+_MOVED = {"pareto_front": "transferlab.pareto", "label_or_backbone": "transferlab.pareto",
+          "PARETO_COLUMNS": "transferlab.pareto", "LABELS_COLUMNS": "transferlab.pareto",
+          "cmd_recommend": "transferlab.verdict_text", "format_recommendation": "transferlab.verdict_text",
+          "recommendation_json": "transferlab.verdict_text"}
+
+
+def __getattr__(name: str) -> Any:
+    """The moved names, imported on first use (those modules import this one)."""
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: significance level of every test here
 ALPHA = 0.05
-_NONE = -1  # stands for "not set" (all examples, no fraction) where pandas needs a comparable key
+NOT_SET = -1  #: stands for "not set" (all examples, no fraction) where pandas needs a comparable key
 GROUP = ["task", "data_version", "size_key", "fraction_key"]  # one verdict per group
 DATA_FIELDS = {"data", "data_version"}  # job fields that say which data, not how it was trained
 
@@ -52,10 +65,6 @@ VERDICT_COLUMNS = [*GROUP, "examples_per_class", "fraction", "size", "metric_lab
                    "baseline", "baseline_mean", "baseline_n", "baseline_still_improving", "gain", "gain_ci95",
                    "gain_p_value", "gain_claim", "gain_text", "wall_seconds", "trainable_params", "latency_ms",
                    "sentence"]
-PARETO_COLUMNS = [*GROUP, "examples_per_class", "size", "label", "metric_label", "mean", "cost", "on_front"]
-LABELS_COLUMNS = [*GROUP, "examples_per_class", "size", "winner", "winner_mean", "doubled_size", "expected_mean",
-                  "expected_gain", "basis", "curve_within_noise", "other_backbone", "other_mean", "other_difference",
-                  "other_outcome", "answer"]
 
 
 # ---------------------------------------------------------------------------------------- selection
@@ -86,21 +95,6 @@ def eligible_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return ok[~_shuffled_control(ok)] if not ok.empty else ok
 
 
-def _true(value: Any) -> bool:
-    """Whether a True/False/None cell (numpy bools included) says True."""
-    return not pd.isna(value) and bool(value)
-
-
-def _tristate(values: pd.Series) -> pd.Series:
-    """True/False/None from a column that may hold bools, 0/1, NaN or None: 1.0, 0.0 or NaN."""
-    def one(value: Any) -> float:
-        if pd.isna(value):  # None, NaN or pd.NA: not known
-            return float("nan")
-        return 1.0 if bool(value) else 0.0
-
-    return values.map(one).astype(float)
-
-
 def _keyed(runs: pd.DataFrame) -> pd.DataFrame:
     """The eligible runs with their group and configuration keys."""
     ok = eligible_runs(runs).copy()
@@ -112,13 +106,14 @@ def _keyed(runs: pd.DataFrame) -> pd.DataFrame:
     ok["label"] = run_labels(ok)
     version = ok["data_version"] if "data_version" in ok else pd.Series(None, index=ok.index, dtype=object)
     ok["data_version"] = version.map(lambda v: v if isinstance(v, str) and v else "").astype(object)
-    ok["size_key"] = pd.to_numeric(ok["examples_per_class"], errors="coerce").fillna(_NONE).astype(int)
+    ok["size_key"] = pd.to_numeric(ok["examples_per_class"], errors="coerce").fillna(NOT_SET).astype(int)
     fraction = ok["fraction"] if "fraction" in ok else pd.Series(np.nan, index=ok.index)
-    ok["fraction_key"] = pd.to_numeric(fraction, errors="coerce").fillna(_NONE).astype(float)
+    ok["fraction_key"] = pd.to_numeric(fraction, errors="coerce").fillna(NOT_SET).astype(float)
     ok["score"] = pd.to_numeric(ok["score"], errors="coerce").astype(float)
     for column in ("wall_seconds", "trainable_params"):
         ok[column] = pd.to_numeric(ok[column], errors="coerce").astype(float) if column in ok else np.nan
-    ok["_improving"] = _tristate(ok["still_improving"]) if "still_improving" in ok else np.nan
+    ok["_improving"] = (ok["still_improving"].map(known_bool).map({True: 1.0, False: 0.0}).astype(float)
+                       if "still_improving" in ok else np.nan)  # 1, 0 or NaN: max and count over seeds read it
     for column in ("metric", "metric_label"):
         if column not in ok:
             ok[column] = None
@@ -133,15 +128,6 @@ def _without_data(text: Any) -> Any:
     if not isinstance(spec, dict) or not DATA_FIELDS & set(spec):
         return text
     return json.dumps({k: v for k, v in spec.items() if k not in DATA_FIELDS}, sort_keys=True)
-
-
-def size_text(size_key: float, fraction_key: float = _NONE) -> str:
-    """How a training-set size reads in a sentence: ``5 per class``, ``fraction 0.25``, ``all labelled examples``."""
-    if size_key is not None and np.isfinite(size_key) and size_key != _NONE:
-        return f"{int(size_key)} per class"
-    if fraction_key is not None and np.isfinite(fraction_key) and fraction_key != _NONE:
-        return f"fraction {fraction_key:g}"
-    return "all labelled examples"
 
 
 def configurations(runs: pd.DataFrame, baselines: Iterable[str] | None = None,
@@ -176,8 +162,8 @@ def _configurations(ok: pd.DataFrame, baselines: Iterable[str] | None,
     table["still_improving"] = [None if known == 0 else bool(value == 1.0)
                                 for value, known in zip(table["improving"], table["improving_known"])]
     table["is_baseline"] = table["strategy"].isin(baseline_names)
-    table["examples_per_class"] = table["size_key"].where(table["size_key"] != _NONE).astype(float)
-    table["fraction"] = table["fraction_key"].where(table["fraction_key"] != _NONE).astype(float)
+    table["examples_per_class"] = table["size_key"].where(table["size_key"] != NOT_SET).astype(float)
+    table["fraction"] = table["fraction_key"].where(table["fraction_key"] != NOT_SET).astype(float)
     table["metric"] = table["metric"].fillna("score")
     latency = latency or {}
     table["latency_ms"] = [float(latency[b]) if b in latency else float("nan") for b in table["backbone"]]
@@ -250,7 +236,7 @@ def compare_scores(first: np.ndarray, first_seeds: np.ndarray, second: np.ndarra
     if np.ptp(a) <= 1e-9 and np.ptp(b) <= 1e-9:
         return Comparison("no spread", difference, nan, nan, len(a), len(b))
     p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    return Comparison("Welch t", difference, _welch_ci95(a, b), p, len(a), len(b))
+    return Comparison("Welch t", difference, welch_ci95(a, b), p, len(a), len(b))
 
 
 # ---------------------------------------------------------------------------------------- the verdict
@@ -275,6 +261,7 @@ def recommend(runs: pd.DataFrame, baselines: Iterable[str] | None = None,
     table = _configurations(ok, baselines, latency)
     values = _values(ok)
     verdict = verdicts(table, values)
+    from transferlab.pareto import label_or_backbone  # it builds on this module
     return Recommendation(table, verdict, label_or_backbone(table, verdict, values))
 
 
@@ -286,8 +273,9 @@ def _values(ok: pd.DataFrame) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
     return {key: (seeds[pos], scores[pos]) for key, pos in ok.groupby([*GROUP, "config"], sort=False).indices.items()}
 
 
-def _compare_rows(values: Mapping[tuple, tuple[np.ndarray, np.ndarray]], first: pd.Series,
-                  second: pd.Series) -> Comparison:
+def compare_rows(values: Mapping[tuple, tuple[np.ndarray, np.ndarray]], first: pd.Series,
+                 second: pd.Series) -> Comparison:
+    """:func:`compare_scores` of two configuration rows, their scores looked up in ``values``."""
     key = lambda row: tuple(row[c] for c in [*GROUP, "config"])  # noqa: E731
     (seeds_a, a), (seeds_b, b) = values[key(first)], values[key(second)]
     return compare_scores(a, seeds_a, b, seeds_b)
@@ -319,7 +307,7 @@ def verdicts(table: pd.DataFrame, values: Mapping[tuple, tuple[np.ndarray, np.nd
         if runner is None:
             record.update(outcome="alone", test="", evidence="only configuration at this size")
         else:
-            result = _compare_rows(values, winner, runner)
+            result = compare_rows(values, winner, runner)
             outcome = "win" if result.significant and result.difference > 0 else "tie" if result.tested \
                 else "not tested"
             record.update(runner_up=runner["label"], runner_up_mean=runner["mean"], runner_up_n=int(runner["n"]),
@@ -328,15 +316,14 @@ def verdicts(table: pd.DataFrame, values: Mapping[tuple, tuple[np.ndarray, np.nd
         record.update(_gain(values, winner, candidates))
         record["sentence"] = _sentence(record)
         rows.append(record)
-    return _tristate_columns(pd.DataFrame(rows).reindex(columns=VERDICT_COLUMNS),
+    return tristate_columns(pd.DataFrame(rows).reindex(columns=VERDICT_COLUMNS),
                              ("winner_still_improving", "baseline_still_improving"))
 
 
-def _tristate_columns(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
+def tristate_columns(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
     """Columns of True, False or None (not known) as Python objects, so ``is True`` reads them as written."""
     for column in columns:
-        frame[column] = pd.Series([None if pd.isna(v) else bool(v) for v in frame[column]], index=frame.index,
-                                  dtype=object)
+        frame[column] = pd.Series([known_bool(v) for v in frame[column]], index=frame.index, dtype=object)
     return frame
 
 
@@ -349,20 +336,20 @@ def _gain(values: Mapping[tuple, tuple[np.ndarray, np.ndarray]], winner: pd.Seri
     if baselines.empty:
         return dict(gain_claim="no baseline", gain_text="no scratch run at this size")
     baseline = baselines.iloc[0]  # candidates come sorted by mean: the strongest scratch, the most cautious gain
-    result = _compare_rows(values, winner, baseline)
+    result = compare_rows(values, winner, baseline)
     gain, ci = result.difference, result.ci95
     spread = f" ± {ci:.3f}" if np.isfinite(ci) else ""
     record = dict(baseline=baseline["label"], baseline_mean=baseline["mean"], baseline_n=int(baseline["n"]),
                   baseline_still_improving=baseline["still_improving"], gain=gain, gain_ci95=ci,
                   gain_p_value=result.p_value)
-    if _true(baseline["still_improving"]):
+    if known_bool(baseline["still_improving"]):
         claim = "not claimed"
         text = f"not claimed: the scratch baseline was still improving (measured {gain:+.3f}, an upper bound)"
     elif not result.tested:
         claim, text = "not tested", f"{gain:+.3f} ({result.evidence()})"
     elif not result.significant:
         claim, text = "tie", f"ties with scratch ({gain:+.3f}{spread}, {result.evidence()})"
-    elif _true(winner["still_improving"]):
+    elif known_bool(winner["still_improving"]):
         claim, text = "lower bound", f"≥ {gain:+.3f} (winner not converged; {result.evidence()})"
     else:
         claim, text = "claimed", f"{gain:+.3f}{spread} ({result.evidence()})"
@@ -371,8 +358,8 @@ def _gain(values: Mapping[tuple, tuple[np.ndarray, np.ndarray]], winner: pd.Seri
 
 def _sentence(record: Mapping[str, Any]) -> str:
     """One sentence for one size."""
-    at = "With all labelled examples" if record["size"] == size_text(_NONE) else f"At {record['size']}"
-    winner = record["winner"] + (" (still improving)" if _true(record.get("winner_still_improving")) else "")
+    at = "With all labelled examples" if record["size"] == size_text(NOT_SET) else f"At {record['size']}"
+    winner = record["winner"] + (" (still improving)" if known_bool(record.get("winner_still_improving")) else "")
     outcome = record["outcome"]
     if outcome == "alone":
         text = f"{at}, only {winner} was run"
@@ -401,8 +388,8 @@ def task_summaries(verdict: pd.DataFrame) -> dict[tuple[str, str], str]:
             # a tie has no winner, so its two sides form the key in either order
             key = (row["outcome"], frozenset([row["winner"], str(row["runner_up"])]) if tie
                    else (row["winner"], str(row["runner_up"])))
-            mergeable = row["size_key"] != _NONE and row["outcome"] != "alone"
-            if mergeable and blocks and blocks[-1][0] == key and blocks[-1][1][-1]["size_key"] != _NONE:
+            mergeable = row["size_key"] != NOT_SET and row["outcome"] != "alone"
+            if mergeable and blocks and blocks[-1][0] == key and blocks[-1][1][-1]["size_key"] != NOT_SET:
                 blocks[-1][1].append(row)
             else:
                 blocks.append((key, [row]))
@@ -428,218 +415,3 @@ def _block_sentence(block: list[dict[str, Any]], largest: int) -> str:
     else:
         core = f"{first['winner']} leads {first['runner_up']}, not tested"
     return f"{where}, {core} ({details}); gain over scratch: {gains}."
-
-
-# ---------------------------------------------------------------------------------------- Pareto
-
-def pareto_front(table: pd.DataFrame, cost: str = "wall_seconds") -> pd.DataFrame:
-    """The configurations no other beats on both score and ``cost`` (``wall_seconds`` or ``latency_ms``), per
-    task, data version and size: ``on_front`` is True unless another configuration scores at least as high at
-    no more cost, better on one of the two. Configurations without that cost recorded are left out.
-    Sort-based: O(n log n) in configurations."""
-    if table.empty or cost not in table:
-        return pd.DataFrame(columns=PARETO_COLUMNS)
-    frame = table.assign(cost=pd.to_numeric(table[cost], errors="coerce").astype(float))
-    frame = frame[np.isfinite(frame["cost"])].copy()
-    if frame.empty:
-        return pd.DataFrame(columns=PARETO_COLUMNS)
-    # best score at exactly each cost, then the best score among strictly cheaper configurations
-    level = frame.groupby([*GROUP, "cost"], sort=True)["mean"].max().rename("level_best").reset_index()
-    running = level.groupby(GROUP, sort=False)["level_best"].cummax()
-    level["cheaper_best"] = running.groupby([level[c] for c in GROUP], sort=False).shift(1)
-    frame = frame.merge(level, on=[*GROUP, "cost"], how="left")
-    dominated = (frame["cheaper_best"] >= frame["mean"]) | (frame["level_best"] > frame["mean"])
-    frame["on_front"] = ~dominated.fillna(False).astype(bool)
-    frame["size"] = [size_text(s, f) for s, f in zip(frame["size_key"], frame["fraction_key"])]
-    return frame[PARETO_COLUMNS].sort_values([*GROUP, "cost"]).reset_index(drop=True)
-
-
-# ---------------------------------------------------------------------------------------- more labels?
-
-def label_or_backbone(table: pd.DataFrame, verdict: pd.DataFrame,
-                      values: Mapping[tuple, tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
-    """"More labels or a better backbone?", per task, data version and size counted in examples per class.
-
-    From the winner's measured score against size: the expected gain of doubling the labels, read off the
-    line through its measured means on log2(size) (``interpolated`` between the sizes around the doubled
-    one, ``measured`` when that size was run, ``extrapolated`` from the two largest sizes beyond them); the
-    curve itself is never drawn past what was measured. ``curve_within_noise`` is True when the two sizes the
-    estimate rests on do not differ significantly. Beside it, the measured difference of the best
-    configuration with another backbone at the same size. With one measured size the data cannot tell."""
-    if verdict.empty:
-        return pd.DataFrame(columns=LABELS_COLUMNS)
-    sized = table[(table["size_key"] != _NONE) & (table["fraction_key"] == _NONE)]
-    curves = {key: rows.sort_values("size_key") for key, rows in
-              sized.groupby(["task", "data_version", "config"], sort=False)}
-    ordered = table.sort_values([*GROUP, "mean", "label"], ascending=[True] * len(GROUP) + [False, True])
-    by_group = dict(iter(ordered.groupby(GROUP, sort=False)))
-    rows = []
-    for _, row in verdict[(verdict["size_key"] != _NONE) & (verdict["fraction_key"] == _NONE)].iterrows():
-        group = tuple(row[c] for c in GROUP)
-        curve = curves[(row["task"], row["data_version"], row["winner_config"])]
-        record = dict(zip(GROUP, group), examples_per_class=row["examples_per_class"], size=row["size"],
-                      winner=row["winner"], winner_mean=row["winner_mean"], doubled_size=2 * int(row["size_key"]))
-        record.update(_doubling(curve, int(row["size_key"]), row["winner_mean"], values))
-        record.update(_other_backbone(by_group[group], values))
-        record["answer"] = _answer(record)
-        rows.append(record)
-    return _tristate_columns(pd.DataFrame(rows).reindex(columns=LABELS_COLUMNS), ["curve_within_noise"])
-
-
-def _doubling(curve: pd.DataFrame, size: int, mean_now: float,
-              values: Mapping[tuple, tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
-    sizes = curve["size_key"].to_numpy(dtype=float)
-    means = curve["mean"].to_numpy(dtype=float)
-    if len(sizes) < 2:
-        return dict(basis="cannot tell: the winner was measured at this size only", expected_mean=np.nan,
-                    expected_gain=np.nan, curve_within_noise=None)
-    target, logs = math.log2(2 * size), np.log2(sizes)
-    if 2 * size <= sizes[-1]:
-        expected = float(np.interp(target, logs, means))
-        upper = int(np.searchsorted(sizes, 2 * size))
-        pair = (upper - 1, upper) if sizes[upper] != 2 * size else (int(np.searchsorted(sizes, size)), upper)
-        basis = (f"measured at {2 * size} per class" if sizes[upper] == 2 * size
-                 else f"interpolated between {int(sizes[pair[0]])} and {int(sizes[pair[1]])} per class")
-    else:
-        pair = (len(sizes) - 2, len(sizes) - 1)
-        slope = (means[-1] - means[-2]) / (logs[-1] - logs[-2])
-        expected = float(means[-1] + slope * (target - logs[-1]))
-        basis = f"extrapolated from {int(sizes[-2])} and {int(sizes[-1])} per class"
-    expected = min(max(expected, 0.0), 1.0)  # a score stays within [0, 1]
-    low, high = curve.iloc[pair[0]], curve.iloc[pair[1]]
-    step = _compare_rows(values, high, low)
-    noise = None if not step.tested else not step.significant
-    return dict(basis=basis, expected_mean=expected, expected_gain=expected - mean_now, curve_within_noise=noise)
-
-
-def _other_backbone(candidates: pd.DataFrame, values: Mapping[tuple, tuple[np.ndarray, np.ndarray]]
-                    ) -> dict[str, Any]:
-    winner = candidates.iloc[0]
-    others = candidates[candidates["backbone"] != winner["backbone"]]
-    if others.empty:
-        return dict(other_backbone=None, other_outcome="no other backbone measured at this size")
-    best = others.iloc[0]
-    result = _compare_rows(values, best, winner)
-    outcome = ("worse" if result.significant else "tie") if result.tested else result.evidence()
-    return dict(other_backbone=best["label"], other_mean=best["mean"], other_difference=result.difference,
-                other_outcome=outcome)
-
-
-def _answer(record: Mapping[str, Any]) -> str:
-    parts = []
-    if np.isfinite(record.get("expected_gain", np.nan)):
-        noise = {True: " (the measured curve is flat within noise there)", False: "",
-                 None: " (the step it rests on is not tested: one seed)"}[record["curve_within_noise"]]
-        parts.append(f"doubling to {record['doubled_size']} per class: {record['expected_gain']:+.3f} expected, "
-                     f"{record['basis']}{noise}")
-    else:
-        parts.append(f"more labels: the data cannot tell ({record['basis'].removeprefix('cannot tell: ')})")
-    if record.get("other_backbone"):
-        parts.append(f"best other backbone {record['other_backbone']}: {record['other_difference']:+.3f} measured "
-                     f"({record['other_outcome']})")
-    else:
-        parts.append(record["other_outcome"])
-    return "; ".join(parts) + "."
-
-
-# ---------------------------------------------------------------------------------------- CLI
-
-def _plain(value: Any) -> Any:
-    """A JSON-ready value: NaN and NA become null, numpy scalars Python ones."""
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    return value
-
-
-def _records(frame: pd.DataFrame, drop: Iterable[str] = ("size_key", "fraction_key")) -> list[dict[str, Any]]:
-    frame = frame.drop(columns=[c for c in drop if c in frame])
-    return [{k: _plain(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
-
-
-def recommendation_json(recommendation: Recommendation) -> dict[str, Any]:
-    """The verdict as JSON-ready data: ``verdicts``, ``summaries``, ``more_labels_or_backbone`` and the two
-    ``pareto`` fronts (only configurations on them)."""
-    summaries = [dict(task=t, data_version=v or None, summary=s) for (t, v), s in recommendation.summaries().items()]
-    pareto = {}
-    for cost in ("wall_seconds", "latency_ms"):
-        front = pareto_front(recommendation.configurations, cost)
-        pareto[cost] = _records(front[front["on_front"].astype(bool)].drop(columns="on_front"))
-    verdict = recommendation.verdicts.assign(data_version=recommendation.verdicts["data_version"].replace("", None))
-    return dict(verdicts=_records(verdict), summaries=summaries,
-                more_labels_or_backbone=_records(recommendation.labels_or_backbone), pareto=pareto)
-
-
-def _cell(value: Any, number: str = ".3f") -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "-"
-    return f"{value:{number}}" if isinstance(value, (int, float, np.floating, np.integer)) else str(value)
-
-
-def format_recommendation(recommendation: Recommendation) -> str:
-    """The verdict as text: per task (and data version) its paragraph, a table per size, and more labels or
-    another backbone."""
-    lines = []
-    summaries = recommendation.summaries()
-    labels = recommendation.labels_or_backbone
-    for (task, version), rows in recommendation.verdicts.groupby(["task", "data_version"], sort=True):
-        metric = rows["metric_label"].dropna().iloc[0] if rows["metric_label"].notna().any() else "test score"
-        lines.append(f"{task}" + (f" (data {version})" if version else "") + f": {metric}")
-        lines.append(summaries[(task, version)])
-        for _, row in rows.sort_values(["size_key", "fraction_key"]).iterrows():
-            cost = (f"{_cell(row['wall_seconds'], '.0f')} s training, {_cell(row['trainable_params'], ',.0f')} "
-                    f"trainable parameters" + (f", {row['latency_ms']:.1f} ms/image"
-                                               if np.isfinite(row["latency_ms"]) else ""))
-            interval = (f" [{row['winner_low']:.3f}, {row['winner_high']:.3f}]"
-                        if np.isfinite(row["winner_low"]) else "")
-            against = (f" vs {row['runner_up']} {row['runner_up_mean']:.3f} (n={int(row['runner_up_n'])}), "
-                       f"{row['difference']:+.3f}, {row['evidence']}") if isinstance(row["runner_up"], str) else ""
-            lines.append(f"  {row['size']}: {row['outcome'].upper()}  {row['winner']} {row['winner_mean']:.3f}"
-                         f"{interval} (n={row['winner_n']}){against}")
-            lines.append(f"      gain over scratch: {row['gain_text']}; cost: {cost}")
-        mine = labels[(labels["task"] == task) & (labels["data_version"] == version)] if not labels.empty else labels
-        if not mine.empty:
-            lines.append("  More labels or a better backbone?")
-            lines += [f"    at {r['size']}: {r['answer']}" for _, r in mine.sort_values("size_key").iterrows()]
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def cmd_recommend(args: Any) -> int:
-    """``transferlab recommend [--task NAME] [--json]``: the verdict over the store's finished runs."""
-    from transferlab.latency import latency_lookup
-    from transferlab.paths import default_store_url
-    from transferlab.store import Store
-
-    url = default_store_url()
-    empty = "No finished training runs in the store yet. Try `transferlab demo`, or a sweep, then ask again."
-    if url.startswith("sqlite") and ":memory:" not in url:
-        from pathlib import Path
-
-        if not Path(url.split(":///", 1)[-1]).is_file():  # nothing ran here yet: say so, create nothing
-            print(empty)
-            return 0
-    runs = eligible_runs(Store(url, read_only=True).runs_frame())
-    task = getattr(args, "task", None)
-    if task is not None:
-        tasks = sorted(runs["task"].astype(str).unique()) if not runs.empty else []
-        if task not in tasks:
-            listed = ", ".join(tasks) if tasks else "none yet"
-            raise UserError(f"--task {task!r} has no finished training runs in the store. Tasks with runs: "
-                            f"{listed}. Received: --task={task!r}")
-        runs = runs[runs["task"] == task]
-    if runs.empty:
-        print(empty)
-        return 0
-    recommendation = recommend(runs, latency=latency_lookup())
-    if getattr(args, "json", False):
-        json.dump(recommendation_json(recommendation), sys.stdout, indent=2, ensure_ascii=False)
-        print()
-    else:
-        print(format_recommendation(recommendation), end="")
-    return 0

@@ -9,7 +9,8 @@ from transferlab.dashboard.charts import pareto_chart, store_colours
 from transferlab.dashboard.common import get_registry, guarded, load_runs, no_runs_message, public_text
 from transferlab.dashboard.tables import show_table
 from transferlab.latency import latency_lookup
-from transferlab.verdict import pareto_front, recommend
+from transferlab.pareto import pareto_front
+from transferlab.verdict import recommend
 
 VERDICT_TABLE = {"size": "size", "outcome": "outcome", "winner": "winner", "winner_mean": "mean",
                  "winner_n": "seeds", "winner_still_improving": "still improving", "runner_up": "runner-up", "runner_up_mean": "runner-up mean",
