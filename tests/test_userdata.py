@@ -45,6 +45,12 @@ def _rows(tl_home: Path) -> int:
         return conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
 
 
+def _started(tl_home: Path) -> dict[str, float]:
+    """When each stored run started, by run id (a run trained again starts anew)."""
+    with sqlite3.connect(tl_home / "runs.sqlite") as conn:
+        return dict(conn.execute("SELECT run_id, started_at FROM runs").fetchall())
+
+
 @pytest.fixture
 def tiny_cli(registry, monkeypatch):
     """The CLI with the test registry (the tiny backbone), in this process."""
@@ -61,11 +67,15 @@ def test_run_and_sweep_train_on_a_class_folder_tree_never_seen(tmp_path, tiny_cl
     lines = {line.split()[0]: line.split()[-4:] for line in out.splitlines()
              if line.strip().startswith(("Amsel", "blue", "Vögel"))}
     assert lines["Amsel"] == ["6", "1", "1", "4"]
+    first = _started(tl_home)
+    assert len(first) == 1
     assert main(["sweep", "--data", str(root), "--backbones", "tiny", "--strategies", "scratch",
                  "--examples-per-class", "2", "--seeds", "0,1", "--input-size", "32", "--epochs", "1",
                  "--batch-size", "8", "--workers", "0"]) == 0
     out = capsys.readouterr().out
-    assert "2 jobs" in out and "status: succeeded 2" in out  # seed 0 is the run above: reused, not trained again
+    assert "2 jobs" in out and "status: succeeded 2" in out
+    after = _started(tl_home)  # seed 0 is the run above: kept as it was (not trained again), seed 1 is new
+    assert len(after) == 2 and {k: after[k] for k in first} == first
     assert main(["runs", "--csv"]) == 0
     rows = [line.split(",") for line in capsys.readouterr().out.strip().splitlines()]
     header, rows = rows[0], rows[1:]
