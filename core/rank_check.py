@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from transferlab.cells import records, size_text
+
 MIN_PAIRS_FOR_TAU = 3
 #: rank-score column -> what it is called; the last two are the naive baselines
 PREDICTORS = {"probe_mean": "probe accuracy", "logme": "LogME", "knn_mean": "k-NN accuracy",
@@ -27,10 +29,6 @@ _POINT_COLUMNS = ["pair", "backbone", "weights", "size", "examples_per_class", *
                   "realised_n", "best_strategy", "metric_label"]
 _TAU_COLUMNS = ["size", "examples_per_class", "largest", "pairs", *(f"tau_{k}" for k in PREDICTORS),
                 *(f"n_{k}" for k in PREDICTORS), "reading"]
-
-
-def _size_text(size: float) -> str:
-    return "all data" if pd.isna(size) else f"{int(size)}/class"
 
 
 def realised_scores(runs: pd.DataFrame, task: str, data_version: str | None, baselines: Any = ()) -> pd.DataFrame:
@@ -79,13 +77,13 @@ def rank_vs_realised(ranking: pd.DataFrame, realised: pd.DataFrame) -> tuple[pd.
     points = ranked.merge(realised, on=["backbone", "weights"], how="inner")
     if points.empty:
         return pd.DataFrame(columns=_POINT_COLUMNS), pd.DataFrame(columns=_TAU_COLUMNS)
-    points["size"] = [_size_text(s) for s in points["examples_per_class"]]
+    points["size"] = [size_text(s) for s in points["examples_per_class"]]
     sizes = points["examples_per_class"].dropna()
     largest = sizes.max() if len(sizes) else np.nan
     rows = []
     for size, group in points.groupby("examples_per_class", dropna=False, sort=True):
         y = group["realised"].to_numpy(dtype=float)
-        row = dict(size=_size_text(size), examples_per_class=size, pairs=len(group),
+        row = dict(size=size_text(size), examples_per_class=size, pairs=len(group),
                    largest=bool(size == largest) or (pd.isna(largest) and pd.isna(size)))
         for column in PREDICTORS:
             x = pd.to_numeric(group[column], errors="coerce").to_numpy(dtype=float)
@@ -131,11 +129,7 @@ def check_against_store(registry: Any, result: dict[str, Any]) -> dict[str, Any]
     points, taus = rank_vs_realised(ranking_frame(result), realised)
     if points.empty:
         return None
-    return dict(points=_records(points), taus=_records(taus))
-
-
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return dict(points=records(points), taus=records(taus))
 
 
 def format_check(check: dict[str, Any]) -> str:

@@ -7,11 +7,10 @@ dashboard leaves the home as it found it) and imports neither TensorFlow nor sci
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from transferlab.cells import json_ready  # noqa: F401 (part of this module's API since rankings were stored)
 
 RANK_FORMAT = 1
 
@@ -36,19 +35,6 @@ def ranks_dir() -> Path:
 def rank_path(task: str, data_version: str | None, input_size: int) -> Path:
     """The file of the ranking of ``task`` at ``data_version`` (``pinned``: a task without one) and size."""
     return ranks_dir() / f"{task}--{data_version or 'pinned'}--{int(input_size)}px.json"
-
-
-def json_ready(value: Any) -> Any:
-    """``value`` with NaN and infinities as None and numpy scalars as Python ones: strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        return json_ready(value.item())
-    return value
 
 
 def save_ranking(result: dict[str, Any]) -> Path:

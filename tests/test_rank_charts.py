@@ -47,8 +47,8 @@ def test_rank_vs_realised_chart_puts_each_sizes_taus_in_its_facet_title():
     points, taus = rank_vs_realised(ranking, realised)
     fig = charts.rank_vs_realised_chart(points, taus)
     titles = [t.replace("<br>", " ") for t in annotation_texts(fig)]
-    ten = taus[taus["size"] == "10/class"].iloc[0]
-    assert any(t.startswith(f"10/class: τ probe {ten['tau_probe_mean']:+.2f} · top-1 — · size ") for t in titles)
+    ten = taus[taus["size"] == "10 per class"].iloc[0]
+    assert any(t.startswith(f"10 per class: τ probe {ten['tau_probe_mean']:+.2f} · top-1 — · size ") for t in titles)
     data, layout = figure_data(fig)
     assert sorted(len(trace["x"]) for trace in data) == [1] * 6
     assert layout["yaxis"]["title"]["text"] == "best realised test accuracy"
