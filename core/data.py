@@ -243,9 +243,12 @@ def _refuse_classes_missing_a_split(data: TaskData, splits: Splits) -> None:
     names = [("validation", splits.val), ("training", splits.pool)]
     if data.test_indices is None:
         names.insert(0, ("test", splits.test))
+    k = int(data.labels.max()) + 1 if len(data.labels) else 0
+    # one count per split, not one pass over the labels per class: thousands of classes stay cheap
+    absent = {name: np.bincount(data.labels[idx], minlength=k) == 0 for name, idx in names}
     short = []
-    for cls in np.unique(data.labels):
-        missing = [name for name, idx in names if not np.any(data.labels[idx] == cls)]
+    for cls in np.flatnonzero(np.bincount(data.labels, minlength=k)):
+        missing = [name for name, _ in names if absent[name][cls]]
         if missing:
             members = data.labels == cls
             count = len(np.unique(data.groups[members])) if data.groups is not None else int(members.sum())

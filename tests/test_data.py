@@ -94,3 +94,24 @@ def test_classes_are_counted_by_group_when_grouped_and_not_at_all_with_structure
     data.groups, data.targets = None, [None] * len(data)  # labels of a detection task only stratify
     data.labels[-6:-1] = 0
     make_splits(data)
+
+
+def test_the_split_check_counts_once_per_split_not_once_per_class():
+    """Thousands of classes: the check that every class reaches every split costs a few counts, not a pass
+    over the labels per class (which took seconds here)."""
+    import dataclasses
+    import time
+
+    from transferlab.data import Splits, _refuse_classes_missing_a_split
+
+    labels = np.repeat(np.arange(4000), 50)
+    data = TaskData(images=np.zeros((len(labels), 1, 1, 1), np.uint8), labels=labels,
+                    class_names=tuple(str(c) for c in range(4000)))
+    order = np.arange(len(labels))
+    splits = Splits(test=order[0::50], val=order[1::50], pool=np.setdiff1d(order, order[0::25]), method="by hand")
+    start = time.perf_counter()
+    _refuse_classes_missing_a_split(data, splits)
+    assert time.perf_counter() - start < 0.5
+    splits = dataclasses.replace(splits, val=splits.val[:-1])  # the last class has none left for validation
+    with pytest.raises(UserError, match="'3999' has 50 examples \\(none left for validation\\)"):
+        _refuse_classes_missing_a_split(data, splits)
