@@ -21,8 +21,6 @@ from transferlab.errors import DatasetUnavailableError, UserError
 
 MAX_PIXELS = 40_000_000
 MAX_BAD_FRACTION = 0.05
-#: a class needs one image each for the test, validation and training splits
-MIN_IMAGES_PER_CLASS = 3
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".tif", ".tiff", ".webp")
 
 PathLike = str | bytes | os.PathLike
@@ -308,8 +306,8 @@ def scan_class_folders(root: PathLike, max_bad_fraction: float = MAX_BAD_FRACTIO
     that two classes reach through links is refused.
 
     Raises DatasetUnavailableError when ``root`` does not exist, and UserError when it holds no
-    class folder, a class folder without images or with fewer than ``MIN_IMAGES_PER_CLASS`` usable
-    ones, a single class, or a file in two classes.
+    class folder, a class folder without images or with fewer than
+    :data:`transferlab.data.MIN_EXAMPLES_PER_CLASS` usable ones, a single class, or a file in two classes.
     """
     check_bad_fraction(max_bad_fraction)
     root_path = Path(os.path.abspath(os.fsdecode(root)))
@@ -350,11 +348,13 @@ def scan_class_folders(root: PathLike, max_bad_fraction: float = MAX_BAD_FRACTIO
             "Replace the files or remove the folders."
         )
     _refuse_shared_files(root_path, class_names, files)
+    from transferlab.data import MIN_EXAMPLES_PER_CLASS as least  # the splits' own minimum: one rule, one number
+
     usable = {name: sum(reasons[f] is None for f in files[name]) for name in class_names}
-    too_few = [f"{name!r} ({usable[name]})" for name in class_names if usable[name] < MIN_IMAGES_PER_CLASS]
+    too_few = [f"{name!r} ({usable[name]})" for name in class_names if usable[name] < least]
     if too_few:
         raise UserError(
-            f"Class folder(s) in {root_path} with fewer than {MIN_IMAGES_PER_CLASS} usable images: "
+            f"Class folder(s) in {root_path} with fewer than {least} usable images: "
             f"{', '.join(too_few)}. Every class needs one image each for the test, validation and training splits; "
             "add images to these folders or remove them."
         )

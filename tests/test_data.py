@@ -115,3 +115,20 @@ def test_the_split_check_counts_once_per_split_not_once_per_class():
     splits = dataclasses.replace(splits, val=splits.val[:-1])  # the last class has none left for validation
     with pytest.raises(UserError, match="'3999' has 50 examples \\(none left for validation\\)"):
         _refuse_classes_missing_a_split(data, splits)
+
+
+def test_the_folder_scan_refuses_small_classes_by_the_splits_own_minimum(tmp_path, monkeypatch):
+    """One rule, one number: the scan's "too few images" follows the minimum the splits need."""
+    from PIL import Image
+
+    from transferlab import data as data_module
+    from transferlab.image_files import scan_class_folders
+
+    for cls in ("cats", "dogs"):
+        (tmp_path / cls).mkdir()
+        for i in range(4):
+            Image.fromarray(np.full((4, 4, 3), 50 * i, np.uint8)).save(tmp_path / cls / f"{i}.png")
+    assert len(scan_class_folders(tmp_path).paths) == 8
+    monkeypatch.setattr(data_module, "MIN_EXAMPLES_PER_CLASS", 5)
+    with pytest.raises(UserError, match="fewer than 5 usable images: 'cats' \\(4\\), 'dogs' \\(4\\)"):
+        scan_class_folders(tmp_path)
