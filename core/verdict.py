@@ -288,7 +288,9 @@ def verdicts(table: pd.DataFrame, values: Mapping[tuple, tuple[np.ndarray, np.nd
 
     The gain over scratch is claimed only when both sides finished learning: when the baseline's runs were
     still improving it is ``not claimed`` (a baseline trained longer would score higher, so the measured
-    gain only bounds the true one from above); when only the winner was, the gain is a lower bound (``≥``)."""
+    gain only bounds the true one from above); when the baseline's convergence was not measured (under
+    ``convergence.MIN_EPOCHS_TO_JUDGE`` epochs, or runs stored before it was recorded) it is ``unknown``; when only
+    the winner was still improving, the gain is a lower bound (``≥``)."""
     if table.empty:
         return pd.DataFrame(columns=VERDICT_COLUMNS)
     ordered = table.sort_values([*GROUP, "mean", "label"], ascending=[True] * len(GROUP) + [False, True])
@@ -349,6 +351,9 @@ def _gain(values: Mapping[tuple, tuple[np.ndarray, np.ndarray]], winner: pd.Seri
         claim, text = "not tested", f"{gain:+.3f} ({result.evidence()})"
     elif not result.significant:
         claim, text = "tie", f"ties with scratch ({gain:+.3f}{spread}, {result.evidence()})"
+    elif known_bool(baseline["still_improving"]) is None:  # too few epochs to judge, or a run from before the flag
+        claim = "unknown"
+        text = f"{gain:+.3f}{spread} ({result.evidence()}), but baseline convergence not measured"
     elif known_bool(winner["still_improving"]):
         claim, text = "lower bound", f"≥ {gain:+.3f} (winner not converged; {result.evidence()})"
     else:

@@ -29,7 +29,7 @@ LABEL = {
 }
 
 
-def _run(config, size, seed, score, status="succeeded", kind="train", still_improving=None, seconds=10.0,
+def _run(config, size, seed, score, status="succeeded", kind="train", still_improving=False, seconds=10.0,
          data_version=None, source=None, n_test=500, **extra):
     c = CONFIGS[config]
     spec = dict(task=TASK, **c, examples_per_class=size, seed=seed, source=source, epochs=10)
@@ -127,7 +127,7 @@ def test_an_unconverged_winner_is_flagged_and_its_gain_is_a_lower_bound():
     assert "(still improving)" in row["sentence"]
 
 
-def test_the_gain_is_over_the_strongest_scratch_configuration_and_old_runs_are_not_refused():
+def test_the_gain_is_over_the_strongest_scratch_configuration_and_old_runs_say_convergence_was_not_measured():
     runs = _frame({"frozen": {5: [0.80, 0.82, 0.87]}, "scratch": {5: [0.60, 0.61, 0.63]}})
     weak = _frame({"scratch": {5: [0.30, 0.31, 0.33]}}).assign(backbone="efficientnet_lite0")
     weak["spec_json"] = [s.replace('"small_cnn"', '"efficientnet_lite0"') for s in weak["spec_json"]]
@@ -135,7 +135,17 @@ def test_the_gain_is_over_the_strongest_scratch_configuration_and_old_runs_are_n
     runs = pd.concat([runs, weak], ignore_index=True).drop(columns="still_improving")  # an old store: no column
     _, row = _verdict(runs)
     assert row["baseline"] == LABEL["scratch"] and row["gain"] == pytest.approx(0.2167, abs=1e-3)
-    assert row["gain_claim"] == "claimed"
+    # an old store cannot say whether the baseline had converged: the gain is shown, but not as claimed
+    assert row["gain_claim"] == "unknown" and row["gain_text"].startswith("+0.217 ± ")
+    assert row["gain_text"].endswith("but baseline convergence not measured")
+    assert "baseline convergence not measured" in row["sentence"]
+
+
+def test_a_baseline_too_short_to_judge_gives_an_unknown_gain_not_a_claim():
+    runs = _frame({"frozen": {5: [0.80, 0.82, 0.87]}, "scratch": {5: [0.60, 0.61, 0.63]}})
+    runs["still_improving"] = [None if s == "scratch" else False for s in runs["strategy"]]  # too few epochs
+    _, row = _verdict(runs)
+    assert row["gain_claim"] == "unknown" and row["baseline_still_improving"] is None
 
 
 def test_scratch_winning_is_said_plainly():

@@ -35,7 +35,8 @@ def render() -> None:
                "paired t-test where both ran the same seeds, else Welch's; a lead with one seed is not tested, "
                "and a lead that is not significant (p ≥ 0.05, or the 95 % CI of the difference holds zero) is a "
                "tie. The gain is over the strongest scratch configuration at that size, and is not claimed when "
-               "that baseline was still improving when training stopped.")
+               "that baseline was still improving when training stopped (unknown where its convergence was not measured: "
+               "runs under 5 epochs, or stored before it was recorded).")
     show_table(chosen.sort_values(["size_key", "fraction_key"])[list(VERDICT_TABLE)].rename(columns=VERDICT_TABLE),
                column_config={c: st.column_config.NumberColumn(format="%.3f")
                               for c in ("mean", "runner-up mean", "difference")})
