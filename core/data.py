@@ -119,7 +119,8 @@ _NOW = object()
 def load_task_data(registry: Any, task_name: str, data_version: Any = _NOW) -> TaskData:
     """A task's data, loaded once per process and data version (``TaskSpec.fingerprint``; by default the
     version now). The version goes into ``provenance`` as ``data_version``, so feature-cache keys change
-    with the data."""
+    with the data; data that changed while it was read is refused (:class:`UserError`), never labelled with a
+    version it is not."""
     from transferlab.fingerprints import task_data_version
 
     task = registry.task(task_name)
@@ -131,6 +132,12 @@ def load_task_data(registry: Any, task_name: str, data_version: Any = _NOW) -> T
         if not isinstance(data, TaskData):
             raise UserError(f"Task {task_name!r}: load() must return transferlab.data.TaskData. Received: {type(data).__name__}")
         if version is not None:
+            # The files may change while load() reads them: data labelled with a version it is not would file
+            # features of the new content under the old version's cache key. The walk again is cheap (the
+            # bytes' hashes are remembered per file state).
+            after = task_data_version(task, fresh=True)
+            if after != version:
+                raise UserError(data_changed_message(task, version, after))
             data.provenance = {**data.provenance, "data_version": version}
         _TASK_DATA[task_name] = (key, data)
     return _TASK_DATA[task_name][1]

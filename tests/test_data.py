@@ -132,3 +132,38 @@ def test_the_folder_scan_refuses_small_classes_by_the_splits_own_minimum(tmp_pat
     monkeypatch.setattr(data_module, "MIN_EXAMPLES_PER_CLASS", 5)
     with pytest.raises(UserError, match="fewer than 5 usable images: 'cats' \\(4\\), 'dogs' \\(4\\)"):
         scan_class_folders(tmp_path)
+
+
+def test_data_that_changes_while_it_is_read_is_refused_not_labelled_with_the_old_version():
+    """Features are cached under the loaded data's version: data whose files changed during load() must not
+    pass as the version checked before it."""
+    import functools
+    import itertools
+
+    from transferlab.data import _TASK_DATA, load_task_data
+    from transferlab.specs import TaskSpec
+
+    edits = itertools.count()
+    state = {"version": "aaaaaaaaaaaa"}
+
+    def load():  # someone edits the folder while it is read
+        state["version"] = f"{next(edits) + 1:012x}"
+        return _task((5, 5, 5))
+
+    spec = TaskSpec(name="data.moving", description="d", load=load, num_classes=None,
+                    fingerprint=functools.partial(state.get, "version"), data="folder:/x/moving")
+
+    class Registry:
+        def task(self, name):
+            return spec
+
+    _TASK_DATA.pop("data.moving", None)
+    with pytest.raises(UserError, match="changed since this job was queued \\(data version aaaaaaaaaaaa, now "
+                                        "000000000001\\)"):
+        load_task_data(Registry(), "data.moving", "aaaaaaaaaaaa")
+    assert "data.moving" not in _TASK_DATA
+    spec = TaskSpec(name="data.moving", description="d", load=lambda: _task((5, 5, 5)), num_classes=None,
+                    fingerprint=functools.partial(state.get, "version"), data="folder:/x/moving")
+    data = load_task_data(Registry(), "data.moving", "000000000001")  # still data: its version is kept
+    assert data.provenance["data_version"] == "000000000001"
+    _TASK_DATA.pop("data.moving", None)
