@@ -9,7 +9,9 @@ Tests, between two configurations at one size: a paired t-test (``scipy.stats.tt
 on the same seeds, else Welch's t-test; a configuration with one seed is never tested ("one seed: not
 tested") and never called a winner. A difference is a win only when ``p < ALPHA`` and the 95 % CI of the
 difference leaves out zero; otherwise the two tie. Runs whose differences have no spread at all (identical
-scores over seeds) give no p-value either.
+scores over seeds) give no p-value either. Matched seeds whose paired differences are all equal give a paired test
+no noise to measure; Welch's test over the seed-to-seed spread stands in, and the evidence says so (such a
+consistent gap can still tie).
 
 Cost: :func:`configurations` makes one ``groupby`` over the runs (O(runs)), then every size compares only its
 top two configurations, its strongest scratch baseline and its best other backbone; nothing compares all
@@ -190,6 +192,8 @@ class Comparison:
     p_value: float
     n_first: int
     n_second: int
+    #: the seeds matched but every paired difference was the same, so Welch's test stood in for the paired one
+    constant_pairs: bool = False
 
     @property
     def tested(self) -> bool:
@@ -210,6 +214,9 @@ class Comparison:
         p = "p<0.001" if self.p_value < 0.001 else f"p={self.p_value:.2g}"
         if self.test == "paired t":
             return f"{p}, {self.n_first} paired seeds"
+        if self.constant_pairs:
+            return (f"{p}, Welch, {self.n_first} and {self.n_second} seeds (the same difference on every paired "
+                    "seed leaves a paired test no noise to measure; a consistent gap can still tie)")
         return f"{p}, Welch, {self.n_first} and {self.n_second} seeds"
 
 
@@ -225,6 +232,7 @@ def compare_scores(first: np.ndarray, first_seeds: np.ndarray, second: np.ndarra
     if len(a) < 2 or len(b) < 2:
         return Comparison("one seed", difference, nan, nan, len(a), len(b))
     sa, sb = np.asarray(first_seeds), np.asarray(second_seeds)
+    constant_pairs = False
     if len(set(sa)) == len(sa) and set(sa) == set(sb) and len(sa) == len(sb):
         order_a, order_b = np.argsort(sa), np.argsort(sb)
         diffs = a[order_a] - b[order_b]
@@ -233,10 +241,11 @@ def compare_scores(first: np.ndarray, first_seeds: np.ndarray, second: np.ndarra
         if np.ptp(diffs) > 1e-9:
             p = float(stats.ttest_rel(a[order_a], b[order_b]).pvalue)
             return Comparison("paired t", difference, t_ci95(diffs), p, len(a), len(b))
+        constant_pairs = True
     if np.ptp(a) <= 1e-9 and np.ptp(b) <= 1e-9:
         return Comparison("no spread", difference, nan, nan, len(a), len(b))
     p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-    return Comparison("Welch t", difference, welch_ci95(a, b), p, len(a), len(b))
+    return Comparison("Welch t", difference, welch_ci95(a, b), p, len(a), len(b), constant_pairs)
 
 
 # ---------------------------------------------------------------------------------------- the verdict

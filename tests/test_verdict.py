@@ -341,3 +341,12 @@ def test_recommend_reads_data_versions_and_unconverged_baselines_from_the_store(
     assert set(rows) == {"a" * 12, "b" * 12}
     assert rows["a" * 12]["gain_claim"] == "claimed" and rows["b" * 12]["gain_claim"] == "not claimed"
     assert "data_version=" not in rows["a" * 12]["winner"]  # the version is the group, not part of the label
+
+
+def test_matched_seeds_with_one_difference_on_every_seed_fall_back_to_welch_and_say_so():
+    frozen, tuned = np.array([0.70, 0.78, 0.74]), np.array([0.70, 0.78, 0.74]) - 0.02  # a 0.02 gap on each seed
+    result = verdict.compare_scores(frozen, np.arange(3), tuned, np.arange(3))
+    assert result.test == "Welch t" and result.constant_pairs and not result.significant
+    assert "same difference on every paired seed" in result.evidence()
+    unpaired = verdict.compare_scores(frozen, np.arange(3), tuned, np.arange(3) + 10)
+    assert not unpaired.constant_pairs and "paired" not in unpaired.evidence()
