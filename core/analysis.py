@@ -88,7 +88,8 @@ def config_label(row_or_frame: pd.Series | pd.DataFrame) -> str | pd.Series:
 
 def run_labels(runs: pd.DataFrame) -> pd.Series:
     """``backbone · starting point · strategy`` per run; where runs of one task with that label differ in
-    other settings, the settings that tell them apart are appended (e.g. ``· epochs=20``). Runs of different
+    other settings, the settings that tell them apart are appended (e.g. ``· epochs=20``), and where a task was
+    run on several data versions every label of it ends in ``· data <version>``. Runs of different
     tasks are never compared on one axis, so their settings (a task's own defaults) do not lengthen labels."""
     import json
 
@@ -98,16 +99,38 @@ def run_labels(runs: pd.DataFrame) -> pd.Series:
     keys = config_keys(runs)
     labels = base.copy()
     task = runs["task"].astype(str) if "task" in runs else pd.Series("", index=runs.index)
+    versions = data_versions(runs)
     for text, task_name in dict.fromkeys(zip(base, task)):
         members = base[(base == text) & (task == task_name)].index
         if keys[members].nunique() <= 1:
             continue
         specs = {i: json.loads(runs.at[i, "spec_json"]) if "spec_json" in runs else {} for i in members}
-        fields = sorted({f for spec in specs.values() for f in spec} - set(_NOT_CONFIG) - {"weights", "depends_on"})
+        fields = sorted({f for spec in specs.values() for f in spec}
+                        - set(_NOT_CONFIG) - {"weights", "depends_on", "data_version"})
         differing = [f for f in fields if len({json.dumps(specs[i].get(f)) for i in members}) > 1]
-        for i in members:
-            labels[i] = text + " · " + ", ".join(f"{f}={specs[i].get(f)}" for f in differing)
+        if differing:
+            for i in members:
+                labels[i] = text + " · " + ", ".join(f"{f}={specs[i].get(f)}" for f in differing)
+    # a task run on several versions of its data: every label says which, or two series would share a name
+    for task_name in task[versions != ""].unique():
+        mine = task == task_name
+        if versions[mine].nunique() > 1:
+            labels[mine] = labels[mine] + " · data " + versions[mine].replace("", "unversioned")
     return labels
+
+
+def data_versions(runs: pd.DataFrame) -> pd.Series:
+    """Each run's data version (``data_version`` column, else its spec's), ``""`` where it has none."""
+    import json
+
+    if "data_version" in runs:
+        values = runs["data_version"]
+    elif "spec_json" in runs:
+        values = pd.Series([json.loads(s).get("data_version") if isinstance(s, str) else None
+                            for s in runs["spec_json"]], index=runs.index, dtype=object)
+    else:
+        return pd.Series("", index=runs.index, dtype=object)
+    return values.map(lambda v: v if isinstance(v, str) and v else "").astype(object)
 
 
 def summarize(runs: pd.DataFrame, metric: str = "score", baselines: Iterable[str] | None = None) -> pd.DataFrame:
@@ -117,12 +140,12 @@ def summarize(runs: pd.DataFrame, metric: str = "score", baselines: Iterable[str
     when they differ by seed alone. The baseline is a strategy that declares random init
     (``baselines``: their names; by default the loaded registry's). The gain compares a configuration
     with the baseline runs of the same task and size: those of the same backbone when there are, else
-    the only baseline configuration there is; with several and none matching, the gain is left empty
-    rather than guessed. Its CI is Welch's; ``baseline_label`` and ``baseline_n`` name the reference used.
+    the only baseline configuration there is, always on the same data version; with several and none matching,
+    the gain is left empty rather than guessed. Its CI is Welch's; ``baseline_label`` and ``baseline_n`` name the reference used.
     """
     columns = ["task", "backbone", "weights", "strategy", "source", "examples_per_class", "n", "mean", "ci95",
                "gain_vs_baseline", "gain_ci95", "label", "baseline_label", "baseline_n", "config", "metric",
-               "metric_label", "is_baseline"]
+               "metric_label", "is_baseline", "data_version"]
     if runs.empty:
         return pd.DataFrame(columns=columns)
     ok = runs[(runs["status"] == "succeeded") & (runs["kind"] == "train")].copy()
@@ -135,10 +158,11 @@ def summarize(runs: pd.DataFrame, metric: str = "score", baselines: Iterable[str
     # Transfer runs start from a per-seed pretrain run (weights "run:<id>"); they group by their source.
     ok.loc[ok["source"] != "", "weights"] = "pretrained"
     ok["examples_per_class"] = ok["examples_per_class"].fillna(-1).astype(int)
+    ok["data_version"] = data_versions(ok)
     rows = []
-    for key, group in ok.groupby([*GROUP, "config"], dropna=False, sort=True):
+    for key, group in ok.groupby([*GROUP, "data_version", "config"], dropna=False, sort=True):
         values = group[metric].to_numpy(dtype=float)
-        rows.append(dict(zip([*GROUP, "config"], key), n=len(values), mean=float(values.mean()),
+        rows.append(dict(zip([*GROUP, "data_version", "config"], key), n=len(values), mean=float(values.mean()),
                          ci95=t_ci95(values), label=group["label"].iloc[0], _values=values,
                          metric=_first(group, "metric") or "score", metric_label=metric_label(group)))
     table = pd.DataFrame(rows)
@@ -161,6 +185,7 @@ def summarize(runs: pd.DataFrame, metric: str = "score", baselines: Iterable[str
     table["baseline_label"] = ref_labels
     table["baseline_n"] = ref_ns
     table["examples_per_class"] = table["examples_per_class"].replace(-1, np.nan)
+    table["data_version"] = table["data_version"].replace("", None)
     return table.drop(columns="_values")[columns]
 
 
@@ -186,7 +211,8 @@ def _registry_baselines() -> set[str]:
 
 def _baseline_reference(table: pd.DataFrame, row: pd.Series) -> pd.Series | None:
     baseline = table[(table["task"] == row["task"]) & table["is_baseline"]
-                     & (table["examples_per_class"] == row["examples_per_class"])]
+                     & (table["examples_per_class"] == row["examples_per_class"])
+                     & (table["data_version"] == row["data_version"])]  # a gain on the same data, never across
     same_backbone = baseline[baseline["backbone"] == row["backbone"]]
     if len(same_backbone) == 1:
         return same_backbone.iloc[0]

@@ -105,7 +105,7 @@ def _keyed(runs: pd.DataFrame) -> pd.DataFrame:
     if "spec_json" in ok:  # the data is a group of its own (data_version); where it lies names no configuration
         ok["spec_json"] = ok["spec_json"].map(_without_data)
     ok["config"] = config_keys(ok)
-    ok["label"] = run_labels(ok)
+    ok["label"] = run_labels(ok.drop(columns="data_version", errors="ignore"))  # the version is the group
     version = ok["data_version"] if "data_version" in ok else pd.Series(None, index=ok.index, dtype=object)
     ok["data_version"] = version.map(lambda v: v if isinstance(v, str) and v else "").astype(object)
     ok["size_key"] = pd.to_numeric(ok["examples_per_class"], errors="coerce").fillna(NOT_SET).astype(int)

@@ -67,3 +67,22 @@ def test_labels_tell_configurations_apart_within_a_task_only():
     labels = list(run_labels(runs))
     assert labels[0] == "small_cnn · random init · scratch"
     assert labels[1:] == ["small_cnn · random init · scratch · epochs=10", "small_cnn · random init · scratch · epochs=20"]
+
+
+def test_gains_and_labels_keep_data_versions_apart():
+    def run(i, strategy, acc, seed, version):
+        row = _run(i, "small", strategy, acc, seed, weights="none" if strategy == "scratch" else "imagenet")
+        spec = dict(json.loads(row["spec_json"]), data=f"folder:/x/{version}", data_version=version)
+        return dict(row, spec_json=json.dumps(spec), data_version=version)
+
+    a, b = "a" * 12, "b" * 12
+    runs = pd.DataFrame([run(0, "scratch", 0.50, 0, a), run(1, "scratch", 0.52, 1, a),
+                         run(2, "full_fine_tune", 0.70, 0, a), run(3, "full_fine_tune", 0.72, 1, a),
+                         run(4, "full_fine_tune", 0.90, 0, b), run(5, "full_fine_tune", 0.92, 1, b)])
+    table = summarize(runs, baselines={"scratch"}).set_index(["data_version", "strategy"])
+    assert abs(table.loc[(a, "full_fine_tune"), "gain_vs_baseline"] - 0.2) < 1e-9
+    assert np.isnan(table.loc[(b, "full_fine_tune"), "gain_vs_baseline"])  # B has no scratch run of its own
+    assert table.loc[(a, "scratch"), "label"] == f"small · random init · scratch · data {a}"
+    assert table.loc[(b, "full_fine_tune"), "label"].endswith(f"full_fine_tune · data {b}")
+    one = summarize(runs[runs["data_version"] == a], baselines={"scratch"})
+    assert not one["label"].str.contains("data ").any()  # one version: nothing to tell apart
