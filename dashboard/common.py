@@ -37,6 +37,33 @@ def get_registry():
     return load()
 
 
+def session_registry():
+    """The registry for this browser session: the shared one (:func:`get_registry`) with a task table of its
+    own, so the tasks a page makes from a path field (``resolve_data``) never reach another session, whose
+    ``data.birds`` may be other data."""
+    import dataclasses
+
+    shared = get_registry()
+    kept = st.session_state.get("transferlab-registry")
+    if kept is None or kept[0] is not shared:  # the shared one was loaded again: copy that one
+        kept = (shared, dataclasses.replace(shared, tasks=dict(shared.tasks), owner=dict(shared.owner)))
+        st.session_state["transferlab-registry"] = kept
+    return kept[1]
+
+
+#: the path field's help, on every page that takes your data
+DATA_HELP = ("A folder of class folders (root/<class>/<images>, nested folders and any image format), a CSV of "
+             "path,label (paths relative to the CSV), or tfds:NAME[:split] for a tensorflow-datasets set prepared on "
+             "this machine. It becomes a task named after it (as `--data` makes it), with no augmentation or class "
+             "weights unless you ask.")
+
+
+def data_path_input() -> str:
+    """The path field of the pages that take your data; its text, stripped ("" while empty)."""
+    return st.text_input("Your data (a path, or tfds:NAME)", "", help=DATA_HELP,
+                         placeholder="/path/to/images  ·  /path/to/labels.csv  ·  tfds:cifar10").strip()
+
+
 @st.cache_resource
 def _store(url: str | None, ro: bool):
     from transferlab.store import Store

@@ -13,13 +13,10 @@ import pandas as pd
 import streamlit as st
 
 from transferlab.dashboard.charts import rank_chart, rank_vs_realised_chart
-from transferlab.dashboard.common import get_registry, guarded, load_runs, public_text, read_only, train_runs
+from transferlab.dashboard.common import (data_path_input, guarded, load_runs, public_text, read_only,
+                                         session_registry, train_runs)
 from transferlab.dashboard.tables import show_table
 from transferlab.rank_store import p_text, ranking_frame, stored_rankings
-
-DATA_HELP = ("A folder of class folders, a CSV of path,label, or tfds:NAME[:split] prepared on this machine: ranked "
-             "as the task `transferlab rank --data` makes of it.")
-
 
 def _rankable(registry) -> list[str]:
     """Registered image-classification tasks that are not stubs (what `transferlab rank --task` takes)."""
@@ -31,12 +28,11 @@ def _choose_task(registry, stored: list[dict]) -> tuple[str | None, str | None]:
     """(task name, data location or None) from the path field (not in read-only mode) or the task list."""
     data = None
     if not read_only():
-        text = st.text_input("Your data (a path, or tfds:NAME)", "", help=DATA_HELP,
-                             placeholder="/path/to/images  ·  /path/to/labels.csv  ·  tfds:cifar10")
-        if text.strip():
+        text = data_path_input()
+        if text:
             from transferlab.userdata import resolve_data
 
-            return resolve_data(registry, text).name, text.strip()
+            return resolve_data(registry, text).name, text
     with_rankings = list(dict.fromkeys(r["task"] for r in stored))
     options = with_rankings + [t for t in ([] if read_only() else _rankable(registry)) if t not in with_rankings]
     if not options:
@@ -144,7 +140,7 @@ def render() -> None:
                "frozen features of the task's labelled training pool: a logistic-regression probe (cross-validated, "
                "stratified folds), LogME and k-NN, with what scoring cost here, its parameters and its latency. The "
                "features are the ones a later frozen run of that size and seed 0 reads from the cache.")
-    registry = get_registry()
+    registry = session_registry()  # tasks made from the path field are this session's own
     stored = stored_rankings()
     task, data = _choose_task(registry, stored)
     if task is None:

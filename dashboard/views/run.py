@@ -4,7 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from transferlab.dashboard.common import get_registry, guarded, load_runs, public_text, read_only
+from transferlab.dashboard.common import (data_path_input, guarded, load_runs, public_text, read_only,
+                                         session_registry)
 from transferlab.dashboard.live import live_view
 from transferlab.errors import TransferlabError, UserError
 
@@ -42,11 +43,6 @@ def _fallback_backbones(registry, tasks: list[str]) -> list[str]:
     return [b for b in baseline if b in fitting][:1] or fitting[:1]
 
 
-DATA_HELP = ("A folder of class folders (root/<class>/<images>, nested folders and any image format), a CSV of "
-             "path,label (paths relative to the CSV), or tfds:NAME[:split] for a tensorflow-datasets set prepared on "
-             "this machine. It becomes a task named after it, with no augmentation or class weights unless you ask.")
-
-
 def data_field(registry):
     """The path field: your data as a task (registered, and preselected below), with its data version, the
     runs the store holds of it, and its test, validation and training split sizes per class. None while the
@@ -55,9 +51,8 @@ def data_field(registry):
     from transferlab.errors import UserError
     from transferlab.userdata import resolve_data, split_table
 
-    text = st.text_input("Your data (a path, or tfds:NAME)", "", help=DATA_HELP,
-                         placeholder="/path/to/images  ·  /path/to/labels.csv  ·  tfds:cifar10")
-    if not text.strip():
+    text = data_path_input()
+    if not text:
         return None
     try:
         task = resolve_data(registry, text)
@@ -198,10 +193,9 @@ def render() -> None:
         return
     from transferlab.sweeps import SWEEP_CONFIRM_LIMIT, expand_plan
 
-    from transferlab.fingerprints import forget_data_versions
-
-    forget_data_versions()  # this process lives long: every rerun fingerprints the data as it is now
-    registry = get_registry()
+    # Data versions are reused for a few seconds (fingerprints.VERSION_REUSE_S), so a rerun per keystroke does not
+    # walk the whole tree again; launching checks the data fresh (check_jobs_fit_data).
+    registry = session_registry()  # tasks made from the path field are this session's own
     grid, options, workers = sweep_form(registry, data_field(registry))
     plan = _plan(registry, grid, options) if all(grid[k] for k in ("tasks", "backbones", "strategies")) else None
     confirmed = plan is not None and plan.jobs <= SWEEP_CONFIRM_LIMIT
