@@ -6,7 +6,8 @@ best mean test score over strategies (and other settings; mean over seeds), per 
 agreement is scipy's weighted Kendall τ (``scipy.stats.weightedtau``: hyperbolic weights, so swapping the
 top pairs costs more than swapping the bottom ones; +1 is the same order, −1 the reverse), for each of
 the ranking's scores beside two naive rankings that need no features at all: the published ImageNet
-top-1 (over the ImageNet-pretrained pairs only, which are all that have one) and the parameter count (a
+top-1 (over the ImageNet-pretrained pairs only, which are all that have one, so the probe's τ over those same
+pairs is given beside it: ``tau_probe_mean_top1_pairs``) and the parameter count (a
 2026 study found ordering models by size alone often beats published transferability scores).
 
 With fewer than :data:`MIN_PAIRS_FOR_TAU` pairs a τ means nothing and none is given; with a handful it is
@@ -28,7 +29,7 @@ PREDICTORS = {"probe_mean": "probe accuracy", "logme": "LogME", "knn_mean": "k-N
 _POINT_COLUMNS = ["pair", "backbone", "weights", "size", "examples_per_class", *PREDICTORS, "realised", "realised_ci95",
                   "realised_n", "best_strategy", "metric_label"]
 _TAU_COLUMNS = ["size", "examples_per_class", "largest", "pairs", *(f"tau_{k}" for k in PREDICTORS),
-                *(f"n_{k}" for k in PREDICTORS), "reading"]
+                *(f"n_{k}" for k in PREDICTORS), "tau_probe_mean_top1_pairs", "reading"]
 
 
 def realised_scores(runs: pd.DataFrame, task: str, data_version: str | None, baselines: Any = ()) -> pd.DataFrame:
@@ -91,6 +92,12 @@ def rank_vs_realised(ranking: pd.DataFrame, realised: pd.DataFrame) -> tuple[pd.
             row[f"n_{column}"] = int(known.sum())
             enough = known.sum() >= MIN_PAIRS_FOR_TAU and np.ptp(x[known]) > 0 and np.ptp(y[known]) > 0
             row[f"tau_{column}"] = _tau(x[known], y[known]) if enough else np.nan
+        # ImageNet top-1 is known for ImageNet pairs only: the probe's τ over those same pairs is the fair match
+        top1 = np.isfinite(pd.to_numeric(group["imagenet_top1"], errors="coerce").to_numpy(dtype=float))
+        x = pd.to_numeric(group["probe_mean"], errors="coerce").to_numpy(dtype=float)
+        same = top1 & np.isfinite(x) & np.isfinite(y)
+        enough = same.sum() >= MIN_PAIRS_FOR_TAU and np.ptp(x[same]) > 0 and np.ptp(y[same]) > 0
+        row["tau_probe_mean_top1_pairs"] = _tau(x[same], y[same]) if enough else np.nan
         row["reading"] = _reading(row)
         rows.append(row)
     return points[_POINT_COLUMNS].reset_index(drop=True), pd.DataFrame(rows, columns=_TAU_COLUMNS)
@@ -108,7 +115,11 @@ def _reading(row: dict[str, Any]) -> str:
     lead = (f"{leaders[0]} ordered the runs best" if len(leaders) == 1
             else f"{', '.join(leaders[:-1])} and {leaders[-1]} tie for the best order")
     missing = [PREDICTORS[k] for k in PREDICTORS if not np.isfinite(row[f"tau_{k}"])]
-    return (f"{lead} (τ {best:+.2f}) over {row['pairs']} pairs; a handful of pairs is weak evidence"
+    same = row.get("tau_probe_mean_top1_pairs", np.nan)
+    fair = (f"; on the {row['n_imagenet_top1']} pairs with a published top-1, probe τ {same:+.2f} against top-1 "
+            f"τ {row['tau_imagenet_top1']:+.2f}" if np.isfinite(same) and row["n_imagenet_top1"] < row["pairs"]
+            and np.isfinite(row["tau_imagenet_top1"]) else "")
+    return (f"{lead} (τ {best:+.2f}) over {row['pairs']} pairs; a handful of pairs is weak evidence" + fair
             + (f"; no τ for {', '.join(missing)} (fewer than {MIN_PAIRS_FOR_TAU} pairs have it, or no spread)"
                if missing else ""))
 

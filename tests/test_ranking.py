@@ -236,6 +236,21 @@ def test_weighted_tau_of_a_known_ordering():
     assert partial.iloc[0]["tau_probe_mean"] == pytest.approx(expected) and 0 < expected < 1
 
 
+def test_the_probe_is_also_scored_on_the_pairs_that_have_an_imagenet_top1():
+    from scipy import stats
+
+    from transferlab.rank_check import rank_vs_realised
+
+    probe, realised = [0.9, 0.8, 0.7, 0.6, 0.5], [0.95, 0.60, 0.80, 0.70, 0.85]
+    top1 = [0.70, np.nan, 0.75, 0.80, 0.72]  # b1 (random init, say) has none
+    row = rank_vs_realised(_ranking(probe, [1, 2, 3, 4, 5], top1=top1), _realised(realised))[1].iloc[0]
+    keep = [0, 2, 3, 4]
+    expected = stats.weightedtau([probe[i] for i in keep], [realised[i] for i in keep]).statistic
+    assert row["tau_probe_mean_top1_pairs"] == pytest.approx(expected)
+    assert row["tau_probe_mean_top1_pairs"] != pytest.approx(row["tau_probe_mean"])  # the subset matters here
+    assert f"on the 4 pairs with a published top-1, probe τ {expected:+.2f} against top-1 τ " in row["reading"]
+
+
 def test_tau_needs_three_pairs():
     from transferlab.rank_check import rank_vs_realised
 
