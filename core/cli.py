@@ -432,7 +432,8 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
                         "(default 0)")
     p.add_argument("--early-stopping", dest="early_stopping", metavar="PATIENCE",
                    help="stop a phase PATIENCE epochs after its best validation loss, once its --min-steps are done, "
-                        "and keep that epoch's weights (default 0: off)")
+                        "and keep that epoch's weights (default 0: off); where --min-steps needs as many epochs as "
+                        "--epochs or more, the phase may run 10 x PATIENCE epochs past them")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
                    help="rotation, shift, flip and zoom augmentation (default: the task's; off for most)")
     p.add_argument("--mixed-precision", dest="mixed_precision", action="store_true",

@@ -53,6 +53,23 @@ def test_the_step_budget_raises_epochs_for_small_training_sets():
     assert phase_epochs(10, steps_per_epoch=2, min_steps=0) == (10, 0)
 
 
+def test_a_floor_at_or_above_the_epochs_leaves_early_stopping_room_and_a_floor_below_changes_nothing():
+    from transferlab.runner.budget import ROOM_PATIENCES
+
+    # README's recipe at 5 per class (2 steps an epoch): the floor of 25 epochs passes the default 10
+    assert phase_epochs(10, steps_per_epoch=2, min_steps=50, patience=5) == (25 + ROOM_PATIENCES * 5, 25)
+    assert phase_epochs(25, steps_per_epoch=2, min_steps=50, patience=5) == (25 + ROOM_PATIENCES * 5, 25)
+    assert phase_epochs(10, steps_per_epoch=2, min_steps=50, patience=0) == (25, 25)  # no watch: the floor
+    # floors below the epochs keep them as the cap (the strategies demo's grids: 300, 50 and 30 epochs)
+    for epochs in (300, 50, 30, 26):
+        assert phase_epochs(epochs, steps_per_epoch=2, min_steps=50, patience=5) == (epochs, 25)
+    from transferlab.cli import build_parser
+
+    run = next(a for a in build_parser()._actions if a.dest == "command").choices["run"]
+    help_text = next(a.help for a in run._actions if a.dest == "early_stopping")
+    assert f"{ROOM_PATIENCES} x PATIENCE epochs past them" in help_text
+
+
 def test_step_options_stay_out_of_old_job_ids_and_are_range_checked(registry):
     from transferlab.jobs import JobFieldError
 
@@ -121,6 +138,18 @@ def test_early_stopping_ends_the_phase_and_restores_the_best_weights(registry, m
     assert phase["optimizer_steps"] == 4 * phase["epochs_run"]
     assert final_val_losses == [pytest.approx(losses[best], rel=1e-5)]  # the best epoch's weights, not the last's
     assert phase["still_improving"] is False
+
+
+def test_early_stopping_still_acts_when_the_step_floor_passes_the_epochs(registry):
+    from transferlab.runner.budget import ROOM_PATIENCES
+
+    logged: list = []
+    # 4 steps an epoch: 8 steps are a 2-epoch floor, above epochs=1; before, the budget was the floor itself
+    job = make_job(registry, strategy="scratch", epochs=1, min_steps=8, learning_rate=0.3, early_stopping=1, **FAST)
+    (phase,) = Runner(registry, log_epoch=_logger(logged)).run(job).phases
+    assert phase["epochs"] == 2 + ROOM_PATIENCES * 1
+    assert phase["early_stopped"] and 2 < phase["epochs_run"] == len(logged) < phase["epochs"]
+    assert phase["restored_best"]
 
 
 def test_a_phase_stopped_early_before_a_crash_resumes_stopped_with_its_best_weights(registry):

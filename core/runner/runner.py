@@ -322,7 +322,7 @@ class Runner:
         for index, phase in enumerate(strategy.phases):
             batchnorm = strategy.batchnorm_of(phase)
             units = freeze_for_phase(net, phase, job.fine_tune_layers, batchnorm, blocks)
-            epochs, floor = phase_epochs(phase.resolved_epochs(job), steps, job.min_steps)
+            epochs, floor = phase_epochs(phase.resolved_epochs(job), steps, job.min_steps, job.early_stopping)
             lr = phase.resolved_learning_rate(job)
             resumed = checkpoints.load(model, index, backbone.name) if not phases or phases[-1].get("resumed") else None
             if resumed is not None:  # finished by an interrupted attempt: keep it, verified as it was then
@@ -384,7 +384,7 @@ class Runner:
         before = snapshot(head_model)
         expected = expected_to_change(head_model, "inference")
         lr, steps = phase.resolved_learning_rate(job), math.ceil(len(y_train) / job.batch_size)
-        epochs, floor = phase_epochs(phase.resolved_epochs(job), steps, job.min_steps)
+        epochs, floor = phase_epochs(phase.resolved_epochs(job), steps, job.min_steps, job.early_stopping)
         watch = phase_watch(job.early_stopping, max(floor - 1, 0))
         seconds = self._fit_phase(head_model, phase.name, train_ds, val_ds, epochs, 0,
                                   make_optimizer(phase.optimizer, lr, None, phase.weight_decay),
