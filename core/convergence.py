@@ -5,9 +5,11 @@ markers the run tables show. Pure: no TensorFlow (the dashboard imports it).
 epochs was still improving when it ended if its lowest validation loss came in one of its last
 :data:`BEST_WITHIN_LAST` epochs *and* the least-squares slope of the validation loss over its last
 :data:`WINDOW` epochs is negative with one-sided p < :data:`SLOPE_P` (``scipy.stats.linregress``): more
-training would very likely have lowered the loss further. A phase ended by early stopping is never still
-improving (its best lies ``patience`` epochs back); a noisy plateau whose last epoch happens to be the best
-is not either (its slope is not clearly negative). A run is still improving when its last phase is: that
+training would very likely have lowered the loss further. A phase ended by early stopping is recorded as not
+still improving whatever its losses (the runner sets False): its watch saw no better loss for ``patience``
+epochs, though with patience 1 the best lies one epoch back, inside :data:`BEST_WITHIN_LAST`, and the rule
+alone could say True. A noisy plateau whose last epoch happens to be the best is not still improving either
+(its slope is not clearly negative). A run is still improving when its last phase is: that
 phase made the weights it was tested with. The store keeps it in the ``still_improving`` column.
 """
 from __future__ import annotations

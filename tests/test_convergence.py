@@ -152,6 +152,20 @@ def test_early_stopping_still_acts_when_the_step_floor_passes_the_epochs(registr
     assert phase["restored_best"]
 
 
+def test_a_phase_stopped_early_is_not_still_improving_even_when_its_losses_say_so():
+    from types import SimpleNamespace
+
+    from transferlab.runner.runner import phase_outcome
+
+    losses = [1.0, 0.9, 0.8, 0.7, 0.6, 0.65]  # patience 1: the best is one epoch back, the slope still falls
+    assert still_improving(losses) is True
+    stopped = SimpleNamespace(stopped=True, stopped_epoch=5, best_epoch_index=4, losses=losses)
+    outcome = phase_outcome(stopped, 0, 30, 2)
+    assert outcome["early_stopped"] and outcome["epochs_run"] == 6 and outcome["still_improving"] is False
+    ran_out = SimpleNamespace(stopped=False, stopped_epoch=0, best_epoch_index=None, losses=losses)
+    assert phase_outcome(ran_out, 0, 6, 2)["still_improving"] is True  # the cap ended it: the rule decides
+
+
 def test_a_phase_stopped_early_before_a_crash_resumes_stopped_with_its_best_weights(registry):
     job = make_job(registry, strategy="scratch", epochs=30, learning_rate=0.3, early_stopping=2, **FAST)
     whole = Runner(registry).run(job)

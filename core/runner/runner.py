@@ -412,14 +412,16 @@ def phase_outcome(watch: Any, offset: int, epochs: int, steps: int) -> dict[str,
     """How a phase of at most ``epochs`` epochs from epoch index ``offset`` went, for its record: ``epochs_run``,
     ``optimizer_steps`` (actual), ``early_stopped``, ``best_epoch`` (numbered across the run's phases from 1,
     as the store's epochs are: the epoch whose weights the phase ended with when ``restored_best``, else
-    the one with the lowest validation loss) and ``still_improving``."""
+    the one with the lowest validation loss) and ``still_improving`` (False for a phase the watch stopped: it
+    found no better loss for its patience, which the rule alone may miss with patience 1)."""
     run = watch.stopped_epoch + 1 - offset if watch.stopped else epochs
     restored = watch.best_epoch_index
     known = [(loss, i) for i, loss in enumerate(watch.losses) if loss is not None]
     lowest = offset + min(known)[1] if known else None  # the first of equal losses
     best = restored + 1 if restored is not None else (lowest + 1 if lowest is not None else None)
     return dict(epochs_run=run, optimizer_steps=steps * run, early_stopped=bool(watch.stopped), best_epoch=best,
-                restored_best=restored is not None, still_improving=still_improving(watch.losses))
+                restored_best=restored is not None,
+                still_improving=False if watch.stopped else still_improving(watch.losses))
 
 
 def no_signal_fields(check: Any) -> dict[str, Any]:
