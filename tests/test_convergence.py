@@ -166,6 +166,31 @@ def test_a_phase_stopped_early_is_not_still_improving_even_when_its_losses_say_s
     assert phase_outcome(ran_out, 0, 6, 2)["still_improving"] is True  # the cap ended it: the rule decides
 
 
+def test_the_gradient_probe_leaves_batchnorm_statistics_and_rng_state_as_they_were():
+    import keras
+    import tensorflow as tf
+
+    from transferlab.runner.freezing import max_gradients
+
+    inputs = keras.Input(shape=(4, 4, 1))
+    x = keras.layers.RandomFlip(seed=1, name="flip")(inputs)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(8, name="d1")(x)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.Dropout(0.5, seed=2, name="drop")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="d2")(x))
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    data = tf.data.Dataset.from_tensor_slices((rng.normal(size=(8, 4, 4, 1)).astype("float32"),
+                                               np.arange(8) % 2)).batch(4)
+    before = {v.path: np.array(v.numpy(), copy=True) for v in model.variables}
+    assert any("seed_generator" in path for path in before) and any("moving_mean" in path for path in before)
+    peaks = max_gradients(model, data, {model.get_layer("d1").kernel.path})
+    assert peaks[model.get_layer("d1").kernel.path] > 0
+    for v in model.variables:
+        np.testing.assert_array_equal(v.numpy(), before[v.path], err_msg=v.path)
+
+
 def test_a_phase_stopped_early_before_a_crash_resumes_stopped_with_its_best_weights(registry):
     job = make_job(registry, strategy="scratch", epochs=30, learning_rate=0.3, early_stopping=2, **FAST)
     whole = Runner(registry).run(job)

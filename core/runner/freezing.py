@@ -129,20 +129,30 @@ def verify_phase(model: Any, before: dict[str, np.ndarray], expected: set[str], 
 
 def max_gradients(model: Any, dataset: Any, paths: set[str], batches: int = 2) -> dict[str, float]:
     """The largest gradient magnitude of the loss of compiled ``model`` over the first ``batches`` batches of
-    ``dataset``, for each trainable weight whose path is in ``paths`` (0.0 for a weight the loss does not reach)."""
+    ``dataset``, for each trainable weight whose path is in ``paths`` (0.0 for a weight the loss does not reach).
+
+    The model leaves as it came: the forward passes run in training mode (the gradients a phase saw), which
+    moves the statistics of BatchNorm layers that train and advances the RNG state of Dropout and augmentation,
+    so every non-trainable variable is put back afterwards; the probe runs after the freeze check's snapshot,
+    and the model it leaves is the one checkpointed and tested."""
     import tensorflow as tf
 
     wanted = [v for v in model.trainable_variables if v.path in paths]
     peaks = {v.path: 0.0 for v in wanted}
     if not wanted:
         return peaks
-    for batch in dataset.take(batches):
-        x, y = batch[0], batch[1]  # (inputs, targets[, sample weights])
-        with tf.GradientTape() as tape:
-            loss = model.compute_loss(x=x, y=y, y_pred=model(x, training=True), training=True)
-        for variable, gradient in zip(wanted, tape.gradient(loss, wanted)):
-            if gradient is not None:
-                peaks[variable.path] = max(peaks[variable.path], float(tf.reduce_max(tf.abs(gradient))))
+    kept = [(v, np.array(v.numpy(), copy=True)) for v in model.variables if not v.trainable]  # seed states too
+    try:
+        for batch in dataset.take(batches):
+            x, y = batch[0], batch[1]  # (inputs, targets[, sample weights])
+            with tf.GradientTape() as tape:
+                loss = model.compute_loss(x=x, y=y, y_pred=model(x, training=True), training=True)
+            for variable, gradient in zip(wanted, tape.gradient(loss, wanted)):
+                if gradient is not None:
+                    peaks[variable.path] = max(peaks[variable.path], float(tf.reduce_max(tf.abs(gradient))))
+    finally:
+        for variable, value in kept:
+            variable.assign(value)
     return peaks
 
 
