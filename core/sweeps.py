@@ -38,7 +38,9 @@ def untrained_batchnorm(strategy: Any) -> bool:
     are not normalised at all: in EfficientNet-Lite0 they shrink to 1e-11 and the gradients reaching the base
     to 1e-14, and the run ends with ``no_learning_signal`` in its fine-tuning phase. A sweep that may skip
     combinations skips these (the strategy that declares random init is the random-init baseline); a single
-    job asked for by name still runs.
+    job asked for by name still runs. The test reads the strategy only, so a backbone without BatchNorm is
+    skipped too: knowing would mean building every backbone of the grid (TensorFlow, seconds each) while the
+    plan is sized in milliseconds, and the skip reason says so.
     """
     return (not strategy.random_init and not strategy.cached_features
             and any(p.trains_base and strategy.batchnorm_of(p) == "inference" for p in strategy.phases))
@@ -48,7 +50,8 @@ def _untrained_batchnorm_reason(registry: Registry, strategies: list[str]) -> st
     baselines = ", ".join(s.name for s in registry.select("strategy", random_init=True)) or "a random-init strategy"
     return (f"{', '.join(strategies)} from random init (weights 'none'): fine-tuning with BatchNorm in inference "
             f"mode on statistics never estimated, little or no learning signal reaches the base ({baselines} is "
-            "the random-init baseline)")
+            "the random-init baseline); skipped for every backbone of the grid, with BatchNorm or not (the plan "
+            "does not build backbones to look): `transferlab run` one by name to train it anyway")
 
 
 def parse_source(registry: Registry, source: str) -> tuple[str, bool]:

@@ -312,6 +312,8 @@ def test_grids_skip_fine_tuning_from_random_init_and_say_why(bn_registry):
         text = plan.describe()
         assert "lp_ft, full_fine_tune from random init (weights 'none')" in text
         assert "scratch is the random-init baseline" in text
+        # the skip reads the strategy only: it says it does not look at the backbone, and what to do instead
+        assert "with BatchNorm or not" in text and "`transferlab run` one by name" in text
         kept = {(j.backbone, j.weights, j.strategy) for j in expand_plan(bn_registry, plan)}
         assert not {(b, "none", s) for b in grid["backbones"] for s in ("lp_ft", "full_fine_tune")} & kept
         assert ("efficientnet_lite0", "imagenet", "lp_ft") in kept
