@@ -24,12 +24,27 @@ def _demo_description(jobs) -> str:
             f"{seeds} seed{'s' if seeds != 1 else ''}: " + "; ".join(configs) + ".")
 
 
-def _verdict_panel(registry, runs: pd.DataFrame) -> None:
-    """The verdict per task, one paragraph each (``transferlab recommend`` in the terminal)."""
+@st.cache_data(max_entries=4, show_spinner=False)
+def _summaries(state: int, _runs: pd.DataFrame, baselines: tuple[str, ...]) -> dict:
+    """The verdict's paragraphs, computed once per store state (``state``; the frame itself is not hashed)."""
     from transferlab.latency import latency_lookup
     from transferlab.verdict import recommend
 
-    summaries = recommend(runs, baselines=registry.baseline_strategies(), latency=latency_lookup()).summaries()
+    return recommend(_runs, baselines=baselines, latency=latency_lookup()).summaries()
+
+
+def store_state(runs: pd.DataFrame) -> int:
+    """A cheap key that changes whenever a run is added, finishes or changes score: a hash of the few columns
+    the verdict reads, so Home recomputes the verdict only then, not on every rerun."""
+    columns = [c for c in ("run_id", "status", "score", "still_improving", "wall_seconds") if c in runs]
+    if runs.empty or not columns:
+        return 0
+    return int(pd.util.hash_pandas_object(runs[columns].astype(str), index=False).sum())
+
+
+def _verdict_panel(registry, runs: pd.DataFrame) -> None:
+    """The verdict per task, one paragraph each (``transferlab recommend`` in the terminal)."""
+    summaries = _summaries(store_state(runs), runs, tuple(sorted(registry.baseline_strategies())))
     if not summaries:
         return
     st.subheader("Verdict")
