@@ -500,7 +500,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{column}")
     p.set_defaults(func=cmd_runs)
 
-    p = sub.add_parser("rank", help="rank backbones by the transferability of their frozen features, before training")
+    p = sub.add_parser("rank", help="rank backbones by the transferability of their frozen features, before training",
+                       epilog="Features are cached, so ranking again costs only the scores. A training run reuses "
+                              "them only in a narrow case: a frozen run of the same pair at the ranking's input size "
+                              "(64 px by default, below most training sizes), seed 0, and --examples-per-class equal "
+                              "to max-images // classes; any other run extracts its own features.")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="your data: a class-folder tree, a CSV of path,label, or tfds:NAME[:split]")
     source.add_argument("--task", help="a registered task instead of --data")

@@ -21,7 +21,10 @@ random init, whose base is built after ``keras.utils.set_random_seed(0)`` as the
   cached-features strategy, and the LogME every run records) reads the ranking's features instead of
   extracting them, and a ranking after such a run reads the run's.
 
-Other sizes and seeds draw other subsets and share nothing: keys are per set of indices.
+Other sizes and seeds draw other subsets and share nothing: keys are per set of indices. **In practice the
+sharing rarely happens**: it needs a frozen run at the ranking's input size (64 px by default, where runs usually
+train larger), seed 0, and ``--examples-per-class`` exactly ``max_images // classes``. What ranking again saves
+is certain; what it saves a later training run is the exception (``transferlab rank --help`` says so too).
 
 The result is one JSON file per (task, data version, input size) under ``<home>/cache/ranks/``, written
 atomically with its sha256 beside it (:class:`transferlab.safe_io.VerifiedFile`), so the dashboard shows it

@@ -71,7 +71,9 @@ def format_ranking(result: dict[str, Any]) -> str:
 
 def cmd_rank(args: Any) -> int:
     """``transferlab rank``: rank the offline backbones on ``--task`` or ``--data``, print the table (or
-    ``--json``), and, when the store holds runs of the same task and data version, how well it predicted them."""
+    ``--json``), and, when the store holds runs of the same task and data version, how well it predicted them.
+    A later training run reuses the ranking's features only at its input size, seed 0 and ``max_images //
+    classes`` examples per class (see :mod:`transferlab.ranking`)."""
     from transferlab import registry as registry_module
     from transferlab.cli import _csv_list
 
