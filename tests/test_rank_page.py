@@ -51,7 +51,7 @@ def test_the_page_shows_the_stored_ranking_and_its_check_against_the_runs(ranked
     assert set(table["pair"]) == {"tiny · random init", "small_cnn · random init"}
     assert table["probe accuracy"].is_monotonic_decreasing
     taus = at.dataframe[1].value  # only the small CNN has runs here: one pair per size, too few for a tau
-    assert set(taus["size"]) == {"5/class", "10/class"} and (taus["pairs"] == 1).all()
+    assert set(taus["size"]) == {"5 per class", "10 per class"} and (taus["pairs"] == 1).all()
     assert taus["reading"].str.startswith("too few pairs (1)").all()
 
 
