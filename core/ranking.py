@@ -26,7 +26,8 @@ sharing rarely happens**: it needs a frozen run at the ranking's input size (64 
 train larger), seed 0, and ``--examples-per-class`` exactly ``max_images // classes``. What ranking again saves
 is certain; what it saves a later training run is the exception (``transferlab rank --help`` says so too).
 
-The result is one JSON file per (task, data version, input size) under ``<home>/cache/ranks/``, written
+The result is one JSON file per (task, data version, input size, ``--max-images``, pairs asked for) under
+``<home>/cache/ranks/``, written
 atomically with its sha256 beside it (:class:`transferlab.safe_io.VerifiedFile`), so the dashboard shows it
 without TensorFlow and without recomputing. It holds no local path: the data's location is not in it.
 """
@@ -41,14 +42,13 @@ import numpy as np
 
 from transferlab.errors import UnknownNameError, UserError
 from transferlab.rank_store import (  # noqa: F401 (the storage is part of this module's API)
-    RANK_FORMAT, json_ready, load_ranking, p_text, pair_label, rank_path, ranking_frame, ranks_dir, save_ranking,
-    stored_rankings,
+    DEFAULT_MAX_IMAGES, RANK_FORMAT, json_ready, load_ranking, p_text, pair_label, rank_path, ranking_frame,
+    ranks_dir, save_ranking, stored_rankings,
 )
 
 
 #: the seed of the subsample (and of a random-init base): a job at seed 0 shares the ranking's features
 RANK_SEED = 0
-DEFAULT_MAX_IMAGES = 1000
 #: The default input size is the task's (else the pairs' smallest default) capped here, for the speed target
 #: (6 pairs on 1,000 images in under 60 s on 2 CPU cores). Measured with benchmarks/rank_speed.py on Animal-MNIST,
 #: cold, on 2 cores shared with other jobs (load 2-3): 64 px took 49.8 s (47.5 CPU seconds), 96 px 69.9 s (64.9:
@@ -341,7 +341,8 @@ def rank(registry: Any, task_name: str, backbones: Sequence[str] | None = None,
         raise UserError(f"Task {task.name!r} holds texts; transferlab rank scores image backbones on images.")
     splits = make_splits(data)
     subset = ranking_subset(data.labels, splits.pool, max_images, task.name)
-    previous = load_ranking(task.name, data.provenance.get("data_version"), size) or {}
+    selection = None if backbones is None else sorted(f"{spec.name}:{weights}" for spec, weights in pairs)
+    previous = load_ranking(task.name, data.provenance.get("data_version"), size, max_images, selection) or {}
     known = {(r["backbone"], r["weights"]): r["params"] for r in previous.get("pairs", []) if r.get("params")}
     import_tensorflow_quietly()
     latencies = _latencies()
@@ -373,7 +374,7 @@ def rank(registry: Any, task_name: str, backbones: Sequence[str] | None = None,
                                                         fraction=subset.fraction, seed=RANK_SEED,
                                                         indices_sha=indices_hash(subset.indices),
                                                         as_job=subset.describe()),
-        max_images=max_images, folds=cv_folds(data.labels[subset.indices], CV_FOLDS), knn_neighbours=KNN_NEIGHBOURS,
+        max_images=max_images, selection=selection, folds=cv_folds(data.labels[subset.indices], CV_FOLDS), knn_neighbours=KNN_NEIGHBOURS,
         machine=machine_id(), computed_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
         seconds=round(time.perf_counter() - started, 2), pairs=rows, top=top_sentence(rows),
     )

@@ -11,6 +11,7 @@ import pytest
 
 from transferlab.cli import main
 from transferlab.errors import UnknownNameError, UserError
+from transferlab.rank_store import rank_path
 
 FAST = ["--task", "digits", "--backbones", "tiny:none,small_cnn:none", "--max-images", "100"]
 
@@ -107,7 +108,7 @@ def test_rank_prints_the_table_and_the_top_sentence_and_stores_the_result(tiny_c
                               "latency_ms"]
     top = next(line for line in out.splitlines() if line.startswith("Top: "))
     assert (" ties the second" in top) != (" beats the second" in top)
-    assert _ranks(tl_home) == ["digits--pinned--16px.json"]
+    assert _ranks(tl_home) == [rank_path("digits", None, 16, 100, ["tiny:none", "small_cnn:none"]).name]
     from transferlab.ranking import load_ranking, stored_rankings
 
     stored = load_ranking("digits", None, 16)
@@ -194,11 +195,24 @@ def test_no_backbone_with_offline_weights_is_refused(tiny_cli, capsys, monkeypat
     assert "No image backbone has weights available offline" in capsys.readouterr().err
 
 
+def test_a_partial_ranking_sits_beside_the_full_one_and_replaces_nothing(tiny_cli, capsys, tl_home):
+    from transferlab.ranking import load_ranking
+
+    assert main(["rank", *FAST]) == 0
+    assert main(["rank", "--task", "digits", "--backbones", "tiny:none", "--max-images", "100"]) == 0
+    assert main(["rank", "--task", "digits", "--backbones", "tiny:none", "--max-images", "50"]) == 0
+    assert len(_ranks(tl_home)) == 3
+    both = load_ranking("digits", None, 16, 100, ["tiny:none", "small_cnn:none"])
+    assert sorted(r["backbone"] for r in both["pairs"]) == ["small_cnn", "tiny"]
+    assert [r["backbone"] for r in load_ranking("digits", None, 16, 100, ["tiny:none"])["pairs"]] == ["tiny"]
+    assert load_ranking("digits", None, 16, 50)["n_images"] == 50
+
+
 def test_an_altered_ranking_file_is_not_shown(tiny_cli, capsys, tl_home):
     from transferlab.ranking import load_ranking, rank_path, stored_rankings
 
     assert main(["rank", *FAST]) == 0
-    path = rank_path("digits", None, 16)
+    path = rank_path("digits", None, 16, 100, ["small_cnn:none", "tiny:none"])
     path.write_text(path.read_text().replace('"tiny"', '"tinx"'))
     assert load_ranking("digits", None, 16) is None and stored_rankings() == []
 
