@@ -65,11 +65,10 @@ def _phases(value: Any) -> list[dict[str, Any]]:
 def training_note(still: Any, phases_json: Any) -> str:
     """The marker of one run: :data:`STILL_IMPROVING`, :data:`CONVERGED` or empty (unknown), and
     :data:`NO_LEARNING_SIGNAL` (with the phases it names) where a phase's base received no gradient."""
+    from transferlab.cells import known_bool
+
     notes = []
-    try:
-        known = None if still is None or still != still else bool(still)  # still != still: NaN, as pandas reads NULL
-    except TypeError:  # pandas.NA
-        known = None
+    known = known_bool(still)
     if known is not None:
         notes.append(STILL_IMPROVING if known else CONVERGED)
     silent = [p.get("phase", "?") for p in _phases(phases_json) if p.get("no_learning_signal")]

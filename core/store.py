@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator
 import sqlalchemy as sa
 
 from transferlab import liveness
+from transferlab.cells import known_bool
 from transferlab.errors import StoreError
 from transferlab.jobs import JobSpec
 
@@ -480,7 +481,7 @@ class Store:
             frame = frame.reindex(columns=[c.name for c in runs.columns])  # columns newer than the store: empty
         frame = _mark_lost(frame)
         # SQLite keeps booleans as 0/1 and pandas reads a column with NULLs as floats: True, False or None
-        known = [None if _known(v) is None else bool(v) for v in frame["still_improving"]]
+        known = [known_bool(v) for v in frame["still_improving"]]
         frame["still_improving"] = pd.Series(known, index=frame.index, dtype=object)
         if wanted is not None and not frame["status"].isin(wanted).all():
             frame = frame[frame["status"].isin(wanted)].reset_index(drop=True)
