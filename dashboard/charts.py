@@ -619,6 +619,11 @@ def pareto_chart(front: pd.DataFrame, cost: str = "wall_seconds", colours: Mappi
         shown.add(label)
     fig.update_xaxes(type="log")
     _legend_below(fig)
+    # Plotly does not grow a figure for its legend: room below the axes for about two names per line, the
+    # plot area kept as it was (the legend's place was set from it above).
+    legend_lines = (len(shown) + 1) // 2
+    fig.update_layout(height=(fig.layout.height or 450) + 22 * legend_lines,
+                      margin=dict(b=(fig.layout.margin.b or 60) + 22 * legend_lines))
     return _finish(fig, f"Score against {PARETO_COSTS.get(cost, cost).removesuffix(' (log)')}",
                    "filled: on the Pareto front (nothing else scores higher for less); hollow: beaten on both")
 
@@ -670,7 +675,8 @@ def rank_chart(ranking: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(range=[max(0.0, low - 0.05), 1.0], row=1, col=1)
     fig.update_layout(template=TEMPLATE, height=140 + 34 * len(frame), margin=dict(l=20, r=20, t=80, b=40),
                       bargap=0.25)
-    fig.update_yaxes(automargin=True)
+    # the bars follow the ranking, best at the top (plotly would order categories by trace: top, tie, below)
+    fig.update_yaxes(automargin=True, categoryorder="array", categoryarray=list(frame["pair"]))
     _legend_below(fig)
     return _finish(fig, "Backbones ranked before training",
                    "cross-validated logistic probe on frozen features of the training pool; tie = not separable "

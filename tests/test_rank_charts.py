@@ -27,6 +27,9 @@ def test_rank_chart_draws_each_pairs_probe_with_its_standing_and_cost():
     # best at the top: plotly draws categories bottom-up, so the frame is reversed
     assert list(cost["y"]) == ["c · random init", "b · imagenet", "a · imagenet"]
     assert list(cost["x"]) == [2.0, 3.5, 12.0] and cost["text"][1] == "3.5 s (cached)"
+    # ...and the probe panel's order is the ranking's, not the order of the standing traces (top, tie, below)
+    assert layout["yaxis"]["categoryorder"] == "array"
+    assert list(layout["yaxis"]["categoryarray"]) == ["c · random init", "b · imagenet", "a · imagenet"]
     assert "Backbones ranked before training" in layout["title"]["text"]
 
 

@@ -202,6 +202,14 @@ def test_pareto_chart_fills_front_points_and_says_what_is_missing():
     fig = pareto_chart(verdict.pareto_front(table, "wall_seconds"), "wall_seconds")
     symbols = {trace.name: list(trace.marker.symbol) for trace in fig.data}
     assert symbols == {LABEL["frozen"]: ["circle"], LABEL["scratch"]: ["circle"]}  # cheaper vs better: both on it
+
+    def front(n):  # n configurations at one size, each on the front
+        return pd.DataFrame(dict(task="t", size="5 per class", label=[f"config {i}" for i in range(n)],
+                                 mean=np.linspace(0.5, 0.9, n), cost=np.linspace(1, 100, n), on_front=True))
+
+    # the figure grows for its legend (a line per two names) instead of drawing the legend over the axes
+    two, ten = pareto_chart(front(2), "wall_seconds"), pareto_chart(front(10), "wall_seconds")
+    assert ten.layout.height - two.layout.height == ten.layout.margin.b - two.layout.margin.b == 4 * 22
     fig = pareto_chart(verdict.pareto_front(table, "latency_ms"), "latency_ms")
     assert not fig.data and "backbones --measure" in fig.layout.annotations[0].text
 

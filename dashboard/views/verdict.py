@@ -45,11 +45,12 @@ def render() -> None:
     table = recommendation.configurations
     mine = table[(table["task"] == task) & (table["data_version"] == version)]
     colours = store_colours(runs)
-    left, right = st.columns(2)
-    left.plotly_chart(pareto_chart(pareto_front(mine, "wall_seconds"), "wall_seconds", colours=colours),
-                      width="stretch")
-    right.plotly_chart(pareto_chart(pareto_front(mine, "latency_ms"), "latency_ms", colours=colours),
-                       width="stretch")
+    # One chart at a time at full width: side by side, the configuration names left no room for the points.
+    seconds, latency = st.tabs(["against training seconds", "against latency per image"])
+    seconds.plotly_chart(pareto_chart(pareto_front(mine, "wall_seconds"), "wall_seconds", colours=colours),
+                         width="stretch")
+    latency.plotly_chart(pareto_chart(pareto_front(mine, "latency_ms"), "latency_ms", colours=colours),
+                         width="stretch")
     st.caption("Each point is one configuration's mean over seeds at one size: its median training seconds, or its "
                "backbone's latency per image measured on this machine (`transferlab backbones --measure`).")
 
