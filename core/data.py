@@ -124,9 +124,7 @@ def load_task_data(registry: Any, task_name: str, data_version: Any = _NOW) -> T
     from transferlab.fingerprints import task_data_version
 
     task = registry.task(task_name)
-    # "now" is read fresh: a version reused from a few seconds ago (what lets a sweep's jobs share one walk of
-    # the files) may predate a changed setting, such as a task's folder variable, that the reuse key cannot see
-    version = task_data_version(task, fresh=True) if data_version is _NOW else data_version
+    version = task_data_version(task) if data_version is _NOW else data_version
     key = (version, task.data)
     cached = _TASK_DATA.get(task_name)
     if cached is None or cached[0] != key:

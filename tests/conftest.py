@@ -42,6 +42,16 @@ def store(tl_home):
     return Store()
 
 
+@pytest.fixture(autouse=True)
+def _no_reused_data_versions():
+    """Each test starts with no reused data versions: a version reused for a few seconds (one walk of the files
+    per sweep) is keyed on the task, not on settings such as a folder variable that another test changed."""
+    from transferlab.fingerprints import forget_data_versions
+
+    forget_data_versions()
+    yield
+
+
 @pytest.fixture(scope="session")
 def seeded_home(tmp_path_factory):
     """A store with real runs: scratch, frozen features and a corrupted-source transfer, 2 sizes x 2 seeds."""
