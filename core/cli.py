@@ -516,12 +516,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-size", dest="input_size",
                    help="pixels (default: the task's default input size, else the backbones' smallest, capped at 64)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=lambda args: _lazy("transferlab.ranking", "cmd_rank")(args))
+    p.set_defaults(func=lambda args: _lazy("transferlab.ranking_text", "cmd_rank")(args))
 
     p = sub.add_parser("recommend", help="the verdict: which configuration wins per task and training-set size")
     p.add_argument("--task", help="one task (default: every task with runs)")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=lambda args: _lazy("transferlab.verdict", "cmd_recommend")(args))
+    p.set_defaults(func=lambda args: _lazy("transferlab.verdict_text", "cmd_recommend")(args))
 
     p = sub.add_parser("demo", help="the embedded offline comparison on Animal-MNIST (~52 min on 2 cores, estimated)")
     p.add_argument("--workers", help="worker processes (default 1; 2 with --backbones)")

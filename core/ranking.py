@@ -383,17 +383,3 @@ def rank(registry: Any, task_name: str, backbones: Sequence[str] | None = None,
     if save:
         save_ranking(result)
     return result
-
-
-#: the command's text, moved to :mod:`transferlab.ranking_text`, still importable from here
-#: (``transferlab rank`` calls ``transferlab.ranking.cmd_rank``)
-_MOVED = ("cmd_rank", "format_ranking")
-
-
-def __getattr__(name: str) -> Any:
-    """The moved names, imported on first use (that module imports this one)."""
-    if name in _MOVED:
-        from transferlab import ranking_text
-
-        return getattr(ranking_text, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

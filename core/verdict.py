@@ -35,22 +35,6 @@ from transferlab.compare import score_intervals
 __all__ = ["ALPHA", "Comparison", "NOT_SET", "Recommendation", "compare_rows", "compare_scores", "configurations",
            "eligible_runs", "recommend", "size_text", "task_summaries", "tristate_columns", "verdicts"]
 
-#: names that moved to :mod:`transferlab.pareto` and :mod:`transferlab.verdict_text`, still importable from here
-#: (``transferlab recommend`` calls ``transferlab.verdict.cmd_recommend``)
-_MOVED = {"pareto_front": "transferlab.pareto", "label_or_backbone": "transferlab.pareto",
-          "PARETO_COLUMNS": "transferlab.pareto", "LABELS_COLUMNS": "transferlab.pareto",
-          "cmd_recommend": "transferlab.verdict_text", "format_recommendation": "transferlab.verdict_text",
-          "recommendation_json": "transferlab.verdict_text"}
-
-
-def __getattr__(name: str) -> Any:
-    """The moved names, imported on first use (those modules import this one)."""
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 #: significance level of every test here
 ALPHA = 0.05
 NOT_SET = -1  #: stands for "not set" (all examples, no fraction) where pandas needs a comparable key

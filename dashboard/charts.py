@@ -587,7 +587,7 @@ PARETO_COSTS = {"wall_seconds": "training seconds (log)", "latency_ms": "latency
 
 def pareto_chart(front: pd.DataFrame, cost: str = "wall_seconds", colours: Mapping[str, str] | None = None
                  ) -> go.Figure:
-    """Mean score against a cost (``verdict.pareto_front``: training seconds or latency per image), one facet per
+    """Mean score against a cost (``pareto.pareto_front``: training seconds or latency per image), one facet per
     task and training-set size, one colour per configuration (``colours``, see :func:`store_colours`). Filled
     markers are on the Pareto front (no other configuration scores higher for less); hollow ones are beaten on
     both. Only measured points are drawn: nothing joins them, so no line claims a score between runs."""

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from transferlab import verdict
+from transferlab import pareto, verdict
 from transferlab.cli import main
 
 TASK = "animal_mnist"
@@ -185,11 +185,11 @@ def test_pareto_front_on_a_known_set():
     table = pd.DataFrame([dict(task=TASK, data_version="", size_key=5, fraction_key=-1.0, examples_per_class=5.0,
                                label=name, metric_label="test accuracy", mean=score, wall_seconds=cost)
                           for name, (cost, score) in points.items()])
-    front = verdict.pareto_front(table, "wall_seconds").set_index("label")["on_front"]
+    front = pareto.pareto_front(table, "wall_seconds").set_index("label")["on_front"]
     assert set(front.index) == set(points) - {"g"}  # no cost recorded: not placed at all
     assert sorted(front[front].index) == ["a", "b", "e", "f", "h"]  # equal points do not beat each other
     other_size = table.assign(size_key=20, mean=table["mean"] - 0.5)
-    both = verdict.pareto_front(pd.concat([table, other_size]), "wall_seconds")
+    both = pareto.pareto_front(pd.concat([table, other_size]), "wall_seconds")
     assert both.groupby("size_key")["on_front"].sum().tolist() == [5, 5]  # each size has its own front
 
 
@@ -199,7 +199,7 @@ def test_pareto_chart_fills_front_points_and_says_what_is_missing():
     runs = _frame({"frozen": {5: [0.80, 0.82, 0.87]}, "scratch": {5: [0.60, 0.61, 0.63]}})
     runs.loc[runs["strategy"] == "frozen_features", "wall_seconds"] = 50.0
     table = verdict.recommend(runs, baselines=BASELINES).configurations
-    fig = pareto_chart(verdict.pareto_front(table, "wall_seconds"), "wall_seconds")
+    fig = pareto_chart(pareto.pareto_front(table, "wall_seconds"), "wall_seconds")
     symbols = {trace.name: list(trace.marker.symbol) for trace in fig.data}
     assert symbols == {LABEL["frozen"]: ["circle"], LABEL["scratch"]: ["circle"]}  # cheaper vs better: both on it
 
@@ -210,7 +210,7 @@ def test_pareto_chart_fills_front_points_and_says_what_is_missing():
     # the figure grows for its legend (a line per two names) instead of drawing the legend over the axes
     two, ten = pareto_chart(front(2), "wall_seconds"), pareto_chart(front(10), "wall_seconds")
     assert ten.layout.height - two.layout.height == ten.layout.margin.b - two.layout.margin.b == 4 * 22
-    fig = pareto_chart(verdict.pareto_front(table, "latency_ms"), "latency_ms")
+    fig = pareto_chart(pareto.pareto_front(table, "latency_ms"), "latency_ms")
     assert not fig.data and "backbones --measure" in fig.layout.annotations[0].text
 
 
