@@ -83,6 +83,30 @@ class TaskHead:
         )
 
 
+    def compact_predictions(self, predictions: np.ndarray, data: Any, indices: np.ndarray, job: Any) -> dict[str, Any]:
+        """The test predictions in the compact, JSON-ready form the store keeps with the run, so that pages
+        show a run's mistakes without retraining it.
+
+        The default classifies: ``{"kind": "classification", "indices"`` (the data indices of the test
+        split, in order)``, "labels"`` (the true class of each)``, "predicted"`` (the top class)``,
+        "confidence"`` (its probability, 4 decimals)``, "class_names"}``. A head with other outputs
+        overrides it with its own ``kind`` (the detection head keeps boxes).
+        """
+        probs = np.asarray(predictions, dtype=np.float64)
+        if probs.ndim != 2 or probs.shape[0] != len(indices):
+            raise ValueError(f"Expected class probabilities of shape ({len(indices)}, classes). "
+                             f"Received: predictions.shape={probs.shape}")
+        top = probs.argmax(axis=1)
+        return dict(
+            kind="classification",
+            indices=[int(i) for i in indices],
+            labels=[int(y) for y in np.asarray(data.labels)[np.asarray(indices, dtype=np.int64)]],
+            predicted=[int(c) for c in top],
+            confidence=[round(float(p), 4) for p in probs[np.arange(len(top)), top]],
+            class_names=[str(name) for name in data.class_names],
+        )
+
+
 class ClassificationHead(TaskHead):
     """Dropout and a softmax layer; scored by accuracy, balanced accuracy, macro F1, per-class recall and
     the confusion matrix (all the defaults of :class:`TaskHead`)."""

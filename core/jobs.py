@@ -27,9 +27,11 @@ from transferlab.registry import Registry
 
 KINDS = ("train", "pretrain")
 #: job options added after the first release, with the default that keeps them out of job ids
-_LATER_OPTIONS: dict[str, Any] = {"mixed_precision": False, "xla": False, "data": None, "data_version": None}
-#: stored with a job but not part of its id: where its data lies (the content is ``data_version``, in the id)
-_NOT_IN_ID = ("data",)
+_LATER_OPTIONS: dict[str, Any] = {"mixed_precision": False, "xla": False, "data": None, "data_version": None,
+                                  "keep_model": False}
+#: stored with a job but not part of its id: where its data lies (the content is ``data_version``, in the id),
+#: and whether to keep its trained model (the same experiment, whether its weights are kept or not)
+_NOT_IN_ID = ("data", "keep_model")
 #: the step budget (transferlab.runner.budget), off by default so the ids of older jobs stay
 _LATER_OPTIONS.update(min_steps=0, early_stopping=0)
 #: the largest whole number a job field may hold: the store's Integer columns are 32-bit on PostgreSQL
@@ -113,6 +115,7 @@ class JobSpec:
     early_stopping: int = 0
     data: str | None = None
     data_version: str | None = None
+    keep_model: bool = False
 
     def canonical(self) -> dict[str, Any]:
         """Every field, JSON-ready, keys sorted; options added later are left out while at their default,
@@ -130,8 +133,9 @@ class JobSpec:
 
     @property
     def job_id(self) -> str:
-        """Stable id: the first 16 hex digits of the sha256 of the canonical JSON without ``data``: the same
-        content (``data_version``) found at another path is the same experiment."""
+        """Stable id: the first 16 hex digits of the sha256 of the canonical JSON without ``data`` and
+        ``keep_model``: the same content (``data_version``) found at another path is the same experiment, and
+        so is the same run with its model kept."""
         identity = {k: v for k, v in self.canonical().items() if k not in _NOT_IN_ID}
         text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -169,6 +173,7 @@ FIELD_RANGES: dict[str, Any] = {
     "fine_tune_learning_rate": ("rate",), "class_weight": ("none", "balanced"), "kind": KINDS,
     "min_steps": ("int", 0), "early_stopping": ("int", 0),
     "augment": ("bool",), "mixed_precision": ("bool",), "xla": ("bool",), "shuffled_labels": ("bool",),
+    "keep_model": ("bool",),
     "task": ("name",), "backbone": ("name",), "strategy": ("name",), "weights": ("name",), "source": ("name",),
 }
 _INT_TEXT = re.compile(r"[+-]?[0-9]+")  # ASCII digits only (int() also takes other scripts' digits)

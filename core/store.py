@@ -109,6 +109,29 @@ epochs = sa.Table(
 
 meta = sa.Table("meta", metadata, sa.Column("key", sa.String(64), primary_key=True), sa.Column("value", sa.Text))
 
+#: each succeeded run's test predictions, compact (``TaskHead.compact_predictions``): pages show a run's
+#: mistakes without retraining it. Runs stored before it have no row.
+predictions = sa.Table(
+    "predictions",
+    metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.run_id"), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("predictions_json", sa.Text, nullable=False),
+)
+
+#: the runs whose trained weights are kept (:mod:`transferlab.models`): where, their hash and size, and why
+models = sa.Table(
+    "models",
+    metadata,
+    sa.Column("run_id", sa.String(32), sa.ForeignKey("runs.run_id"), primary_key=True),
+    sa.Column("path", sa.String(1024), nullable=False),  # relative to transferlab.paths.home()
+    sa.Column("sha256", sa.String(64), nullable=False),  # of the weights file
+    sa.Column("bytes", sa.BigInteger, nullable=False),  # of the whole model folder
+    sa.Column("reason", sa.String(16), nullable=False),  # "best" or "asked"
+    sa.Column("score", sa.Float),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 #: columns of ``transferlab runs --csv``, in order
 CSV_COLUMNS = [
     "run_id", "task", "backbone", "weights", "strategy", "source", "examples_per_class", "seed", "status",
@@ -182,7 +205,8 @@ def _busy_timeout() -> float:
 
 
 class Store:
-    """Access to the runs and epochs tables. Safe to share across threads; open one per process.
+    """Access to the runs, epochs, predictions and models tables. Safe to share across threads; open one per
+    process.
 
     ``read_only=True`` opens an existing store without creating or changing anything (SQLite's
     read-only mode), for the hosted dashboard.
@@ -232,6 +256,7 @@ class Store:
                 else:
                     _refuse_outdated(conn, self.url)
                 self._run_columns = _present_run_columns(conn)
+                self._tables = set(sa.inspect(conn).get_table_names())
                 version = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
         except sa.exc.OperationalError as exc:
             if _error_kind(exc) in ("full", "locked", "read-only"):
@@ -374,16 +399,26 @@ class Store:
             conn.execute(runs.update().where(runs.c.run_id == run_id).values(heartbeat_at=time.time()))
 
     def finish(self, run_id: str, status: str, only_if: str | None = "running", **results: Any) -> None:
-        """Set a run's final status and results in one transaction."""
+        """Set a run's final status and results in one transaction.
+
+        ``predictions`` (a :meth:`~transferlab.TaskHead.compact_predictions` dict, or None) goes to the
+        predictions table in the same transaction; whatever an earlier attempt of the run stored there goes.
+        """
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}. Received: status={status!r}")
+        compact = results.pop("predictions", None)
         values = {k: (json.dumps(v) if k.endswith("_json") and not isinstance(v, str) else v) for k, v in results.items()}
         values.update(status=status, finished_at=time.time())
         query = runs.update().where(runs.c.run_id == run_id)
         if only_if:
             query = query.where(runs.c.status == only_if)
         with self._write("storing a finished run") as conn:
-            conn.execute(query.values(**values))
+            if conn.execute(query.values(**values)).rowcount and "predictions" in self._tables:
+                conn.execute(predictions.delete().where(predictions.c.run_id == run_id))
+                if compact is not None:
+                    conn.execute(predictions.insert().values(
+                        run_id=run_id, kind=str(compact.get("kind", "")),
+                        predictions_json=json.dumps(compact, separators=(",", ":"))))
 
     def recover_lost(self, requeue_among: Iterable[str] = (), timeout_s: float | None = None,
                      worker_prefix: str | None = None) -> dict[str, list[str]]:
@@ -502,6 +537,61 @@ class Store:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(*self._run_columns).where(runs.c.run_id == run_id)).mappings().first()
         return {**dict.fromkeys(runs.c.keys()), **row} if row else None
+
+    # ------------------------------------------------------------------------------------ predictions, models
+
+    def _has_table(self, name: str) -> bool:
+        """Whether this store has table ``name``: one written by an older release and opened read-only may lack
+        the predictions and models tables. Asked again while it lacks one (a writer may have added it since)."""
+        if name not in self._tables:
+            with self.engine.connect() as conn:
+                self._tables = set(sa.inspect(conn).get_table_names())
+        return name in self._tables
+
+    def predictions(self, run_id: str) -> dict[str, Any] | None:
+        """A run's compact test predictions (:meth:`~transferlab.TaskHead.compact_predictions`), or None:
+        a run that did not succeed, one stored before predictions were kept, or a store without the table."""
+        if not self._has_table("predictions"):
+            return None
+        with self.engine.connect() as conn:
+            text = conn.execute(sa.select(predictions.c.predictions_json)
+                                .where(predictions.c.run_id == run_id)).scalar()
+        return json.loads(text) if text else None
+
+    def model(self, run_id: str) -> dict[str, Any] | None:
+        """The kept model of a run (its row of the models table: ``path`` relative to the home, ``sha256``
+        of its weights, ``bytes``, ``reason``, ``score``, ``created_at``), or None."""
+        if not self._has_table("models"):
+            return None
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(models).where(models.c.run_id == run_id)).mappings().first()
+        return dict(row) if row else None
+
+    def models_frame(self):
+        """Every kept model as a pandas DataFrame (the models table's columns; empty when none is kept)."""
+        import pandas as pd
+
+        if not self._has_table("models"):
+            return pd.DataFrame(columns=[c.name for c in models.columns])
+        with self.engine.connect() as conn:
+            return pd.read_sql(sa.select(models).order_by(models.c.created_at, models.c.run_id), conn)
+
+    def add_model(self, run_id: str, path: str, sha256: str, size: int, reason: str, score: float | None,
+                  created_at: float | None = None) -> None:
+        """Register the kept model of ``run_id``, replacing an earlier one: ``path`` relative to the home,
+        the ``sha256`` of its weights file, its ``size`` in bytes, ``reason`` (``best`` or ``asked``)."""
+        row = dict(run_id=run_id, path=path, sha256=sha256, bytes=int(size), reason=reason,
+                   score=None if score is None else float(score), created_at=created_at or time.time())
+        with self._write("registering a kept model") as conn:
+            conn.execute(models.delete().where(models.c.run_id == run_id))
+            conn.execute(models.insert().values(**row))
+
+    def drop_model(self, run_id: str) -> bool:
+        """Forget the kept model of ``run_id`` (its files are the caller's to remove); whether there was one."""
+        if not self._has_table("models"):
+            return False
+        with self._write("forgetting a kept model") as conn:
+            return conn.execute(models.delete().where(models.c.run_id == run_id)).rowcount > 0
 
 
 #: what a lost-worker check reads of a running run

@@ -9,7 +9,7 @@ import math
 import platform
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Callable
@@ -38,6 +38,7 @@ from transferlab.runner.freezing import (
     check_phase, count_params, expected_to_change, freeze_for_phase, max_gradients, model_weights, snapshot,
     unit_lr_scales, verify_phase,
 )
+from transferlab.runner.inference import trained_arrays
 from transferlab.runner.optimizers import make_optimizer
 from transferlab.specs import BackboneSpec, PhaseSpec
 from transferlab.userdata import load_job_data, task_for_job
@@ -59,9 +60,14 @@ class RunResult:
     manifest: dict[str, Any]
     transferability: float | None = None
     metrics: dict[str, Any] | None = None
+    #: the test predictions, compact (``TaskHead.compact_predictions``); None where the head could not say
+    predictions: dict[str, Any] | None = None
+    #: the trained weights in :func:`transferlab.runner.inference.inference_model`'s order, for keeping
+    #: (:mod:`transferlab.models`); None for runs that are never kept (source pretraining, text). Not stored.
+    final_arrays: list[Any] | None = field(default=None, repr=False)
 
     def store_values(self) -> dict[str, Any]:
-        """The columns the store keeps for a succeeded run.
+        """What the store keeps for a succeeded run: its columns, and ``predictions`` (its own table).
 
         ``score`` holds the task's score (accuracy, or mAP@0.5 for detection; the manifest's
         ``metric`` names it); ``metrics_json`` holds the task's further figures; ``still_improving`` is the
@@ -75,6 +81,7 @@ class RunResult:
             manifest_json=self.manifest, metrics_json=self.metrics or {},
             metric=self.manifest.get("metric"), metric_label=self.manifest.get("metric_label"),
             still_improving=self.phases[-1].get("still_improving") if self.phases else None,
+            predictions=self.predictions,
         )
 
 
@@ -193,10 +200,11 @@ class Runner:
             outcome = self._run_on_features(**context)
         else:
             outcome = self._run_end_to_end(**context)
-        predictions, phases, model, train_images, train_seconds = outcome
+        predictions, phases, model, train_images, train_seconds, final_arrays, feature_scale = outcome
 
         y_test = data.labels[splits.test]
         result = head.evaluate(predictions, data, splits.test, y_test, num_classes, job)
+        compact, compact_error = _compact(head, predictions, data, splits.test, job)
         total = count_params(model_weights(model))
         trainable = phases[-1]["trainable_params"]
         plugins = {"task": self.registry.owner.get(("task", job.task)),
@@ -222,7 +230,10 @@ class Runner:
             head=head.kind,
             metric=head.metric,
             metric_label=head.metric_label,
+            feature_scale=feature_scale,
         )
+        if compact_error:
+            manifest["predictions_error"] = compact_error
         if job.kind == "pretrain":
             manifest.update(self._save_pretrained(base, job))
         return RunResult(
@@ -231,6 +242,7 @@ class Runner:
             images_per_second=train_images / train_seconds if train_seconds > 0 else 0.0,
             wall_seconds=time.perf_counter() - t_start, phases=phases, confusion=result.get("confusion", []),
             manifest=manifest, transferability=transferability, metrics=result.get("metrics", {}),
+            predictions=compact, final_arrays=final_arrays,
         )
 
     def _transferability(self, base, backbone, job, data, train_idx, y_train) -> float | None:
@@ -299,10 +311,12 @@ class Runner:
         # A strategy that never trains the base is a frozen one: its head sees features scaled to unit RMS,
         # as on cached features (the training subset's features, shared with the cache).
         scaled = head.feature != "map" and not any(p.trains_base for p in strategy.phases)
+        feature_scale = None
         if scaled:
             from transferlab.features import cached_features
 
-            x = feature_standardizer(cached_features(base, backbone, job, data, train_idx, "train"))(x)
+            standardizer = feature_standardizer(cached_features(base, backbone, job, data, train_idx, "train"))
+            x, feature_scale = standardizer(x), float(standardizer.scale)
         model = keras.Model(inputs, head.outputs(x, num_classes, job), name=f"{backbone.name}_{strategy.name}")
         blocks = backbone.blocks(base) if backbone.blocks is not None else None
 
@@ -355,7 +369,8 @@ class Runner:
             checkpoints.save(model, index, record)
         test_ds = make(splits.test, data.labels[splits.test])
         predictions = model.predict(test_ds.map(lambda x, y: x), verbose=0)
-        return predictions, phases, model, images, seconds
+        arrays = trained_arrays(model) if keepable(job, backbone) else None
+        return predictions, phases, model, images, seconds, arrays, feature_scale
 
     def _run_on_features(self, job, task, head, backbone, strategy, data, splits, train_idx, y_train, num_classes, base,
                          class_weight):
@@ -371,7 +386,8 @@ class Runner:
         verify_phase(base, base_before, set(), "feature extraction")
 
         head_in = keras.Input(shape=(feats["train"].shape[1],), name="features")
-        scaled = feature_standardizer(feats["train"])(head_in)  # unit RMS over the training subset
+        standardizer = feature_standardizer(feats["train"])  # unit RMS over the training subset
+        scaled = standardizer(head_in)
         head_model = keras.Model(head_in, head.outputs(scaled, num_classes, job), name="head")
         y_fit = head.targets(data, train_idx, y_train, job)
         train_ds = (tf.data.Dataset.from_tensor_slices((feats["train"], y_fit))
@@ -405,7 +421,26 @@ class Runner:
         class _Both:  # total parameter count of base + head, as if one model
             weights = list(base.weights) + list(head_model.weights)
 
-        return predictions, phases, _Both, len(y_train) * outcome["epochs_run"], seconds
+        arrays = trained_arrays(base, head_model) if keepable(job, backbone) else None
+        return (predictions, phases, _Both, len(y_train) * outcome["epochs_run"], seconds, arrays,
+                float(standardizer.scale))
+
+
+def keepable(job: JobSpec, backbone: BackboneSpec) -> bool:
+    """Whether a run's trained model can be kept (:mod:`transferlab.models`): a training run of an image
+    backbone (source pretraining keeps its own weights file; text models are not exported)."""
+    return job.kind == "train" and backbone.modality == "image"
+
+
+def _compact(head: Any, predictions: Any, data: Any, indices: Any, job: JobSpec) -> tuple[dict | None, str | None]:
+    """The head's compact test predictions and None, or None and why not: a plugin's head whose outputs the
+    default cannot read still stores its run (its score is what it measured), only without predictions."""
+    from transferlab.isolation import short_error
+
+    try:
+        return head.compact_predictions(predictions, data, indices, job), None
+    except Exception as exc:  # plugin code
+        return None, f"compact_predictions failed: {short_error(exc)}"
 
 
 def phase_outcome(watch: Any, offset: int, epochs: int, steps: int) -> dict[str, Any]:

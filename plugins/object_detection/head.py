@@ -20,6 +20,9 @@ from transferlab.plugins.object_detection.voc_map import voc_map
 
 __all__ = ["SSDHead"]
 
+#: the most boxes per test image kept with a run (the best-scoring ones)
+KEPT_BOXES = 20
+
 
 class SSDHead(TaskHead):
     """An SSD head: a shared 3x3 conv, then per-anchor box offsets and class probabilities.
@@ -119,3 +122,15 @@ class SSDHead(TaskHead):
             mean_detections=float(np.mean([len(d[0]) for d in found])) if found else 0.0,
             mean_objects=float(np.mean([len(data.targets[i][0]) for i in indices])) if len(indices) else 0.0,
         ))
+
+    def compact_predictions(self, predictions, data, indices, job):
+        """The test detections the store keeps with the run: per test image at most :data:`KEPT_BOXES` boxes,
+        best score first, as ``[x0, y0, x1, y1, class_index, score]`` with corners in [0, 1] of the image
+        (4 decimals). The true boxes are the task data's (``data.targets[i]``), not stored again."""
+        boxes = []
+        for found_boxes, scores, classes in self.detections(predictions, job):
+            order = np.argsort(-np.asarray(scores), kind="stable")[:KEPT_BOXES]
+            boxes.append([[*(round(float(v), 4) for v in np.clip(found_boxes[i], 0.0, 1.0)), int(classes[i]),
+                           round(float(scores[i]), 4)] for i in order])
+        return dict(kind="detection", indices=[int(i) for i in indices],
+                    class_names=[str(name) for name in data.class_names], boxes=boxes)
