@@ -104,7 +104,31 @@ def run_one(store: Store, job: JobSpec, registry=None) -> str:
         _free_memory()
     store.finish(job.job_id, "succeeded", **result.store_values())
     say(f"  done   {job.label()}: test {result.manifest.get('metric', 'score')} {result.score:.3f} ({result.wall_seconds:.0f} s)")
+    _keep_model(store, registry, job, result)
     return "succeeded"
+
+
+def _keep_model(store: Store, registry, job: JobSpec, result) -> None:
+    """Keep the run's trained model where the policy says so (:func:`transferlab.models.keep_after_run`). The
+    run is stored already: a failure here is a warning line, never a failed run. The arrays go after."""
+    import sys
+
+    from transferlab.isolation import short_error
+    from transferlab.progress import say
+
+    try:
+        from transferlab.models import keep_after_run
+
+        kept = keep_after_run(store, registry, job, result)
+        if kept is not None:
+            say(f"  kept   {job.label()}: model kept ({kept['reason']}, {kept['bytes'] / 1e6:.1f} MB)")
+    except Exception as exc:  # a full disk, a read-only home, a store error: the run itself succeeded
+        from tqdm import tqdm
+
+        tqdm.write(f"  warning: {job.label()} succeeded, but its trained model was not kept: {short_error(exc)}",
+                   file=sys.stderr)
+    finally:
+        result.final_arrays = None
 
 
 #: Jobs a worker process runs before it is replaced by a fresh one. TensorFlow keeps some memory
