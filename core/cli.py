@@ -218,6 +218,8 @@ def _job_options(args) -> dict[str, Any]:
     for flag in ("mixed_precision", "xla"):
         if getattr(args, flag, False):
             options[flag] = True
+    if getattr(args, "keep_models", False):
+        options["keep_model"] = True
     return options
 
 
@@ -246,7 +248,23 @@ def _execute(jobs, workers: int, executor: str = "local", address: str | None = 
     print("status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     for line in unfinished:
         print(line)
+    for line in _not_kept_lines(store, jobs, frame):
+        print(line)
     return 1 if unfinished else 0
+
+
+def _not_kept_lines(store, jobs, frame) -> list[str]:
+    """For jobs asked to keep their model (``--keep-models``) whose run succeeded without one: a run that had
+    succeeded before is never run again, so its weights are gone; say which and how to get them."""
+    asked = {j.job_id for j in jobs if j.keep_model}
+    done = set(frame.loc[frame["status"] == "succeeded", "run_id"]) & asked
+    missing = sorted(run_id for run_id in done if store.model(run_id) is None)
+    if not missing:
+        return []
+    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    return [f"NOT KEPT: {len(missing)} of the runs asked to keep their model had succeeded before without it (a "
+            f"succeeded run is not run again): {shown}. `transferlab export RUN_ID --rerun` re-runs one with its "
+            "model kept."]
 
 
 def _data_task(registry, data: str | None, tasks: Any, flag: str) -> str | None:
@@ -315,6 +333,10 @@ def cmd_sweep(args) -> int:
             from transferlab.launch import read_jobs_file
 
             jobs = read_jobs_file(args.jobs)
+            if args.keep_models:
+                import dataclasses
+
+                jobs = [dataclasses.replace(job, keep_model=True) for job in jobs]
             check_before_queueing(registry, jobs)
             _print_data_splits(registry, jobs)
             return _execute(jobs, workers, args.executor, args.address)
@@ -439,6 +461,9 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mixed-precision", dest="mixed_precision", action="store_true",
                    help="float16 compute (for GPUs; slower on most CPUs)")
     p.add_argument("--xla", action="store_true", help="compile with XLA (for GPUs; off by default, slow on CPU)")
+    p.add_argument("--keep-models", dest="keep_models", action="store_true",
+                   help="keep every run's trained model (default: only the best run of each task, data version and "
+                        "size keeps it); a run that succeeded before is not run again for it")
     p.add_argument("--workers", default="1", help="worker processes (default 1; 0 runs in this process)")
     p.add_argument("--executor", default="local", metavar="{local,ray}",
                    help="local worker processes (default) or a Ray cluster (pip install 'transferlab[ray]')")
@@ -522,6 +547,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="one task (default: every task with runs)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=lambda args: _lazy("transferlab.verdict_text", "cmd_recommend")(args))
+
+    formats = ["keras", "saved_model", "tflite", "onnx"]
+    p = sub.add_parser("export", help="export a run's kept model with its preprocessing, labels and model card")
+    p.add_argument("run_id", help="a run id (see `transferlab runs`)")
+    p.add_argument("--format", action="append", choices=[*formats, "all"], default=None,
+                   help="repeat for several; all: every format usable here (default: keras)")
+    p.add_argument("--out", required=True, help="a folder that does not exist yet")
+    p.add_argument("--rerun", action="store_true",
+                   help="for a run whose model was not kept: re-run exactly that job with its model kept, then export")
+    p.set_defaults(func=lambda args: _lazy("transferlab.export_cli", "cmd_export")(args))
+
+    p = sub.add_parser("predict", help="run an exported model on image files: labels with probabilities")
+    p.add_argument("model_dir", help="a folder written by `transferlab export`")
+    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("--top", type=_positive_int, default=3, help="labels shown per image (default 3)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--format", choices=formats, default=None,
+                   help="which exported format to run (default: the first the folder holds)")
+    p.set_defaults(func=lambda args: _lazy("transferlab.export_cli", "cmd_predict")(args))
+
+    p = sub.add_parser("models", help="kept models: run, reason, score, size, and the disk they take")
+    p.set_defaults(func=lambda args: _lazy("transferlab.models_cli", "cmd_models")(args))
+    p = sub.add_parser("gc", help="remove kept models no page needs (neither the best of their group nor asked for)")
+    p.add_argument("--dry-run", dest="dry_run", action="store_true", help="only list what would be removed")
+    p.set_defaults(func=lambda args: _lazy("transferlab.models_cli", "cmd_gc")(args))
 
     p = sub.add_parser("demo", help="the embedded offline comparison on Animal-MNIST (~52 min on 2 cores, estimated)")
     p.add_argument("--workers", help="worker processes (default 1; 2 with --backbones)")
