@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from transferlab.dashboard.common import (data_path_input, guarded, load_runs, public_text, read_only,
+from transferlab.dashboard.common import (data_path_input, get_store, guarded, load_runs, public_text, read_only,
                                          session_registry)
 from transferlab.dashboard.live import live_view
 from transferlab.errors import TransferlabError, UserError
@@ -117,6 +117,11 @@ def sweep_form(registry, data_task=None):
         balanced = st.selectbox("Class weights", ["task default", "balanced", "none"],
                                 help=(f"Tasks that weight classes by inverse frequency by default: {balancing}."
                                       if balancing else "No task weights its classes by default."))
+        keep_models = st.checkbox("Keep every trained model", value=False,
+                                  help="By default only the best run of each task, data version and size keeps its "
+                                       "trained model (to export or inspect). A run that succeeded before is not run "
+                                       "again for it. `transferlab gc` removes models no page needs.")
+        st.caption(kept_disk_text())
     valid_weights = [w for w in weights if w == "none" or any(b.weight_source(w) for b in
                                                               (registry.backbones[n] for n in backbones))]
     grid = dict(tasks=tasks, backbones=backbones, weights=valid_weights or ["none"], strategies=strategies,
@@ -129,7 +134,19 @@ def sweep_form(registry, data_task=None):
         options["class_weight"] = balanced
     if input_size:
         options["input_size"] = int(input_size)
+    if keep_models:
+        options["keep_model"] = True
     return grid, options, int(workers)
+
+
+def kept_disk_text() -> str:
+    """How many models are kept now and the disk they take (the store's models table)."""
+    from transferlab.models_cli import megabytes
+
+    kept = get_store().models_frame()
+    if kept.empty:
+        return "Kept models now: none."
+    return f"Kept models now: {len(kept)}, {megabytes(kept['bytes'].sum())} on disk."
 
 
 def _tasks_defaulting(registry, option: str, value) -> str:
