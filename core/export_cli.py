@@ -1,0 +1,96 @@
+"""``transferlab export`` and ``transferlab predict``: the command-line side of :mod:`transferlab.export`
+and :mod:`transferlab.predict` (the parsers live in :mod:`transferlab.cli`)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from transferlab.errors import UserError
+
+
+def _registry():
+    from transferlab.registry import get_registry
+
+    return get_registry()
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 1e5 else f"{n_bytes / 1e3:.1f} kB"
+
+
+def rerun_and_keep(store: Any, registry: Any, run_id: str) -> dict[str, Any]:
+    """Train run ``run_id``'s job again, exactly as stored, in this process, and keep its model (reason
+    ``asked``); the stored run's results stay as they are. Returns the kept model's record (model.json)."""
+    from transferlab.executor import _weights_resolver
+    from transferlab.jobs import JobSpec
+    from transferlab.models import keep
+    from transferlab.runner import Runner
+
+    job = dataclasses.replace(JobSpec.from_json(store.get(run_id)["spec_json"]), keep_model=True)
+    # a namespace of its own: a re-run trains from the start, never from a checkpoint an interrupted run left
+    runner = Runner(registry, weights_file=_weights_resolver(store), checkpoint_namespace=f"rerun-{uuid.uuid4().hex[:8]}")
+    result = runner.run(job)
+    return keep(store, registry, job, result, "asked")
+
+
+def cmd_export(args) -> int:
+    """``transferlab export RUN_ID --format F ... --out DIR [--rerun]``."""
+    from transferlab.export import check_export, export_run, format_files
+    from transferlab.store import Store
+
+    registry = _registry()
+    store = Store()
+    run, _, formats = check_export(store, registry, args.run_id, args.format, args.out)
+    if getattr(args, "rerun", False):
+        print(f"Re-running run {args.run_id} ({run['task']} · {run['backbone']} · {run['strategy']}) to keep its "
+              "weights; the stored run is not changed.")
+        start = time.perf_counter()
+        kept = rerun_and_keep(store, registry, args.run_id)
+        print(f"  re-run finished in {time.perf_counter() - start:.0f} s: score of these weights {kept['score']:.3f} "
+              f"(stored run: {run['score']:.3f}, {run.get('metric') or 'accuracy'})")
+    record = export_run(store, registry, args.run_id, formats, args.out)
+    out = Path(args.out)
+    print(f"Exported run {args.run_id} to {out}:")
+    for name in record["formats"]:
+        size = sum(record["files"][path]["bytes"] for path in format_files(record, name))
+        print(f"  {name:<12} {record['format_files'][name]:<14} {_size(size):>9}  {record['export_seconds'][name]:6.1f} s")
+    print("  + labels.txt, model-card.md, export.json (sha256 of every file)")
+    check = record["reproduction"]
+    if check.get("checked"):
+        agreed = f", same top class as the stored run on {check['agreement']:.1%}" if check.get("agreement") is not None else ""
+        print(f"Checked on {check['images']} test images at their own size: accuracy {check['accuracy']:.3f}{agreed}.")
+    else:
+        print(f"Not checked on test images: {check.get('why')}")
+    print(f"Try it: transferlab predict {out} IMAGE...")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    """``transferlab predict MODEL_DIR IMAGE... [--top 3] [--json] [--format F]``."""
+    from transferlab.predict import load_export, read_images, top_k
+
+    top = int(getattr(args, "top", 3) or 3)
+    if top < 1:
+        raise UserError(f"--top must be a whole number >= 1. Received: --top={top}")
+    if not args.images:
+        raise UserError("Give one or more image files to predict.")
+    images = read_images(args.images)  # all decoded before anything is predicted or printed
+    model = load_export(args.model_dir, getattr(args, "format", None), registry=None)
+    rows = top_k(model.probabilities(images), model.class_names, top)
+    if getattr(args, "json", False):
+        print(json.dumps({"model": str(args.model_dir), "run_id": model.record.get("run_id"), "format": model.format,
+                          "predictions": [{"image": str(path), "top": row} for path, row in zip(args.images, rows)]},
+                         indent=2))
+        return 0
+    k = len(rows[0]) if rows else top
+    cells = [[str(path)] + [f"{c['label']} {c['probability']:.3f}" for c in row] for path, row in zip(args.images, rows)]
+    header = ["image"] + [f"top {i}" for i in range(1, k + 1)]
+    widths = [max(len(r[i]) for r in [header, *cells]) for i in range(len(header))]
+    print(f"run {model.record.get('run_id')} · {model.format}")
+    for line in [header, ["-" * w for w in widths], *cells]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+    return 0

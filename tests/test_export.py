@@ -1,0 +1,359 @@
+"""Export: a real small run in every available format, reloaded without transferlab, and every refusal."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from transferlab.cli import main
+from transferlab.errors import TransferlabError, UserError
+
+#: colour of each class of the fixture's images (sizes vary: the export takes any size)
+COLOURS = {"blue": (40, 40, 210), "green": (40, 200, 40), "red": (210, 40, 40)}
+TRAIN_FLAGS = ["--backbone", "tiny", "--strategy", "scratch", "--examples-per-class", "6", "--input-size", "16",
+               "--epochs", "8", "--learning-rate", "0.02", "--batch-size", "8", "--workers", "0"]
+
+
+def write_tree(root: Path, per_class: int = 10, seed: int = 0) -> Path:
+    """A class-folder tree of noisy colour images, each of its own size (14-39 px a side)."""
+    rng = np.random.default_rng(seed)
+    for name, colour in COLOURS.items():
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            height, width = rng.integers(14, 40, 2)
+            pixels = np.clip(rng.normal(colour, 40, (height, width, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{name} {i}.png")
+    return root
+
+
+def _registry():
+    import support_plugins
+
+    from transferlab.registry import load_registry
+
+    return load_registry(extra_plugins=[("tests.tiny", support_plugins.TinyPlugin)])
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """One real run (the tiny backbone on a class tree never seen), trained through the CLI, its model kept
+    by the default policy, exported with `--format all`; the test images and stored predictions beside it."""
+    base = tmp_path_factory.mktemp("export")
+    home, registry = base / "home", _registry()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TRANSFERLAB_HOME", str(home))
+        patch.setattr("transferlab.registry.get_registry", lambda: registry)
+        from transferlab.data import make_splits
+        from transferlab.jobs import JobSpec
+        from transferlab.predict import data_image
+        from transferlab.store import Store
+        from transferlab.userdata import load_job_data
+
+        root = write_tree(base / "Garden Colours")
+        assert main(["run", "--data", str(root), *TRAIN_FLAGS]) == 0
+        store = Store()
+        run = store.runs_frame().iloc[0]
+        run_id = run["run_id"]
+        assert store.model(run_id) is not None  # kept as the best of its group
+        out = base / "exports" / "tiny-run"
+        assert main(["export", run_id, "--format", "all", "--out", str(out)]) == 0
+        job = JobSpec.from_json(run["spec_json"])
+        data = load_job_data(registry, job)
+        predictions = store.predictions(run_id)
+        assert predictions["indices"] == make_splits(data).test.tolist()
+        images = [data_image(data, i) for i in predictions["indices"]]
+    assert len({image.shape for image in images}) > 1  # the test images come in several sizes
+    return SimpleNamespace(home=home, registry=registry, run_id=run_id, score=float(run["score"]), out=out,
+                           root=root, base=base, images=images, predictions=predictions,
+                           labels=[int(v) for v in predictions["labels"]], class_names=list(data.class_names))
+
+
+@pytest.fixture
+def at_export(exported, monkeypatch):
+    """This test's CLI sees the exported run's store and the test registry."""
+    monkeypatch.setenv("TRANSFERLAB_HOME", str(exported.home))
+    monkeypatch.setattr("transferlab.registry.get_registry", lambda: exported.registry)
+    return exported
+
+
+def _formats_here() -> list[str]:
+    from transferlab.export import available_formats
+
+    return [name for name, why in available_formats().items() if why is None]
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".partial-" in p.name) if folder.is_dir() else []
+
+
+# ------------------------------------------------------------------------------------------ what is written
+
+def test_export_writes_each_format_labels_card_and_hashes(exported):
+    from transferlab.safe_io import sha256_file
+
+    out = exported.out
+    record = json.loads((out / "export.json").read_text())
+    assert record["formats"] == _formats_here() and {"keras", "saved_model", "tflite"} <= set(record["formats"])
+    assert (out / "labels.txt").read_text().splitlines() == exported.class_names
+    listed = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()} - {"export.json"}
+    assert set(record["files"]) == listed  # every file is listed with its hash, and nothing else
+    for relative, entry in record["files"].items():
+        assert sha256_file(out / relative) == entry["sha256"] and (out / relative).stat().st_size == entry["bytes"]
+    assert record["input"]["shape"] == [None, None, None, 3] and record["input"]["resized_to"] == [16, 16]
+    assert record["reproduction"]["checked"] and record["reproduction"]["agreement"] == 1.0
+    card = (out / "model-card.md").read_text()
+    kept = json.loads((exported.home / "models" / exported.run_id / "model.json").read_text())
+    assert kept["weights_sha256"] in card and record["recipe"]["weights_sha256"] == kept["weights_sha256"]
+    n_test = len(exported.labels)
+    assert f"test accuracy {exported.score:.3f} (95 % Wilson interval" in card and f"over {n_test} test images" in card
+    assert "data version" in card and "tensorflow 2." in card and "Standard Keras layers only" in card
+    for name in record["formats"]:
+        assert f"{name} (`" in card
+    # no local path reaches what is meant for others
+    for text in (card, (out / "export.json").read_text()):
+        assert str(exported.base) not in text and str(exported.home) not in text and "Garden Colours/" not in text
+
+
+RELOAD = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    import keras
+    folder, images_file, formats = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+    with np.load(images_file, allow_pickle=False) as archive:
+        images = [archive[name] for name in sorted(archive.files)]
+
+    def tflite():
+        interpreter = tf.lite.Interpreter(model_path=folder + "/model.tflite")
+        i, o = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+        def run(x):
+            interpreter.resize_tensor_input(i, x.shape); interpreter.allocate_tensors()
+            interpreter.set_tensor(i, x); interpreter.invoke()
+            return interpreter.get_tensor(o)
+        return run
+
+    def onnx():
+        import onnxruntime
+        session = onnxruntime.InferenceSession(folder + "/model.onnx")
+        return lambda x: session.run(None, {"image": x})[0]
+
+    def saved_model():
+        serve = tf.saved_model.load(folder + "/saved_model").signatures["serving_default"]
+        return lambda x: serve(image=tf.constant(x))["output_0"].numpy()
+
+    def keras_format():
+        model = keras.saving.load_model(folder + "/model.keras")
+        return lambda x: np.asarray(model(x))
+
+    loaders = {"tflite": tflite, "onnx": onnx, "saved_model": saved_model, "keras": keras_format}
+    out = {}
+    for name in formats:
+        run = loaders[name]()
+        probabilities = np.concatenate([run(image[None].astype(np.float32)) for image in images])
+        out[name] = {"predicted": probabilities.argmax(1).tolist(), "confidence": probabilities.max(1).tolist()}
+    assert "transferlab" not in sys.modules, sorted(m for m in sys.modules if m.startswith("transferlab"))
+    print(json.dumps(out))
+""")
+
+
+def test_every_format_reloads_without_transferlab_and_reproduces_the_stored_run(exported, tmp_path):
+    images_file = tmp_path / "test-images.npz"
+    np.savez(images_file, **{f"i{n:04d}": image for n, image in enumerate(exported.images)})
+    formats = json.loads((exported.out / "export.json").read_text())["formats"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
+    done = subprocess.run([sys.executable, "-c", RELOAD, str(exported.out), str(images_file), ",".join(formats)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert sorted(results) == sorted(formats)
+    labels = np.asarray(exported.labels)
+    for name, result in results.items():
+        predicted = np.asarray(result["predicted"])
+        assert abs(float(np.mean(predicted == labels)) - exported.score) <= 0.005, name
+        assert predicted.tolist() == exported.predictions["predicted"], name
+        assert np.allclose(result["confidence"], exported.predictions["confidence"], atol=1e-3), name
+
+
+def test_archive_holds_the_same_files_under_one_folder(at_export):
+    from transferlab.export import export_archive
+    from transferlab.store import Store
+
+    name, payload = export_archive(Store(), at_export.registry, at_export.run_id, ["tflite"])
+    assert name == f"transferlab-{at_export.run_id}.zip"
+    with zipfile.ZipFile(__import__("io").BytesIO(payload)) as archive:
+        members = set(archive.namelist())
+        record = json.loads(archive.read(f"transferlab-{at_export.run_id}/export.json"))
+        assert record["formats"] == ["tflite"]
+        assert members == {f"transferlab-{at_export.run_id}/{p}" for p in [*record["files"], "export.json"]}
+        tflite = archive.read(f"transferlab-{at_export.run_id}/model.tflite")
+    assert (at_export.out / "model.tflite").read_bytes() == tflite  # the same model as the CLI wrote
+
+
+# ------------------------------------------------------------------------------------------ the export model
+
+def test_each_image_backbone_preprocessing_is_found_as_an_affine_map_and_applied_by_a_standard_layer():
+    import tensorflow as tf
+
+    from transferlab.export import affine_preprocessing, preprocessing_layer
+    from transferlab.registry import load_registry
+
+    images = np.random.default_rng(3).uniform(0, 255, (2, 9, 6, 3)).astype(np.float32)
+    seen = set()
+    for backbone in load_registry().backbones.values():
+        if backbone.modality != "image":
+            continue
+        matrix, bias = affine_preprocessing(backbone)
+        layer = preprocessing_layer(matrix, bias)
+        if layer is None:
+            got = images
+        else:
+            got = np.asarray(layer(images))
+            if type(layer).__name__ == "Dense":
+                layer.set_weights([matrix.T.astype(np.float32), bias.astype(np.float32)])
+                got = np.asarray(layer(images))
+            assert type(layer).__module__.startswith("keras.")
+        want = np.asarray(backbone.preprocess(tf.constant(images)))
+        assert np.allclose(got, want, atol=1e-4 * max(1.0, np.abs(want).max())), backbone.name
+        seen.add(backbone.preprocessing)
+    assert {"unit", "tf", "torch", "caffe", "lite", "in-model"} <= seen  # every kind of preprocessing built in
+
+
+def test_a_preprocessing_that_is_not_per_pixel_affine_is_refused_naming_the_backbone():
+    from transferlab.export import affine_preprocessing
+    from transferlab.specs import BackboneSpec
+
+    def squared(x):
+        return (x / 255.0) ** 2
+
+    def per_image(x):
+        import tensorflow as tf
+
+        return x - tf.reduce_mean(x, axis=(1, 2), keepdims=True)
+
+    for preprocess in (squared, per_image):
+        spec = BackboneSpec(name="odd_net", build=lambda shape, weights=None: None, preprocess=preprocess,
+                            preprocessing=preprocess.__name__)
+        with pytest.raises(UserError, match="Backbone 'odd_net'.*not a per-pixel affine"):
+            affine_preprocessing(spec)
+
+
+def test_the_export_model_runs_the_network_in_inference_mode_and_matches_the_training_pipeline(registry):
+    import support_plugins
+
+    from transferlab.export import check_export_model, export_model
+    from transferlab.heads import ClassificationHead
+    from transferlab.jobs import make_job
+    from transferlab.runner.inference import inference_model
+
+    job = make_job(registry, task="digits", backbone="tiny", strategy="scratch", input_size=16)
+    backbone = registry.backbone("tiny")
+    inference = inference_model(backbone, ClassificationHead(), job, 10)  # BatchNorm and dropout inside
+    model = export_model(inference, 16, np.eye(3) / 255.0, np.zeros(3))
+    check_export_model(model, inference, backbone, 16)  # repeatable, and equal to resize + preprocess + network
+    other = support_plugins.BackboneSpec(name="other", build=backbone.build, preprocess=lambda x: x / 127.5 - 1,
+                                         preprocessing="tf")
+    with pytest.raises(TransferlabError, match="does not reproduce the training pipeline"):
+        check_export_model(model, inference, other, 16)
+
+
+# ------------------------------------------------------------------------------------------ refusals
+
+def _fake_run(store, registry, status: str, manifest: dict | None = None, **fields):
+    """A stored run of a real job that finished as ``status`` (its results written here, not trained)."""
+    from transferlab.jobs import make_job
+
+    job = make_job(registry, **fields)
+    store.submit([job])
+    if status == "failed":
+        store.finish(job.job_id, status, only_if=None, error="FreezeViolationError: boom")
+    else:
+        store.finish(job.job_id, status, only_if=None, score=0.123, metric="accuracy",
+                     manifest_json=manifest or {"head": "classification", "n_test": 6})
+    return job
+
+
+def _refused(args: list[str], out: Path, capsys, match: str) -> None:
+    before = sorted(p.name for p in out.parent.iterdir()) if out.parent.is_dir() else []
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("transferlab: error:") == 1 and match in err, err
+    after = sorted(p.name for p in out.parent.iterdir()) if out.parent.is_dir() else []
+    assert after == before and not _leftovers(out.parent)  # nothing written, nothing half-written
+
+
+def test_export_refusals_each_exit_2_with_one_message_and_write_nothing(at_export, tmp_path, capsys, monkeypatch):
+    from transferlab.store import Store
+
+    store, registry = Store(), at_export.registry
+    out = tmp_path / "exports" / "new"
+    out.parent.mkdir()
+    _refused(["export", "0123456789abcdef", "--out", str(out)], out, capsys, "Unknown run id '0123456789abcdef'")
+    failed = _fake_run(store, registry, "failed", task="digits", backbone="tiny", strategy="scratch", seed=7)
+    _refused(["export", failed.job_id, "--out", str(out)], out, capsys, f"Run {failed.job_id} is failed (FreezeViolationError")
+    detection = _fake_run(store, registry, "succeeded", task="animal_detection", backbone="tiny", strategy="scratch",
+                          manifest={"head": "detection"})
+    _refused(["export", detection.job_id, "--out", str(out)], out, capsys, "export covers image classification")
+    text = _fake_run(store, registry, "succeeded", task="sentiment_tweets", backbone="minilm-l6",
+                     strategy="frozen_features", weights="none")
+    _refused(["export", text.job_id, "--out", str(out)], out, capsys, "is a text run; export covers image classification")
+    not_kept = _fake_run(store, registry, "succeeded", task="digits", backbone="tiny", strategy="scratch", seed=8)
+    _refused(["export", not_kept.job_id, "--out", str(out)], out, capsys, f"transferlab export {not_kept.job_id} --rerun")
+    existing = tmp_path / "exports" / "taken"
+    existing.mkdir()
+    (existing / "mine.txt").write_text("keep me")
+    _refused(["export", at_export.run_id, "--out", str(existing)], existing, capsys, "already exists")
+    assert [p.name for p in existing.iterdir()] == ["mine.txt"]
+
+    real_find_spec = __import__("importlib").util.find_spec
+    monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "tf2onnx" else real_find_spec(name, *a))
+    _refused(["export", at_export.run_id, "--format", "onnx", "--out", str(out)], out, capsys,
+             "pip install 'transferlab[onnx]'")
+    from transferlab.export import available_formats
+
+    assert available_formats()["onnx"] == "needs the onnx extra: pip install 'transferlab[onnx]'"
+
+
+def test_an_exporter_that_fails_midway_leaves_nothing(at_export, tmp_path, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("converter crashed")
+
+    monkeypatch.setattr("transferlab.export._write_tflite", broken)
+    out = tmp_path / "half" / "export"
+    assert main(["export", at_export.run_id, "--format", "keras", "--format", "tflite", "--out", str(out)]) == 1
+    assert "Exporting to tflite failed (RuntimeError: converter crashed)" in capsys.readouterr().err
+    assert not out.exists() and not _leftovers(out.parent)
+
+
+def test_rerun_trains_the_same_job_keeps_it_and_leaves_the_stored_run_alone(at_export, tmp_path, capsys):
+    from transferlab.jobs import make_job
+    from transferlab.store import Store
+
+    store, registry = Store(), at_export.registry
+    source = store.get(at_export.run_id)
+    spec = json.loads(source["spec_json"])
+    job = make_job(registry, **dict({k: v for k, v in spec.items() if k != "depends_on"}, seed=5))
+    store.submit([job])  # the same data and recipe at another seed, its result stored without a kept model
+    store.finish(job.job_id, "succeeded", only_if=None, score=0.123, metric="accuracy", metric_label="test accuracy",
+                 manifest_json=json.loads(source["manifest_json"]))
+    before = store.get(job.job_id)
+    out = tmp_path / "rerun"
+    assert main(["export", job.job_id, "--rerun", "--format", "tflite", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"Re-running run {job.job_id}" in printed and "(stored run: 0.123, accuracy)" in printed
+    kept = store.model(job.job_id)
+    assert kept is not None and kept["reason"] == "asked"
+    card = (out / "model-card.md").read_text()
+    assert "- Stored run: test accuracy 0.123" in card and "**These weights** come from a re-run" in card
+    assert f"test accuracy {kept['score']:.3f}" in card
+    after = store.get(job.job_id)
+    assert {k: after[k] for k in ("score", "status", "finished_at", "manifest_json")} == \
+        {k: before[k] for k in ("score", "status", "finished_at", "manifest_json")}
