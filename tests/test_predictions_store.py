@@ -163,3 +163,35 @@ def test_kept_model_rows_are_replaced_listed_and_dropped(registry, store):
     assert store.model(job.job_id)["reason"] == "asked" and store.model(job.job_id)["sha256"] == "b" * 64
     assert store.drop_model(job.job_id) is True and store.drop_model(job.job_id) is False
     assert store.model(job.job_id) is None and store.models_frame().empty
+
+
+def test_predictions_and_kept_models_round_trip_on_postgres(registry):
+    import os
+
+    import sqlalchemy as sa
+
+    from transferlab.store import metadata
+
+    url = os.environ.get("TRANSFERLAB_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("TRANSFERLAB_TEST_POSTGRES_URL is not set: no PostgreSQL server (see tests/test_store_postgres.py)")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        metadata.drop_all(conn)
+    try:
+        store = Store(url)
+        job = make_job(registry, strategy="scratch", **FAST)
+        store.submit([job])
+        store.claim("w", [job.job_id])
+        compact = dict(kind="classification", indices=[4, 2], labels=[1, 0], predicted=[1, 1],
+                       confidence=[0.9, 0.5123], class_names=["a", "b"])
+        store.finish(job.job_id, "succeeded", score=0.5, predictions=compact)
+        assert Store(url, read_only=True).predictions(job.job_id) == compact
+        store.add_model(job.job_id, f"models/{job.job_id}", "c" * 64, 3 * 2**31, "asked", 0.5)
+        assert store.model(job.job_id)["bytes"] == 3 * 2**31  # BigInteger: models over 2 GiB
+        assert store.models_frame()["run_id"].tolist() == [job.job_id]
+        assert store.drop_model(job.job_id) and store.models_frame().empty
+    finally:
+        with engine.begin() as conn:
+            metadata.drop_all(conn)
+        engine.dispose()
