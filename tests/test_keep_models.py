@@ -248,3 +248,24 @@ def test_export_and_predict_parse_their_arguments():
     assert parser.parse_args(["run", "--task", "digits", "--backbone", "b", "--strategy", "s",
                               "--keep-models"]).keep_models is True
     assert parser.parse_args(["sweep", "--keep-models"]).keep_models is True
+
+
+@pytest.mark.slow
+def test_a_kept_detection_model_rebuilds_on_the_feature_map_and_reproduces_its_boxes(registry, store):
+    job = make_job(registry, task="animal_detection", backbone="tiny", strategy="scratch", examples_per_class=5,
+                   input_size=32, epochs=2, batch_size=32)
+    assert run_jobs([job], store, workers=0, registry=registry) == {"succeeded": 1}
+    meta, arrays = load_kept(store, job.job_id)
+    assert meta["head_kind"] == "detection" and meta["feature_scale"] is None
+    from transferlab.userdata import load_job_data
+
+    inputs, test = _test_inputs(registry, job)
+    outputs = rebuild(registry, meta, arrays).predict(inputs, verbose=0)
+    head = registry.task("animal_detection").task_head
+    again = head.compact_predictions(outputs, load_job_data(registry, job), test, job)
+    stored = store.predictions(job.job_id)
+    assert again["indices"] == stored["indices"] and sum(map(len, stored["boxes"])) > 0
+    for mine, theirs in zip(again["boxes"], stored["boxes"]):
+        assert [b[4] for b in mine] == [b[4] for b in theirs]  # the same classes, in the same order
+        np.testing.assert_allclose(np.array(mine, dtype=float).reshape(-1, 6), np.array(theirs, dtype=float).reshape(-1, 6),
+                                   atol=2e-4)

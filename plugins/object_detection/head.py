@@ -44,6 +44,7 @@ class SSDHead(TaskHead):
         self.scales, self.aspect_ratios, self.channels = tuple(scales), tuple(aspect_ratios), channels
         self._anchors: dict[int, np.ndarray] = {}
         self._sizes: dict[str, int] = {}  # feature-map size per job, known once its model is built
+        self._decoded: tuple[Any, str, list] | None = None  # the last test predictions and their detections
 
     def anchors(self, feature_size: int) -> np.ndarray:
         """The anchors of a feature map of ``feature_size`` x ``feature_size`` cells."""
@@ -112,7 +113,7 @@ class SSDHead(TaskHead):
         """mAP@0.5 (the score), the SSD loss on the test set, per-class AP and detections per image."""
         import tensorflow as tf
 
-        found = self.detections(predictions, job)  # decoded and NMS-filtered once, for mAP and the counts
+        found = self._test_detections(predictions, job)  # decoded and NMS-filtered once, for mAP and the counts
         mean, per_class = self.score(predictions, data, indices, job, found)
         y_true = self.targets(data, indices, labels, job)
         loss = float(np.mean(ssd_loss(num_classes)(tf.constant(y_true), tf.constant(predictions)).numpy()))
@@ -123,12 +124,23 @@ class SSDHead(TaskHead):
             mean_objects=float(np.mean([len(data.targets[i][0]) for i in indices])) if len(indices) else 0.0,
         ))
 
+    def _test_detections(self, predictions: np.ndarray, job: Any) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """:meth:`detections` of the test predictions, decoded once for :meth:`evaluate` and
+        :meth:`compact_predictions` of the same run (NMS over every anchor is most of a small run's time)."""
+        last = self._decoded
+        if last is not None and last[0] is predictions and last[1] == job.job_id:
+            return last[2]
+        found = self.detections(predictions, job)
+        self._decoded = (predictions, job.job_id, found)
+        return found
+
     def compact_predictions(self, predictions, data, indices, job):
         """The test detections the store keeps with the run: per test image at most :data:`KEPT_BOXES` boxes,
         best score first, as ``[x0, y0, x1, y1, class_index, score]`` with corners in [0, 1] of the image
         (4 decimals). The true boxes are the task data's (``data.targets[i]``), not stored again."""
         boxes = []
-        for found_boxes, scores, classes in self.detections(predictions, job):
+        found, self._decoded = self._test_detections(predictions, job), None
+        for found_boxes, scores, classes in found:
             order = np.argsort(-np.asarray(scores), kind="stable")[:KEPT_BOXES]
             boxes.append([[*(round(float(v), 4) for v in np.clip(found_boxes[i], 0.0, 1.0)), int(classes[i]),
                            round(float(scores[i]), 4)] for i in order])
