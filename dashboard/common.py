@@ -108,6 +108,7 @@ PAGES = [
     ("rank.py", "Rank", ":material/leaderboard:"),
     ("run.py", "Run", ":material/play_circle:"),
     ("compare.py", "Compare", ":material/show_chart:"),
+    ("inspect.py", "Inspect", ":material/image_search:"),
     ("data_efficiency.py", "Data efficiency", ":material/stacked_line_chart:"),
     ("negative_transfer.py", "Negative transfer", ":material/trending_down:"),
     ("plugins.py", "Plugins", ":material/extension:"),

@@ -10,10 +10,10 @@ import html
 
 import pandas as pd
 
-from transferlab.analysis import summarize
+from transferlab.analysis import run_labels, summarize
 from transferlab.compare import crossovers, curves, gain_per_run, negative_transfer, score_intervals
 from transferlab.dashboard import charts
-from transferlab.redact import public_runs
+from transferlab.redact import public_runs, redact_text
 
 
 def report_figures(runs: pd.DataFrame, epochs: pd.DataFrame) -> list[tuple[str, object]]:
@@ -60,9 +60,90 @@ def verdict_html(runs: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
-def html_report(runs: pd.DataFrame, epochs: pd.DataFrame) -> str:
+#: thumbnails of the winner's wrong test images in the report, per task
+REPORT_GALLERY_SIZE = 12
+
+
+def _png_base64(image) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _open_store(store):
+    """The store given, else the default one opened read-only (building a report never writes); None when
+    there is none."""
+    if store is not None:
+        return store
+    from transferlab.errors import StoreError
+    from transferlab.store import Store
+
+    try:
+        return Store(read_only=True)
+    except StoreError:
+        return None
+
+
+def gallery_html(runs: pd.DataFrame, store=None, registry=None) -> str:
+    """Per task and data version, the verdict winner's wrong test images (worst first, at most
+    :data:`REPORT_GALLERY_SIZE`, inline base64 PNG) with true and predicted class and confidence, where its
+    test predictions are stored and its data is on this machine; a line saying why not otherwise. ``runs``
+    are public (labels only); the images are found through the stored job spec, which is never printed."""
+    from transferlab.errors import TransferlabError
+    from transferlab.run_diff import mistakes, winning_runs
+    from transferlab.test_images import job_of, load_test_data, thumbnails
+
+    store = _open_store(store)
+    winners = winning_runs(runs) if store is not None and not runs.empty else {}
+    if not winners:
+        return ""
+    if registry is None:
+        from transferlab.registry import get_registry
+
+        registry = get_registry()
+    labels = run_labels(runs).to_dict()
+    by_id = {run_id: index for index, run_id in runs["run_id"].items()}
+    parts = ["<h2>What the winner gets wrong</h2>"]
+    for (task, version), run_id in winners.items():
+        name = task + (f" (data {version})" if version else "")
+        label = labels.get(by_id.get(run_id), "")
+        parts.append(f"<h3>{html.escape(name)}: {html.escape(label)} (run {html.escape(run_id)})</h3>")
+        payload = getattr(store, "predictions", lambda _: None)(run_id)
+        if payload is None or payload.get("kind") != "classification":
+            parts.append("<p>No per-image predictions stored for this run (stored before predictions were kept, "
+                         "or not a classification run).</p>")
+            continue
+        wrong = mistakes(payload).head(REPORT_GALLERY_SIZE)
+        n = len(payload["indices"])
+        parts.append(f"<p>{len(mistakes(payload))} of {n} test images wrong; the {len(wrong)} most confident "
+                     "mistakes, true → predicted (confidence):</p>")
+        if wrong.empty:
+            continue
+        try:
+            stored = store.get(run_id) or {}
+            images = thumbnails(load_test_data(registry, job_of(stored)), wrong["index"].tolist())
+        except TransferlabError as exc:
+            parts.append(f"<p>The test images are not available here: {html.escape(redact_text(str(exc)))}</p>")
+            continue
+        cells = [f"<figure style='display:inline-block;margin:4px;text-align:center'>"
+                 f"<img src='data:image/png;base64,{_png_base64(image)}' width='112' "
+                 f"style='image-rendering:pixelated'><figcaption style='font-size:11px'>"
+                 f"{html.escape(f'{t} → {p} ({c:.2f})')}</figcaption></figure>"
+                 for image, t, p, c in zip(images, wrong["true_name"], wrong["predicted_name"], wrong["confidence"])]
+        parts.append("<div>" + "".join(cells) + "</div>")
+    return "\n".join(parts)
+
+
+def html_report(runs: pd.DataFrame, epochs: pd.DataFrame, store=None, registry=None) -> str:
     """One HTML page, openable offline: every figure plus the summary table, with the runs made public
-    (no local paths or secrets, whoever builds it)."""
+    (no local paths or secrets, whoever builds it), and the gallery of each winning run's mistakes
+    (:func:`gallery_html`; ``store`` and ``registry`` default to the default store, opened read-only, and
+    the loaded plugins)."""
     runs = public_runs(runs)
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>transferlab report</title>",
              "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse}"
@@ -74,6 +155,7 @@ def html_report(runs: pd.DataFrame, epochs: pd.DataFrame) -> str:
         parts.append(f"<h2>{html.escape(title)}</h2>")
         parts.append(fig.to_html(full_html=False, include_plotlyjs=True if first else False))
         first = False
+    parts.append(gallery_html(runs, store, registry))
     if not runs.empty:
         parts.append("<h2>Summary</h2>")
         parts.append(summarize(runs).to_html(index=False, float_format=lambda v: f"{v:.3f}"))

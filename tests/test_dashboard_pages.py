@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ROOT / "dashboard" / "views"
 VIEW_PAGES = ["home.py", "backbones.py", "compare.py", "data_efficiency.py", "negative_transfer.py", "plugins.py",
-              "share.py", "verdict.py", "rank.py"]
+              "share.py", "verdict.py", "rank.py", "inspect.py"]
 
 
 @pytest.fixture
@@ -206,7 +206,7 @@ def test_backbones_page_shows_measured_frozen_accuracy_and_latency_of_this_machi
 # ------------------------------------------------------------------------------------------------ tables
 
 # pages whose tables go through transferlab.dashboard.tables.show_table
-TABLE_PAGES = ["home.py", "backbones.py", "compare.py", "data_efficiency.py", "verdict.py"]
+TABLE_PAGES = ["home.py", "backbones.py", "compare.py", "data_efficiency.py", "verdict.py", "inspect.py"]
 
 
 def test_no_table_on_any_page_spells_a_missing_value_as_none_or_nan(app_env):
