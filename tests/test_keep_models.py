@@ -269,3 +269,28 @@ def test_a_kept_detection_model_rebuilds_on_the_feature_map_and_reproduces_its_b
         assert [b[4] for b in mine] == [b[4] for b in theirs]  # the same classes, in the same order
         np.testing.assert_allclose(np.array(mine, dtype=float).reshape(-1, 6), np.array(theirs, dtype=float).reshape(-1, 6),
                                    atol=2e-4)
+
+
+def test_run_page_checkbox_keeps_every_model_of_the_launched_jobs_and_shows_their_disk(registry, store, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    import transferlab.launch
+
+    launched = []
+    monkeypatch.setattr(transferlab.launch, "launch", lambda jobs, workers=1: launched.append(jobs) or
+                        SimpleNamespace(launch_id="test"))
+    page = Path(__file__).resolve().parents[1] / "dashboard" / "views" / "run.py"
+    at = AppTest.from_file(str(page), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    assert "Kept models now: none." in [c.value for c in at.caption]
+    job, result = _finished(store, registry, 0.5)
+    keep(store, registry, job, result, "asked")
+    next(c for c in at.checkbox if c.label == "Keep every trained model").check().run()
+    size = store.model(job.job_id)["bytes"] / 1e6
+    assert f"Kept models now: 1, {size:,.1f} MB on disk." in [c.value for c in at.caption]
+    next(b for b in at.button if b.label == "Launch in the background").click().run()
+    assert not at.exception, at.exception
+    assert launched and all(j.keep_model for j in launched[0])
