@@ -204,6 +204,7 @@ def test_shuffled_labels_are_refused_for_detection(registry):
         make_job(registry, task="animal_detection", backbone="small_cnn", strategy="scratch", shuffled_labels=True)
 
 
+@pytest.mark.slow  # a learning check (about a minute on 2 cores); CI's fast set keeps the plugin's smoke runs
 def test_detection_map_rises_above_the_untrained_model(registry):
     import keras
 
@@ -315,6 +316,7 @@ def test_tokenizer_pads_and_masks():
     assert out["padding_mask"][0].sum() == 3 and out["padding_mask"][1].sum() == 8  # [CLS] good [SEP]
 
 
+@pytest.mark.slow  # a learning check (about a minute on 2 cores); CI's fast set keeps the plugin's smoke runs
 def test_frozen_minilm_learns_sentiment(registry):
     job = make_job(registry, task="sentiment_tweets", backbone="minilm-l6", weights="sentence-pairs",
                    strategy="frozen_features", examples_per_class=30, input_size=48)
