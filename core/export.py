@@ -39,8 +39,10 @@ FORMAT_FILES = {"keras": "model.keras", "saved_model": "saved_model", "tflite": 
 ONNX_EXTRA = "needs the onnx extra: pip install 'transferlab[onnx]'"
 TRAIN_EXTRA = "needs TensorFlow: pip install 'transferlab[train]'"
 EXPORT_FORMAT_VERSION = 1
-#: test images run through the exported model at export time, to check it reproduces the stored run
+#: test images run through the export model, to check it gives the trained model's top class on each
 CHECK_IMAGES = 200
+#: without the trained model's predictions, the whole test split is run to compare scores, up to this size
+WHOLE_CHECK_IMAGES = 5000
 
 
 # ------------------------------------------------------------------------------------------ formats
@@ -216,11 +218,15 @@ def check_export(store: Any, registry: Any, run_id: str, formats: Sequence[str] 
 # ------------------------------------------------------------------------------------------ export
 
 def export_run(store: Any, registry: Any, run_id: str, formats: Sequence[str] | None, out: str | os.PathLike,
-               ) -> dict[str, Any]:
+               expected: dict[str, Any] | None = None) -> dict[str, Any]:
     """Export run ``run_id``'s kept model to the folder ``out`` (which must not exist) in ``formats``
     (:data:`FORMATS` names, ``all``, or None for keras), with ``labels.txt``, ``model-card.md`` and
     ``export.json``; returns the export.json content. Refusals are UserErrors and write nothing
-    (:func:`check_export`; weights not kept: :class:`transferlab.models.NotKeptError`)."""
+    (:func:`check_export`; weights not kept: :class:`transferlab.models.NotKeptError`).
+
+    The export model is checked against the kept weights' test predictions (:func:`reproduction`):
+    ``expected`` (compact predictions, as a re-run returns them), else the stored run's when the kept
+    weights are its own, else their score on the whole test split."""
     from transferlab.models import load_kept, rebuild
 
     run, job, names = check_export(store, registry, run_id, formats, out)
@@ -231,7 +237,9 @@ def export_run(store: Any, registry: Any, run_id: str, formats: Sequence[str] | 
     input_size = int(meta["input_size"])
     model = export_model(inference, input_size, matrix, bias)
     check_export_model(model, inference, backbone, input_size)
-    check = reproduction(store, registry, run, job, model, same_weights=_same_score(meta, run))
+    if expected is None and _same_score(meta, run):
+        expected = _stored_predictions(store, run_id)  # the kept weights are the stored run's
+    check = reproduction(registry, job, model, expected, meta.get("score"))
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -377,14 +385,18 @@ def export_record(run: dict[str, Any], job: JobSpec, meta: dict[str, Any], forma
 
 # ------------------------------------------------------------------------------------------ reproduction
 
-def reproduction(store: Any, registry: Any, run: dict[str, Any], job: JobSpec, model: Any, same_weights: bool,
-                 limit: int = CHECK_IMAGES) -> dict[str, Any]:
-    """Run the first ``limit`` test images of the run through the export model, at their own size.
+def reproduction(registry: Any, job: JobSpec, model: Any, reference: dict[str, Any] | None,
+                 score: float | None, limit: int = CHECK_IMAGES, whole_limit: int = WHOLE_CHECK_IMAGES
+                 ) -> dict[str, Any]:
+    """Check that ``model`` (the export model) is the network whose test predictions are ``reference`` (compact
+    predictions of these very weights), or whose test score is ``score``, on the test images at their own size.
 
-    Returns ``{"checked": True, "images", "accuracy", "agreement"}`` (agreement: the share whose top class
-    is the stored run's, None without stored predictions) or ``{"checked": False, "why"}`` when the data is
-    not on this machine. With the stored run's own weights (``same_weights``), agreement below 99 % means
-    the export is not that model: a TransferlabError, and nothing is written."""
+    With ``reference``: the first ``limit`` of its test images must get the same top class (99 % of them; near
+    ties may flip). Without: the whole test split (at most ``whole_limit`` images, else not checked) must score
+    ``score`` within 0.005 (the accuracy of the weights when kept). Either failing is a TransferlabError:
+    the export would not be the trained model, and nothing is written. Returns ``{"checked": True, "images",
+    "accuracy", "agreement"}`` (agreement None without reference), or ``{"checked": False, "why"}`` when the
+    data is not on this machine (or too large to run whole)."""
     from transferlab.data import make_splits
     from transferlab.predict import data_image, predict_images
     from transferlab.redact import redact_text
@@ -394,23 +406,27 @@ def reproduction(store: Any, registry: Any, run: dict[str, Any], job: JobSpec, m
         data = load_job_data(registry, job)
     except UserError as exc:
         return {"checked": False, "why": redact_text(str(exc))[:300]}
-    stored = _stored_predictions(store, run["run_id"])
-    indices = np.asarray(stored["indices"] if stored else make_splits(data).test, dtype=np.int64)[:limit]
+    indices = np.asarray(reference["indices"] if reference else make_splits(data).test, dtype=np.int64)
+    if reference:
+        indices = indices[:limit]
+    elif len(indices) > whole_limit or score is None:
+        return {"checked": False, "why": f"no stored predictions of these weights to compare with, and "
+                f"{'no score' if score is None else f'{len(indices)} test images, more than {whole_limit}'} "
+                "to check the whole test split against."}
     probabilities = predict_images(lambda batch: np.asarray(model(batch)), (data_image(data, int(i)) for i in indices))
     predicted = probabilities.argmax(axis=1)
-    labels = np.asarray(data.labels)[indices]
-    agreement = None
-    if stored:
-        agreement = float(np.mean(predicted == np.asarray(stored["predicted"][:len(indices)])))
-        if same_weights and agreement < 0.99:
-            raise TransferlabError(
-                f"The rebuilt model of run {run['run_id']} does not reproduce its stored predictions: the top "
-                f"class agrees on {agreement:.1%} of {len(indices)} test images. Nothing was written. Its "
-                "backbone may build another architecture without its weights; re-run it with "
-                "`transferlab export RUN_ID --rerun` or report this."
-            )
-    return {"checked": True, "images": int(len(indices)), "accuracy": float(np.mean(predicted == labels)),
-            "agreement": agreement}
+    accuracy = float(np.mean(predicted == np.asarray(data.labels)[indices]))
+    agreement = float(np.mean(predicted == np.asarray(reference["predicted"][:len(indices)]))) if reference else None
+    if (agreement is not None and agreement < 0.99) or (agreement is None and abs(accuracy - float(score)) > 0.005):
+        found = (f"its top class agrees with the trained model's on {agreement:.1%} of {len(indices)} test images"
+                 if agreement is not None else
+                 f"it scores {accuracy:.3f} on the {len(indices)} test images, the weights {float(score):.3f}")
+        raise TransferlabError(
+            f"The rebuilt model of run {job.job_id} is not the trained one: {found}. Nothing was written. The "
+            f"network of backbone {job.backbone!r} with weights {job.weights!r} was probably rebuilt with another "
+            "architecture; please report this."
+        )
+    return {"checked": True, "images": int(len(indices)), "accuracy": accuracy, "agreement": agreement}
 
 
 def _stored_predictions(store: Any, run_id: str) -> dict[str, Any] | None:
@@ -508,11 +524,13 @@ def model_card(registry: Any, run: dict[str, Any], job: JobSpec, meta: dict[str,
                      f"{_score_text(meta.get('score'), metric, label, n_test)}. The stored run's figures above are of "
                      "its first training; training is not bit-for-bit repeatable.")
     check = record["reproduction"]
-    if check.get("checked"):
-        agreement = (f"its top class agrees with the stored run's on {check['agreement']:.1%} of them, "
-                     if check.get("agreement") is not None else "")
-        lines.append(f"- Checked at export on the first {check['images']} test images at their original size: "
-                     f"{agreement}accuracy {check['accuracy']:.3f}.")
+    if check.get("checked") and check.get("agreement") is not None:
+        lines.append(f"- Checked at export on the first {check['images']} test images at their original size: the "
+                     f"exported model's top class is the trained model's on {check['agreement']:.1%} of them "
+                     f"(accuracy on them {check['accuracy']:.3f}).")
+    elif check.get("checked"):
+        lines.append(f"- Checked at export on all {check['images']} test images at their original size: accuracy "
+                     f"{check['accuracy']:.3f}, as the kept weights scored.")
     else:
         lines.append(f"- Not checked against the test images at export: {check.get('why', 'no data')}")
     custom = record["custom_layers"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -22,9 +23,10 @@ def _size(n_bytes: int) -> str:
     return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 1e5 else f"{n_bytes / 1e3:.1f} kB"
 
 
-def rerun_and_keep(store: Any, registry: Any, run_id: str) -> dict[str, Any]:
+def rerun_and_keep(store: Any, registry: Any, run_id: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Train run ``run_id``'s job again, exactly as stored, in this process, and keep its model (reason
-    ``asked``); the stored run's results stay as they are. Returns the kept model's record (model.json)."""
+    ``asked``); the stored run's results stay as they are. Returns the kept model's record (model.json) and
+    the re-run's compact test predictions (what its export is checked against)."""
     from transferlab.executor import _weights_resolver
     from transferlab.jobs import JobSpec
     from transferlab.models import keep
@@ -34,25 +36,34 @@ def rerun_and_keep(store: Any, registry: Any, run_id: str) -> dict[str, Any]:
     # a namespace of its own: a re-run trains from the start, never from a checkpoint an interrupted run left
     runner = Runner(registry, weights_file=_weights_resolver(store), checkpoint_namespace=f"rerun-{uuid.uuid4().hex[:8]}")
     result = runner.run(job)
-    return keep(store, registry, job, result, "asked")
+    return keep(store, registry, job, result, "asked"), result.predictions
 
 
 def cmd_export(args) -> int:
     """``transferlab export RUN_ID --format F ... --out DIR [--rerun]``."""
     from transferlab.export import check_export, export_run, format_files
+    from transferlab.progress import import_tensorflow_quietly
     from transferlab.store import Store
 
+    import_tensorflow_quietly()
     registry = _registry()
     store = Store()
     run, _, formats = check_export(store, registry, args.run_id, args.format, args.out)
+    expected = None
     if getattr(args, "rerun", False):
         print(f"Re-running run {args.run_id} ({run['task']} · {run['backbone']} · {run['strategy']}) to keep its "
               "weights; the stored run is not changed.")
         start = time.perf_counter()
-        kept = rerun_and_keep(store, registry, args.run_id)
+        kept, expected = rerun_and_keep(store, registry, args.run_id)
         print(f"  re-run finished in {time.perf_counter() - start:.0f} s: score of these weights {kept['score']:.3f} "
               f"(stored run: {run['score']:.3f}, {run.get('metric') or 'accuracy'})")
-    record = export_run(store, registry, args.run_id, formats, args.out)
+    record = export_run(store, registry, args.run_id, formats, args.out, expected=expected)
+    if args.format and "all" in args.format:
+        from transferlab.export import available_formats
+
+        skipped = [f"{name} ({why})" for name, why in available_formats().items() if why is not None]
+        if skipped:
+            print("Skipped with --format all: " + "; ".join(skipped))
     out = Path(args.out)
     print(f"Exported run {args.run_id} to {out}:")
     for name in record["formats"]:
@@ -61,7 +72,8 @@ def cmd_export(args) -> int:
     print("  + labels.txt, model-card.md, export.json (sha256 of every file)")
     check = record["reproduction"]
     if check.get("checked"):
-        agreed = f", same top class as the stored run on {check['agreement']:.1%}" if check.get("agreement") is not None else ""
+        agreed = (f", the trained model's top class on {check['agreement']:.1%}" if check.get("agreement") is not None
+                  else ", as the kept weights scored")
         print(f"Checked on {check['images']} test images at their own size: accuracy {check['accuracy']:.3f}{agreed}.")
     else:
         print(f"Not checked on test images: {check.get('why')}")
@@ -79,6 +91,10 @@ def cmd_predict(args) -> int:
     if not args.images:
         raise UserError("Give one or more image files to predict.")
     images = read_images(args.images)  # all decoded before anything is predicted or printed
+    if "tensorflow" not in sys.modules:
+        from transferlab.progress import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
     model = load_export(args.model_dir, getattr(args, "format", None), registry=None)
     rows = top_k(model.probabilities(images), model.class_names, top)
     if getattr(args, "json", False):

@@ -357,3 +357,60 @@ def test_rerun_trains_the_same_job_keeps_it_and_leaves_the_stored_run_alone(at_e
     after = store.get(job.job_id)
     assert {k: after[k] for k in ("score", "status", "finished_at", "manifest_json")} == \
         {k: before[k] for k in ("score", "status", "finished_at", "manifest_json")}
+
+
+@pytest.mark.parametrize("reference", ["stored predictions", "whole test split"])
+def test_a_rebuilt_model_that_is_not_the_trained_one_is_refused(at_export, tmp_path, capsys, monkeypatch, reference):
+    import transferlab.models
+
+    real_rebuild = transferlab.models.rebuild
+
+    def wrong_architecture(registry, meta, arrays):  # what a backbone built otherwise without its weights gives
+        model = real_rebuild(registry, meta, arrays)
+        head = model.get_layer("head")
+        kernel, bias = head.get_weights()
+        head.set_weights([kernel[:, ::-1], bias[::-1]])  # every class scored as another
+        return model
+
+    monkeypatch.setattr(transferlab.models, "rebuild", wrong_architecture)
+    if reference == "whole test split":
+        monkeypatch.setattr("transferlab.export._stored_predictions", lambda store, run_id: None)
+    out = tmp_path / "wrong"
+    assert main(["export", at_export.run_id, "--format", "tflite", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"The rebuilt model of run {at_export.run_id} is not the trained one" in err
+    assert ("agrees with the trained model's on" if reference == "stored predictions" else "it scores") in err
+    assert not out.exists() and not _leftovers(tmp_path)
+
+
+@pytest.mark.slow
+def test_every_built_in_image_backbone_exports_with_standard_layers_and_reloads_with_plain_keras(tmp_path):
+    """Each image backbone (and each weight source that builds a network of its own) behind the export's resize
+    and preprocessing: standard Keras layers only, and the .keras file reloads with plain Keras to the same
+    outputs. Architectures only (random weights): no download."""
+    import keras
+
+    from transferlab.export import affine_preprocessing, custom_layers, export_model
+    from transferlab.heads import ClassificationHead
+    from transferlab.jobs import make_job
+    from transferlab.registry import load_registry
+    from transferlab.runner.inference import inference_model
+
+    registry = load_registry()
+    images = np.random.default_rng(0).uniform(0, 255, (2, 50, 90, 3)).astype(np.float32)
+    checked = []
+    for backbone in sorted((b for b in registry.backbones.values() if b.modality == "image"), key=lambda b: b.name):
+        size = max(backbone.min_input_size, 32)
+        job = make_job(registry, task="digits", backbone=backbone.name, strategy="scratch", input_size=size)
+        for weights in [None] + [w.name for w in backbone.weight_sources if w.name != "imagenet" and w.available()]:
+            base = backbone.build((size, size, 3), weights)
+            inference = inference_model(backbone, ClassificationHead(), job, 10, base=base)
+            model = export_model(inference, size, *affine_preprocessing(backbone))
+            assert custom_layers(model) == [], (backbone.name, weights)
+            path = tmp_path / f"{backbone.name}-{weights}.keras"
+            model.save(path)
+            again = keras.saving.load_model(path)
+            assert np.allclose(np.asarray(model(images)), np.asarray(again(images)), atol=1e-5), (backbone.name, weights)
+            checked.append((backbone.name, weights))
+            keras.backend.clear_session()
+    assert len(checked) >= 10
