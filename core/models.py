@@ -236,15 +236,40 @@ def load_kept(store: Any, run_id: str) -> tuple[dict[str, Any], list[np.ndarray]
     return meta, arrays
 
 
-def rebuild(registry: Any, meta: dict[str, Any], arrays: list[np.ndarray]) -> Any:
-    """The kept network (:func:`~transferlab.runner.inference.inference_model`) with its weights loaded:
-    preprocessed images of ``meta["input_size"]`` px in, the task head's outputs out."""
+def architecture(registry: Any, meta: dict[str, Any]) -> Any:
+    """The kept network's architecture (:func:`~transferlab.runner.inference.inference_model`), its weights not
+    yet the kept ones: preprocessed images of ``meta["input_size"]`` px in, the task head's outputs out.
+
+    The base is built as training built it: from its named weight source when the run started from one. A
+    source may change the architecture, not only the numbers (torchvision's MobileNetV2 pads before its
+    strided convolutions; the MedMNIST DenseNet121 has a layer inverting its preprocessing), and the kept
+    arrays would load into the random-init layout without an error, since their shapes are the same.
+    """
     from transferlab.jobs import JobSpec
-    from transferlab.runner.inference import inference_model, load_arrays
+    from transferlab.runner.assembly import input_shape
+    from transferlab.runner.inference import inference_model
 
     job = JobSpec.from_json(json.dumps(meta["job"]))
-    model = inference_model(registry.backbone(job.backbone), _head(registry, job, meta), job, int(meta["num_classes"]),
-                            meta.get("feature_scale"))
+    backbone = registry.backbone(job.backbone)
+    named = job.weights not in ("none",) and not job.weights.startswith(("file:", "run:"))
+    try:
+        base = backbone.build(input_shape(backbone, int(meta["input_size"])), job.weights if named else None)
+    except Exception as exc:
+        raise UserError(
+            f"The model of {'run ' + meta['run_id'] if meta.get('run_id') else 'this export'} is built on "
+            f"{job.backbone!r} with weights {job.weights!r}, "
+            f"and building that failed here ({type(exc).__name__}: {str(exc)[:200]}). Install the package that "
+            "provides those weights (see `transferlab backbones`)."
+        ) from None
+    return inference_model(backbone, _head(registry, job, meta), job, int(meta["num_classes"]),
+                           meta.get("feature_scale"), base=base)
+
+
+def rebuild(registry: Any, meta: dict[str, Any], arrays: list[np.ndarray]) -> Any:
+    """The kept network (:func:`architecture`) with its weights loaded, all or nothing."""
+    from transferlab.runner.inference import load_arrays
+
+    model = architecture(registry, meta)
     load_arrays(model, arrays, f"kept model of run {meta.get('run_id')}")
     return model
 

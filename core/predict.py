@@ -170,19 +170,13 @@ def rebuild_export_model(recipe: dict[str, Any], registry: Any = None) -> Any:
     inference network (:func:`transferlab.runner.inference.inference_model`) behind the export's resize and
     preprocessing (:func:`transferlab.export.export_model`)."""
     from transferlab.export import export_model
-    from transferlab.heads import ClassificationHead
-    from transferlab.jobs import JobSpec
-    from transferlab.runner.inference import inference_model
+    from transferlab.models import architecture
 
     if registry is None:
         from transferlab.registry import get_registry
 
         registry = get_registry()
-    job = JobSpec.from_json(json.dumps(recipe["job"]))
-    task = registry.tasks.get(job.task)
-    head = task.task_head if task is not None and task.data is None else ClassificationHead()
-    inference = inference_model(registry.backbone(job.backbone), head, job, int(recipe["num_classes"]),
-                                recipe.get("feature_scale"))
+    inference = architecture(registry, recipe)
     preprocess = recipe["preprocess"]
     return export_model(inference, int(recipe["input_size"]), np.asarray(preprocess["matrix"], np.float64),
                         np.asarray(preprocess["bias"], np.float64))

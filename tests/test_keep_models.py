@@ -294,3 +294,24 @@ def test_run_page_checkbox_keeps_every_model_of_the_launched_jobs_and_shows_thei
     next(b for b in at.button if b.label == "Launch in the background").click().run()
     assert not at.exception, at.exception
     assert launched and all(j.keep_model for j in launched[0])
+
+
+def test_architecture_builds_the_base_from_its_weight_source_as_training_did(registry):
+    # torchvision's MobileNetV2 pads before its strided convolutions; the random-init layout does not, and
+    # the kept arrays would fit both (same shapes): rebuilding must take the layout of the run's source
+    import keras
+
+    from transferlab.models import architecture
+
+    def meta(weights):
+        job = make_job(registry, task="digits", backbone="mobilenetv2", weights=weights, strategy="frozen_features",
+                       examples_per_class=3, input_size=32)
+        return dict(job=job.canonical(), input_size=32, num_classes=10, feature_scale=1.0, run_id=job.job_id)
+
+    def pads(layer):  # ZeroPadding2D layers anywhere inside, nested models included
+        inner = getattr(layer, "layers", [])
+        return isinstance(layer, keras.layers.ZeroPadding2D) + sum(pads(child) for child in inner)
+
+    torchvision, plain = architecture(registry, meta("imagenet-torchvision")), architecture(registry, meta("none"))
+    assert len(torchvision.weights) == len(plain.weights)
+    assert pads(torchvision) > pads(plain)
