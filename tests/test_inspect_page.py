@@ -55,6 +55,12 @@ def test_inspect_shows_the_runs_wrong_images_worst_first(app_env):
     at = _page({"run": run_id})
     assert at.selectbox(key="inspect-run").value == run_id  # the deep link chose it
     payload = store.predictions(run_id)
+    from transferlab.compare import wilson_interval
+
+    score = runs.set_index("run_id").loc[run_id, "score"]
+    low, high = wilson_interval(score, len(payload["indices"]))
+    assert at.metric[0].value == f"{score:.3f}"
+    assert f"95 % CI {float(low):.3f}–{float(high):.3f} over {len(payload['indices'])} test images" in _text(at)
     wrong = _wrong_count(store, run_id)
     assert f"{wrong} of {len(payload['indices'])} test images wrong" in _text(at)
     gallery = at.image[0]
@@ -66,6 +72,9 @@ def test_inspect_shows_the_runs_wrong_images_worst_first(app_env):
     true_name, predicted_name = captions[0].split(" (")[0].split(" → ")
     assert true_name in names and predicted_name in names and true_name != predicted_name
     assert str(app_env) not in _text(at)
+    if wrong > 48:
+        next(b for b in at.button if b.label.startswith("Show more")).click().run()
+        assert len(at.image[0].proto.imgs) == min(wrong, 96)
 
 
 def test_the_class_picker_filters_the_gallery(app_env):
@@ -94,7 +103,7 @@ def test_compare_shows_the_paired_table_and_mcnemar_verdict(app_env):
     shown = next(d.value for d in at.dataframe if "A right" in d.value.columns)
     assert shown["A right"].tolist() == [table["both_right"], table["only_a"]]
     assert shown["A wrong"].tolist() == [table["only_b"], table["both_wrong"]]
-    verdict = mcnemar(table["only_a"], table["only_b"], names=("A (this run)", "B"))["verdict"]
+    verdict = mcnemar(table["only_a"], table["only_b"], names=("A", "B"))["verdict"]
     assert any(verdict[1:] in m.value for m in at.markdown)
     assert [t.label for t in at.tabs] == [f"fixed by B ({table['only_b']})", f"broken by B ({table['only_a']})"]
 

@@ -94,17 +94,14 @@ def _winners(runs: pd.DataFrame) -> list[str]:
         return []
 
 
-def _score_text(row: pd.Series) -> str:
-    """``0.912 (95 % CI 0.881–0.936)``: Wilson's interval of the test accuracy over its test images; the score
-    alone for other metrics (mAP has no such interval)."""
-    if pd.isna(row["score"]):
-        return MISSING
+def _interval_text(row: pd.Series) -> str:
+    """``95 % CI 0.881–0.936 over 359 test images`` (Wilson's interval) where the score is test accuracy, else
+    ``""`` (mAP has no such interval)."""
     n_test = parse_json(row.get("manifest_json"), {}).get("n_test")
-    text = f"{row['score']:.3f}"
-    if row.get("metric") == PROPORTION_METRIC and isinstance(n_test, int) and n_test > 0:
-        low, high = wilson_interval(row["score"], n_test)
-        text += f" (95 % CI {float(low):.3f}–{float(high):.3f})"
-    return text
+    if pd.isna(row["score"]) or row.get("metric") != PROPORTION_METRIC or not isinstance(n_test, int) or n_test < 1:
+        return ""
+    low, high = wilson_interval(row["score"], n_test)
+    return f"95 % CI {float(low):.3f}–{float(high):.3f} over {n_test} test images (Wilson)"
 
 
 # ------------------------------------------------------------------------------------------ gallery
@@ -137,7 +134,6 @@ def _gallery(spec_json: str, frame: pd.DataFrame, captions: list[str], key: str,
 
 def _classification_view(spec_json: str, payload: dict, run_id: str) -> None:
     names = list(payload.get("class_names") or [])
-    st.subheader("Confusion matrix")
     st.plotly_chart(confusion_heatmap(confusion_counts(payload), names), width="stretch")
     wrong_all = mistakes(payload)
     n = len(payload["indices"])
@@ -200,11 +196,11 @@ def _compare(runs: pd.DataFrame, run_id: str, spec_json: str, payload: dict, nam
         st.info(f"Run B: {NO_PREDICTIONS}")
         return
     table = paired_table(payload, second)
-    test = mcnemar(table["only_a"], table["only_b"], names=("A (this run)", "B"))
+    test = mcnemar(table["only_a"], table["only_b"], names=("A", "B"))
     show_table(pd.DataFrame({"": ["B right", "B wrong"], "A right": [table["both_right"], table["only_a"]],
                              "A wrong": [table["only_b"], table["both_wrong"]]}))
     st.markdown(f"**{test['verdict'][0].upper() + test['verdict'][1:]}**")
-    st.caption(f"A: {names.get(run_id, run_id)}. B: {names.get(other, other)}. McNemar's test uses only the "
+    st.caption(f"A (this run): {names.get(run_id, run_id)}. B: {names.get(other, other)}. McNemar's test uses only the "
                f"{table['only_a'] + table['only_b']} of {table['n']} test images the two runs disagree on; exact "
                "binomial below 25 such images, else chi-square with continuity correction. A difference is "
                "claimed only at p < 0.05; otherwise it is a tie.")
@@ -286,16 +282,18 @@ def render() -> None:
         st.warning(f"Run {redact_text(wanted)[:40]} is not a finished training run in this store; showing another.")
     # the deep link, else the verdict's winner, else the best score
     start = next((r for r in (wanted, *winners) if r in options), options[0])
-    run_id = st.selectbox("Run", options, index=options.index(start), format_func=lambda r: names.get(r, r),
+    run_id = st.selectbox("Run (A)", options, index=options.index(start), format_func=lambda r: names.get(r, r),
                           key="inspect-run")
     st.query_params["run"] = run_id
     row = ok[ok["run_id"] == run_id].iloc[0]
     version = row["data_version"] if isinstance(row.get("data_version"), str) and row["data_version"] else MISSING
     c1, c2, c3 = st.columns(3)
-    c1.metric(str(row["metric_label"] or "test score"), _score_text(row))
+    c1.metric(str(row["metric_label"] or "test score"), f"{row['score']:.3f}" if pd.notna(row["score"]) else MISSING)
+    if interval := _interval_text(row):
+        c1.caption(interval)
     c2.metric("data version", version)
     c3.metric("task", str(row["task"]))
-    st.caption(f"Run {run_id}: {names[run_id]}.")
+    st.caption(f"Run id `{run_id}`.")
     stored = get_store().get(run_id) or {}
     spec_json = stored.get("spec_json") or ""  # the job as stored (its data location): read here, never shown
     payload = _predictions(get_store().url, run_id)
