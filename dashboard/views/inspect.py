@@ -195,7 +195,11 @@ def _compare(runs: pd.DataFrame, run_id: str, spec_json: str, payload: dict, nam
     if second is None:
         st.info(f"Run B: {NO_PREDICTIONS}")
         return
-    table = paired_table(payload, second)
+    try:
+        table = paired_table(payload, second)
+    except TransferlabError as exc:  # e.g. labels that differ: the data changed between the two runs
+        st.warning(redact_text(str(exc)))
+        return
     test = mcnemar(table["only_a"], table["only_b"], names=("A", "B"))
     show_table(pd.DataFrame({"": ["B right", "B wrong"], "A right": [table["both_right"], table["only_a"]],
                              "A wrong": [table["only_b"], table["both_wrong"]]}))
@@ -288,7 +292,8 @@ def render() -> None:
     row = ok[ok["run_id"] == run_id].iloc[0]
     version = row["data_version"] if isinstance(row.get("data_version"), str) and row["data_version"] else MISSING
     c1, c2, c3 = st.columns(3)
-    c1.metric(str(row["metric_label"] or "test score"), f"{row['score']:.3f}" if pd.notna(row["score"]) else MISSING)
+    metric = row["metric_label"] if isinstance(row.get("metric_label"), str) and row["metric_label"] else "test score"
+    c1.metric(metric, f"{row['score']:.3f}" if pd.notna(row["score"]) else MISSING)
     if interval := _interval_text(row):
         c1.caption(interval)
     c2.metric("data version", version)
