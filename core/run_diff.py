@@ -233,22 +233,16 @@ def _size_rank(row: pd.Series) -> tuple[int, float, int]:
 
 def winning_runs(runs: pd.DataFrame, recommendation: Any = None) -> dict[tuple[str, str], str]:
     """``(task, data version) -> run id`` of the verdict's winner at the largest training-set size: the
-    winning configuration's best-scoring seed. ``recommendation`` is ``verdict.recommend(runs)`` when the
-    caller has it already; data version ``""`` for runs without one."""
-    from transferlab.verdict import _keyed, recommend
+    winning configuration's best-scoring seed (the verdict's ``winner_runs``, best first).
+    ``recommendation`` is ``verdict.recommend(runs)`` when the caller has it already; data version ``""``
+    for runs without one."""
+    from transferlab.verdict import recommend
 
     recommendation = recommend(runs) if recommendation is None else recommendation
     verdicts = recommendation.verdicts
-    if verdicts.empty:
-        return {}
-    keyed = _keyed(runs)
     chosen: dict[tuple[str, str], str] = {}
     for (task, version), group in verdicts.groupby(["task", "data_version"], sort=True):
         top = max(group.to_dict("records"), key=lambda r: _size_rank(pd.Series(r)))
-        members = keyed[(keyed["task"] == task) & (keyed["data_version"] == version)
-                        & (keyed["size_key"] == top["size_key"]) & (keyed["fraction_key"] == top["fraction_key"])
-                        & (keyed["config"] == top["winner_config"])]
-        if not members.empty:
-            chosen[(task, version)] = str(members.sort_values(["score", "run_id"], ascending=[False, True])
-                                          .iloc[0]["run_id"])
+        if top.get("winner_runs"):
+            chosen[(task, version)] = str(top["winner_runs"][0])
     return chosen

@@ -50,7 +50,7 @@ VERDICT_COLUMNS = [*GROUP, "examples_per_class", "fraction", "size", "metric_lab
                    "difference_ci95", "test", "p_value", "outcome", "evidence",
                    "baseline", "baseline_mean", "baseline_n", "baseline_still_improving", "gain", "gain_ci95",
                    "gain_p_value", "gain_claim", "gain_text", "wall_seconds", "trainable_params", "latency_ms",
-                   "sentence"]
+                   "sentence", "winner_runs"]
 
 
 # ---------------------------------------------------------------------------------------- selection
@@ -254,8 +254,20 @@ def recommend(runs: pd.DataFrame, baselines: Iterable[str] | None = None,
     table = _configurations(ok, baselines, latency)
     values = _values(ok)
     verdict = verdicts(table, values)
+    verdict["winner_runs"] = _winner_runs(ok, verdict)
     from transferlab.pareto import label_or_backbone  # it builds on this module
     return Recommendation(table, verdict, label_or_backbone(table, verdict, values))
+
+
+def _winner_runs(ok: pd.DataFrame, verdict: pd.DataFrame) -> list[list[str]]:
+    """Per verdict row, the run ids of its winning configuration, best score first (ties by run id): the
+    runs whose model the verdict points to for export."""
+    if verdict.empty:
+        return []
+    ranked = ok.sort_values(["score", "run_id"], ascending=[False, True], na_position="last")
+    members = {key: list(ids) for key, ids in ranked.groupby([*GROUP, "config"], sort=False)["run_id"]}
+    return [members.get((*(row[c] for c in GROUP), row["winner_config"]), [])
+            for row in verdict.to_dict("records")]
 
 
 def _values(ok: pd.DataFrame) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:

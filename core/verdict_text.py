@@ -13,20 +13,24 @@ from transferlab.errors import UserError
 from transferlab.pareto import pareto_front
 from transferlab.verdict import Recommendation, eligible_runs, recommend
 
-__all__ = ["cmd_recommend", "format_recommendation", "recommendation_json"]
+__all__ = ["cmd_recommend", "format_recommendation", "model_line", "recommendation_json", "winner_model"]
 
 _KEYS = ("size_key", "fraction_key")  # sortable stand-ins for the size, not data
 
 
-def recommendation_json(recommendation: Recommendation) -> dict[str, Any]:
-    """The verdict as JSON-ready data: ``verdicts``, ``summaries``, ``more_labels_or_backbone`` and the two
-    ``pareto`` fronts (only configurations on them)."""
+def recommendation_json(recommendation: Recommendation, kept: set[str] | None = None) -> dict[str, Any]:
+    """The verdict as JSON-ready data: ``verdicts`` (with ``winner_runs``, best first, and with ``kept``
+    given, ``model_run`` and ``model_kept``: see :func:`winner_model`), ``summaries``,
+    ``more_labels_or_backbone`` and the two ``pareto`` fronts (only configurations on them)."""
     summaries = [dict(task=t, data_version=v or None, summary=s) for (t, v), s in recommendation.summaries().items()]
     pareto = {}
     for cost in ("wall_seconds", "latency_ms"):
         front = pareto_front(recommendation.configurations, cost)
         pareto[cost] = records(front[front["on_front"].astype(bool)], drop=(*_KEYS, "on_front"))
     verdict = recommendation.verdicts.assign(data_version=recommendation.verdicts["data_version"].replace("", None))
+    if kept is not None:
+        chosen = [winner_model(row, kept) for row in verdict.to_dict("records")]
+        verdict = verdict.assign(model_run=[c[0] for c in chosen], model_kept=[c[1] for c in chosen])
     return dict(verdicts=records(verdict, drop=_KEYS), summaries=summaries,
                 more_labels_or_backbone=records(recommendation.labels_or_backbone, drop=_KEYS), pareto=pareto)
 
@@ -37,9 +41,30 @@ def _cell(value: Any, number: str = ".3f") -> str:
     return f"{value:{number}}" if isinstance(value, (int, float, np.floating, np.integer)) else str(value)
 
 
-def format_recommendation(recommendation: Recommendation) -> str:
+def winner_model(row: Any, kept: set[str]) -> tuple[str | None, bool]:
+    """The run whose model a verdict row points to: the winning configuration's best-scoring run with a kept
+    model, else its best-scoring run (to re-run with ``--rerun``); and whether that model is kept."""
+    runs = list(row.get("winner_runs") or [])
+    for run_id in runs:
+        if run_id in kept:
+            return run_id, True
+    return (runs[0], False) if runs else (None, False)
+
+
+def model_line(row: Any, kept: set[str]) -> str | None:
+    """``model: ...``, the command that exports the winner of a verdict row, or None without runs."""
+    run_id, is_kept = winner_model(row, kept)
+    if run_id is None:
+        return None
+    if is_kept:
+        return f"model: kept (run {run_id}): transferlab export {run_id} --format all --out winner/"
+    return (f"model: not kept (run {run_id}, the best seed): transferlab export {run_id} --rerun --format all "
+            "--out winner/ trains it again and keeps it")
+
+
+def format_recommendation(recommendation: Recommendation, kept: set[str] | None = None) -> str:
     """The verdict as text: per task (and data version) its paragraph, a table per size, and more labels or
-    another backbone."""
+    another backbone. With ``kept`` (run ids with a kept model), each size says how to export its winner."""
     lines = []
     summaries = recommendation.summaries()
     labels = recommendation.labels_or_backbone
@@ -58,6 +83,9 @@ def format_recommendation(recommendation: Recommendation) -> str:
             lines.append(f"  {row['size']}: {row['outcome'].upper()}  {row['winner']} {row['winner_mean']:.3f}"
                          f"{interval} (n={row['winner_n']}){against}")
             lines.append(f"      gain over scratch: {row['gain_text']}; cost: {cost}")
+            model = model_line(row, kept) if kept is not None else None
+            if model:
+                lines.append(f"      {model}")
         mine = labels[(labels["task"] == task) & (labels["data_version"] == version)] if not labels.empty else labels
         if not mine.empty:
             lines.append("  More labels or a better backbone?")
@@ -80,7 +108,8 @@ def cmd_recommend(args: Any) -> int:
         if not Path(url.split(":///", 1)[-1]).is_file():  # nothing ran here yet: say so, create nothing
             print(empty)
             return 0
-    runs = eligible_runs(Store(url, read_only=True).runs_frame())
+    store = Store(url, read_only=True)
+    runs = eligible_runs(store.runs_frame())
     task = getattr(args, "task", None)
     if task is not None:
         tasks = sorted(runs["task"].astype(str).unique()) if not runs.empty else []
@@ -93,9 +122,11 @@ def cmd_recommend(args: Any) -> int:
         print(empty)
         return 0
     recommendation = recommend(runs, latency=latency_lookup())
+    models = store.models_frame()
+    kept = set(models["run_id"].astype(str)) if not models.empty else set()
     if getattr(args, "json", False):
-        json.dump(recommendation_json(recommendation), sys.stdout, indent=2, ensure_ascii=False)
+        json.dump(recommendation_json(recommendation, kept), sys.stdout, indent=2, ensure_ascii=False)
         print()
     else:
-        print(format_recommendation(recommendation), end="")
+        print(format_recommendation(recommendation, kept), end="")
     return 0

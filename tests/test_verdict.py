@@ -358,3 +358,20 @@ def test_matched_seeds_with_one_difference_on_every_seed_fall_back_to_welch_and_
     assert "same difference on every paired seed" in result.evidence()
     unpaired = verdict.compare_scores(frozen, np.arange(3), tuned, np.arange(3) + 10)
     assert not unpaired.constant_pairs and "paired" not in unpaired.evidence()
+
+
+def test_each_verdict_points_to_its_winners_model_kept_or_to_rerun():
+    from transferlab.verdict_text import format_recommendation, recommendation_json
+
+    runs = _frame({"tuned": {5: [0.80, 0.86, 0.83]}, "frozen": {5: [0.70, 0.72, 0.71]}})
+    result, row = _verdict(runs)
+    assert row["winner_runs"] == ["tuned-5-1-None-None", "tuned-5-2-None-None", "tuned-5-0-None-None"]  # best first
+    # the winner's best seed kept: export it; only a lesser seed kept: that one; none kept: re-run the best
+    assert "model: kept (run tuned-5-1-None-None): transferlab export tuned-5-1-None-None" in \
+        format_recommendation(result, {"tuned-5-1-None-None", "frozen-5-1-None-None"})
+    assert "model: kept (run tuned-5-0-None-None)" in format_recommendation(result, {"tuned-5-0-None-None"})
+    text = format_recommendation(result, set())
+    assert "model: not kept (run tuned-5-1-None-None, the best seed): transferlab export tuned-5-1-None-None --rerun" in text
+    assert "model:" not in format_recommendation(result)  # no store to ask: nothing said
+    record = recommendation_json(result, {"tuned-5-2-None-None"})["verdicts"][0]
+    assert (record["model_run"], record["model_kept"]) == ("tuned-5-2-None-None", True)
