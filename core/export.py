@@ -255,6 +255,9 @@ def export_run(store: Any, registry: Any, run_id: str, formats: Sequence[str] | 
         (work / "export.json").write_text(json.dumps(record, indent=2), encoding="utf-8")
         if out.exists():
             raise UserError(f"The export folder {out} appeared while exporting; nothing was written there.")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(work, 0o777 & ~umask)  # mkdtemp makes it private (0700); the export is an ordinary folder
         os.rename(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)

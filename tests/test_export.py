@@ -110,6 +110,9 @@ def test_export_writes_each_format_labels_card_and_hashes(exported):
         assert sha256_file(out / relative) == entry["sha256"] and (out / relative).stat().st_size == entry["bytes"]
     assert record["input"]["shape"] == [None, None, None, 3] and record["input"]["resized_to"] == [16, 16]
     assert record["reproduction"]["checked"] and record["reproduction"]["agreement"] == 1.0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask  # an ordinary folder, not the temp folder's 0700
     card = (out / "model-card.md").read_text()
     kept = json.loads((exported.home / "models" / exported.run_id / "model.json").read_text())
     assert kept["weights_sha256"] in card and record["recipe"]["weights_sha256"] == kept["weights_sha256"]
