@@ -318,6 +318,8 @@ def test_home_and_report_show_the_verdict(tl_home):
 
 
 def test_verdict_page_renders_the_verdict_and_its_empty_state(tl_home):
+    from transferlab.store import Store
+
     at = _page("verdict.py")
     assert at.title[0].value == "Verdict" and "No finished training runs" in at.info[0].value
     import streamlit as st
@@ -329,6 +331,9 @@ def test_verdict_page_renders_the_verdict_and_its_empty_state(tl_home):
     assert "one seed: not tested" in at.markdown[0].value
     table = at.dataframe[0].value
     assert table["outcome"].tolist() == ["not tested"] and table["seeds"].tolist() == [1]
+    # beside the winner: whether its model is kept, and the Inspect page's deep link to its best seed
+    winner = verdict.recommend(Store().runs_frame()).verdicts.iloc[0]["winner_runs"][0]
+    assert table["model"].tolist() == ["not kept"] and table["inspect"].tolist() == [f"inspect?run={winner}"]
 
 
 def test_recommend_reads_data_versions_and_unconverged_baselines_from_the_store(capsys, tl_home):

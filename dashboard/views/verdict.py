@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from transferlab.dashboard.charts import pareto_chart, store_colours
-from transferlab.dashboard.common import get_registry, guarded, load_runs, no_runs_message, public_text
+from transferlab.dashboard.common import get_registry, get_store, guarded, load_runs, no_runs_message, public_text
 from transferlab.dashboard.tables import show_table
 from transferlab.latency import latency_lookup
 from transferlab.pareto import pareto_front
@@ -37,9 +37,16 @@ def render() -> None:
                "tie. The gain is over the strongest scratch configuration at that size, and is not claimed when "
                "that baseline was still improving when training stopped (unknown where its convergence was not measured: "
                "runs under 5 epochs, or stored before it was recorded).")
-    show_table(chosen.sort_values(["size_key", "fraction_key"])[list(VERDICT_TABLE)].rename(columns=VERDICT_TABLE),
-               column_config={c: st.column_config.NumberColumn(format="%.3f")
-                              for c in ("mean", "runner-up mean", "difference")})
+    table = chosen.sort_values(["size_key", "fraction_key"])
+    shown = table[list(VERDICT_TABLE)].rename(columns=VERDICT_TABLE)
+    models, links = _winner_links(table)
+    at = list(shown.columns).index("winner") + 1  # beside the winner: the table scrolls sideways
+    shown.insert(at, "inspect", links)
+    shown.insert(at, "model", models)
+    config = {c: st.column_config.NumberColumn(format="%.3f") for c in ("mean", "runner-up mean", "difference")}
+    config["inspect"] = st.column_config.LinkColumn("inspect", display_text="mistakes · export",
+                                                    help="The winner's best seed on the Inspect page")
+    show_table(shown, column_config=config)
 
     st.subheader("What it costs: the Pareto fronts")
     table = recommendation.configurations
@@ -64,6 +71,18 @@ def render() -> None:
             st.markdown(public_text(f"- **At {size}**: {answer}"))
         st.caption("The doubling estimate follows the winner's measured means on a log2 size axis: between measured "
                    "sizes it interpolates; beyond the largest it extrapolates from the two largest and says so.")
+
+
+def _winner_links(table) -> tuple[list[str], list[str | None]]:
+    """Per verdict row: whether its winner's model is kept (``kept`` / ``not kept``), and the Inspect page's
+    deep link to the run :func:`transferlab.verdict_text.winner_model` picks (the kept one, else the best seed)."""
+    from transferlab.verdict_text import winner_model
+
+    models = get_store().models_frame()
+    kept = set(models["run_id"].astype(str)) if not models.empty else set()
+    chosen = [winner_model(row, kept) for row in table.to_dict("records")]
+    return ([("kept" if is_kept else "not kept") if run else "—" for run, is_kept in chosen],
+            [f"inspect?run={run}" if run else None for run, _ in chosen])
 
 
 guarded(render)
