@@ -31,7 +31,10 @@ def thread_pools(workers: int) -> tuple[int, int]:
     return max(1, cores // max(1, workers)), (1 if workers > 1 else 0)
 
 
-def _weights_resolver(store: Store):
+def weights_resolver(store: Store):
+    """The runner's ``weights_file`` callback for ``store``: a source run id -> (its saved weights file, that
+    file's sha256), for jobs whose weights are another run's (``weights="run:<id>"``). A source run that has
+    not succeeded, or saved no weights, is a TransferlabError."""
     def resolve(run_id: str) -> tuple[Path, str]:
         import json
 
@@ -80,7 +83,7 @@ def run_one(store: Store, job: JobSpec, registry=None) -> str:
     runner = Runner(
         registry,
         log_epoch=lambda epoch, phase, metrics, seconds: store.log_epoch(job.job_id, epoch, phase, metrics, seconds),
-        weights_file=_weights_resolver(store),
+        weights_file=weights_resolver(store),
         report_progress=lambda progress: store.heartbeat(job.job_id, progress),
         checkpoint_namespace=namespace,
     )

@@ -168,8 +168,8 @@ def _keras(path: Path, record: dict[str, Any], registry: Any) -> Callable[[np.nd
 def rebuild_export_model(recipe: dict[str, Any], registry: Any = None) -> Any:
     """The export model's architecture from export.json's ``recipe`` (its weights not loaded): the run's
     inference network (:func:`transferlab.runner.inference.inference_model`) behind the export's resize and
-    preprocessing (:func:`transferlab.export.export_model`)."""
-    from transferlab.export import export_model
+    preprocessing (:func:`transferlab.export_model.export_model`)."""
+    from transferlab.export_model import export_model
     from transferlab.models import architecture
 
     if registry is None:
@@ -230,18 +230,3 @@ def top_k(probabilities: np.ndarray, class_names: Sequence[str], k: int) -> list
         order = np.lexsort((np.arange(len(row)), -row))[:k]
         rows.append([{"label": str(class_names[i]), "index": int(i), "probability": float(row[i])} for i in order])
     return rows
-
-
-def data_image(data: Any, index: int) -> np.ndarray:
-    """Image ``index`` of task ``data`` as the runner reads it: uint8 RGB (h, w, 3); files decoded (and cropped
-    to their ROI) as in training, grey replicated to three channels."""
-    from transferlab.data import ImageFiles
-    from transferlab.image_files import read_image_rgb
-
-    if isinstance(data.images, ImageFiles):
-        roi = None if data.images.rois is None else [int(v) for v in data.images.rois[index]]
-        return read_image_rgb(data.images.paths[index], None if roi is None or roi[0] < 0 else roi)
-    image = np.asarray(data.images[index])
-    if image.ndim == 2:
-        image = image[..., None]
-    return np.repeat(image, 3, axis=2) if image.shape[-1] == 1 else image

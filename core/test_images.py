@@ -18,8 +18,8 @@ import numpy as np
 from transferlab.errors import UserError
 from transferlab.jobs import JobSpec
 
-__all__ = ["BOX_LEGEND", "MAX_SIDE", "PREDICTED_COLOUR", "TRUE_COLOUR", "draw_boxes", "job_of", "load_test_data",
-           "thumbnail", "thumbnails"]
+__all__ = ["BOX_LEGEND", "MAX_SIDE", "PREDICTED_COLOUR", "TRUE_COLOUR", "draw_boxes", "image_at", "job_of",
+           "load_test_data", "thumbnail", "thumbnails"]
 
 #: the longest side of a thumbnail, in pixels
 MAX_SIDE = 128
@@ -76,14 +76,20 @@ def thumbnail(image: np.ndarray, max_side: int = MAX_SIDE) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels).resize(size, resample), dtype=np.uint8)
 
 
-def _image_at(images: Any, index: int) -> np.ndarray:
+def image_at(images: Any, index: int) -> np.ndarray:
+    """Image ``index`` of a task's ``data.images`` as the runner reads it: uint8 RGB (h, w, 3). Files
+    (:class:`transferlab.data.ImageFiles`) are decoded as in training, cropped to their ROI (a row of ``-1``:
+    no ROI for that file); arrays (h, w) or (h, w, 1) get their grey channel repeated three times."""
     from transferlab.data import ImageFiles
     from transferlab.image_files import read_image_rgb
 
     if isinstance(images, ImageFiles):
-        roi = images.rois[index] if images.rois is not None else None
-        return read_image_rgb(images.paths[index], roi)
-    return np.asarray(images[index])
+        roi = None if images.rois is None else [int(v) for v in images.rois[index]]
+        return read_image_rgb(images.paths[index], None if roi is None or roi[0] < 0 else roi)
+    image = np.asarray(images[index])
+    if image.ndim == 2:
+        image = image[..., None]
+    return np.repeat(image, 3, axis=2) if image.shape[-1] == 1 else image
 
 
 def thumbnails(data: Any, indices: Iterable[int], max_side: int = MAX_SIDE) -> list[np.ndarray]:
@@ -96,7 +102,7 @@ def thumbnails(data: Any, indices: Iterable[int], max_side: int = MAX_SIDE) -> l
         if not 0 <= index < count:
             raise UserError(f"Test image {index} is not in this data ({count} examples): the data changed since the "
                             "run. Run it again.")
-        out.append(thumbnail(_image_at(data.images, index), max_side))
+        out.append(thumbnail(image_at(data.images, index), max_side))
     return out
 
 

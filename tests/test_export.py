@@ -1,4 +1,7 @@
-"""Export: a real small run in every available format, reloaded without transferlab, and every refusal."""
+"""Export: a real small run in every available format, reloaded without transferlab, and every refusal.
+
+The run is trained and exported once per session (``exported`` in conftest.py); tests that change its store take
+``own_export`` (a copy)."""
 from __future__ import annotations
 
 import json
@@ -7,83 +10,14 @@ import subprocess
 import sys
 import textwrap
 import zipfile
+from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from transferlab.cli import main
 from transferlab.errors import TransferlabError, UserError
-
-#: colour of each class of the fixture's images (sizes vary: the export takes any size)
-COLOURS = {"blue": (40, 40, 210), "green": (40, 200, 40), "red": (210, 40, 40)}
-TRAIN_FLAGS = ["--backbone", "tiny", "--strategy", "scratch", "--examples-per-class", "6", "--input-size", "16",
-               "--epochs", "8", "--learning-rate", "0.02", "--batch-size", "8", "--workers", "0"]
-
-
-def write_tree(root: Path, per_class: int = 10, seed: int = 0) -> Path:
-    """A class-folder tree of noisy colour images, each of its own size (14-39 px a side)."""
-    rng = np.random.default_rng(seed)
-    for name, colour in COLOURS.items():
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            height, width = rng.integers(14, 40, 2)
-            pixels = np.clip(rng.normal(colour, 40, (height, width, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(root / name / f"{name} {i}.png")
-    return root
-
-
-def _registry():
-    import support_plugins
-
-    from transferlab.registry import load_registry
-
-    return load_registry(extra_plugins=[("tests.tiny", support_plugins.TinyPlugin)])
-
-
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory):
-    """One real run (the tiny backbone on a class tree never seen), trained through the CLI, its model kept
-    by the default policy, exported with `--format all`; the test images and stored predictions beside it."""
-    base = tmp_path_factory.mktemp("export")
-    home, registry = base / "home", _registry()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TRANSFERLAB_HOME", str(home))
-        patch.setattr("transferlab.registry.get_registry", lambda: registry)
-        from transferlab.data import make_splits
-        from transferlab.jobs import JobSpec
-        from transferlab.predict import data_image
-        from transferlab.store import Store
-        from transferlab.userdata import load_job_data
-
-        root = write_tree(base / "Garden Colours")
-        assert main(["run", "--data", str(root), *TRAIN_FLAGS]) == 0
-        store = Store()
-        run = store.runs_frame().iloc[0]
-        run_id = run["run_id"]
-        assert store.model(run_id) is not None  # kept as the best of its group
-        out = base / "exports" / "tiny-run"
-        assert main(["export", run_id, "--format", "all", "--out", str(out)]) == 0
-        job = JobSpec.from_json(run["spec_json"])
-        data = load_job_data(registry, job)
-        predictions = store.predictions(run_id)
-        assert predictions["indices"] == make_splits(data).test.tolist()
-        images = [data_image(data, i) for i in predictions["indices"]]
-    assert len({image.shape for image in images}) > 1  # the test images come in several sizes
-    return SimpleNamespace(home=home, registry=registry, run_id=run_id, score=float(run["score"]), out=out,
-                           root=root, base=base, images=images, predictions=predictions,
-                           labels=[int(v) for v in predictions["labels"]], class_names=list(data.class_names))
-
-
-@pytest.fixture
-def at_export(exported, monkeypatch):
-    """This test's CLI sees the exported run's store and the test registry."""
-    monkeypatch.setenv("TRANSFERLAB_HOME", str(exported.home))
-    monkeypatch.setattr("transferlab.registry.get_registry", lambda: exported.registry)
-    return exported
-
 
 def _formats_here() -> list[str]:
     from transferlab.export import available_formats
@@ -119,6 +53,8 @@ def test_export_writes_each_format_labels_card_and_hashes(exported):
     n_test = len(exported.labels)
     assert f"test accuracy {exported.score:.3f} (95 % Wilson interval" in card and f"over {n_test} test images" in card
     assert "data version" in card and "tensorflow 2." in card and "Standard Keras layers only" in card
+    assert "come from a re-run" not in card and not kept.get("rerun", False)  # the stored run's own weights
+    assert f"kept {datetime.fromtimestamp(kept['created_at'], timezone.utc).isoformat(timespec='seconds')})" in card
     for name in record["formats"]:
         assert f"{name} (`" in card
     # no local path reaches what is meant for others
@@ -206,7 +142,7 @@ def test_archive_holds_the_same_files_under_one_folder(at_export):
 def test_each_image_backbone_preprocessing_is_found_as_an_affine_map_and_applied_by_a_standard_layer():
     import tensorflow as tf
 
-    from transferlab.export import affine_preprocessing, preprocessing_layer
+    from transferlab.export_model import affine_preprocessing, preprocessing_layer
     from transferlab.registry import load_registry
 
     images = np.random.default_rng(3).uniform(0, 255, (2, 9, 6, 3)).astype(np.float32)
@@ -231,7 +167,7 @@ def test_each_image_backbone_preprocessing_is_found_as_an_affine_map_and_applied
 
 
 def test_a_preprocessing_that_is_not_per_pixel_affine_is_refused_naming_the_backbone():
-    from transferlab.export import affine_preprocessing
+    from transferlab.export_model import affine_preprocessing
     from transferlab.specs import BackboneSpec
 
     def squared(x):
@@ -252,7 +188,7 @@ def test_a_preprocessing_that_is_not_per_pixel_affine_is_refused_naming_the_back
 def test_the_export_model_runs_the_network_in_inference_mode_and_matches_the_training_pipeline(registry):
     import support_plugins
 
-    from transferlab.export import check_export_model, export_model
+    from transferlab.export_model import check_export_model, export_model
     from transferlab.heads import ClassificationHead
     from transferlab.jobs import make_job
     from transferlab.runner.inference import inference_model
@@ -284,64 +220,138 @@ def _fake_run(store, registry, status: str, manifest: dict | None = None, **fiel
     return job
 
 
-def _refused(args: list[str], out: Path, capsys, match: str) -> None:
-    before = sorted(p.name for p in out.parent.iterdir()) if out.parent.is_dir() else []
+def _refused(args: list[str], where: Path, capsys, match: str) -> None:
+    """``args`` exit 2 with one message holding ``match``, and nothing appears in folder ``where``."""
+    before = sorted(p.relative_to(where).as_posix() for p in where.rglob("*"))
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("transferlab: error:") == 1 and match in err, err
-    after = sorted(p.name for p in out.parent.iterdir()) if out.parent.is_dir() else []
-    assert after == before and not _leftovers(out.parent)  # nothing written, nothing half-written
+    assert sorted(p.relative_to(where).as_posix() for p in where.rglob("*")) == before  # nothing (half-)written
 
 
-def test_export_refusals_each_exit_2_with_one_message_and_write_nothing(at_export, tmp_path, capsys, monkeypatch):
+def test_export_refusals_each_exit_2_with_one_message_and_write_nothing(own_export, tmp_path, capsys, monkeypatch):
     from transferlab.store import Store
 
-    store, registry = Store(), at_export.registry
-    out = tmp_path / "exports" / "new"
-    out.parent.mkdir()
-    _refused(["export", "0123456789abcdef", "--out", str(out)], out, capsys, "Unknown run id '0123456789abcdef'")
+    store, registry = Store(), own_export.registry
+    where = tmp_path / "exports"
+    where.mkdir()
+    out = where / "new"
+    _refused(["export", "0123456789abcdef", "--out", str(out)], where, capsys, "Unknown run id '0123456789abcdef'")
     failed = _fake_run(store, registry, "failed", task="digits", backbone="tiny", strategy="scratch", seed=7)
-    _refused(["export", failed.job_id, "--out", str(out)], out, capsys, f"Run {failed.job_id} is failed (FreezeViolationError")
+    _refused(["export", failed.job_id, "--out", str(out)], where, capsys, f"Run {failed.job_id} is failed (FreezeViolationError")
     detection = _fake_run(store, registry, "succeeded", task="animal_detection", backbone="tiny", strategy="scratch",
                           manifest={"head": "detection"})
-    _refused(["export", detection.job_id, "--out", str(out)], out, capsys, "export covers image classification")
+    _refused(["export", detection.job_id, "--out", str(out)], where, capsys, "export covers image classification")
     text = _fake_run(store, registry, "succeeded", task="sentiment_tweets", backbone="minilm-l6",
                      strategy="frozen_features", weights="none")
-    _refused(["export", text.job_id, "--out", str(out)], out, capsys, "is a text run; export covers image classification")
+    _refused(["export", text.job_id, "--out", str(out)], where, capsys, "is a text run; export covers image classification")
     not_kept = _fake_run(store, registry, "succeeded", task="digits", backbone="tiny", strategy="scratch", seed=8)
-    _refused(["export", not_kept.job_id, "--out", str(out)], out, capsys, f"transferlab export {not_kept.job_id} --rerun")
-    existing = tmp_path / "exports" / "taken"
+    _refused(["export", not_kept.job_id, "--out", str(out)], where, capsys, f"transferlab export {not_kept.job_id} --rerun")
+    existing = where / "taken"
     existing.mkdir()
     (existing / "mine.txt").write_text("keep me")
-    _refused(["export", at_export.run_id, "--out", str(existing)], existing, capsys, "already exists")
-    assert [p.name for p in existing.iterdir()] == ["mine.txt"]
+    _refused(["export", own_export.run_id, "--out", str(existing)], where, capsys, "already exists")
+    a_file = where / "notes.txt"
+    a_file.write_text("not a folder")
+    for inside in (a_file / "export", a_file / "deeper" / "export"):  # the nearest existing folder above is a file
+        _refused(["export", own_export.run_id, "--out", str(inside)], where, capsys,
+                 f"Cannot export to {inside}: {a_file} is a file, not a folder")
+    assert a_file.read_text() == "not a folder"
 
     real_find_spec = __import__("importlib").util.find_spec
     monkeypatch.setattr("importlib.util.find_spec", lambda name, *a: None if name == "tf2onnx" else real_find_spec(name, *a))
-    _refused(["export", at_export.run_id, "--format", "onnx", "--out", str(out)], out, capsys,
+    _refused(["export", own_export.run_id, "--format", "onnx", "--out", str(out)], where, capsys,
              "pip install 'transferlab[onnx]'")
     from transferlab.export import available_formats
 
     assert available_formats()["onnx"] == "needs the onnx extra: pip install 'transferlab[onnx]'"
 
 
-def test_an_exporter_that_fails_midway_leaves_nothing(at_export, tmp_path, capsys, monkeypatch):
+REFUSE_IN_A_FRESH_PROCESS = textwrap.dedent("""
+    import sys
+    from transferlab.cli import main
+    code = main(sys.argv[1:])
+    print("tensorflow imported:", "tensorflow" in sys.modules)
+    sys.exit(code)
+""")
+
+
+def _fresh_cli(args: list[str], home: Path, prefix: list[str] = ()) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TRANSFERLAB_HOME=str(home), TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([*prefix, sys.executable, "-c", REFUSE_IN_A_FRESH_PROCESS, *args], capture_output=True,
+                          text=True, env=env, timeout=120)
+
+
+def test_a_refusal_comes_before_tensorflow_is_imported(tmp_path):
+    done = _fresh_cli(["export", "0123456789abcdef", "--out", str(tmp_path / "out")], tmp_path / "home")
+    assert done.returncode == 2 and "Unknown run id '0123456789abcdef'" in done.stderr, done.stderr[-2000:]
+    assert "tensorflow imported: False" in done.stdout
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_before_anything_is_built(tmp_path):
+    import shutil
+    import tempfile
+
+    # as nobody when the tests run as root (for whom a folder without write permission is still writable), in a
+    # folder of its own under the system temp folder, which nobody can reach (pytest's is private)
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+    if as_nobody and shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: no folder here is unwritable")
+    top = Path(tempfile.mkdtemp(prefix="transferlab-locked-"))
+    try:
+        top.chmod(0o777)
+        locked = top / "locked"
+        locked.mkdir(mode=0o555)
+        locked.chmod(0o555)
+        out = locked / "new" / "export"
+        done = _fresh_cli(["export", "0123456789abcdef", "--out", str(out)], top / "home", as_nobody)
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert f"Cannot export to {out}: the folder {locked} is not writable" in done.stderr
+        assert "Traceback" not in done.stderr and "tensorflow imported: False" in done.stdout
+        assert list(locked.iterdir()) == []
+    finally:
+        (top / "locked").chmod(0o755)
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def test_an_exporter_that_fails_midway_leaves_nothing_not_even_the_folders_above(at_export, tmp_path, capsys,
+                                                                              monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("converter crashed")
 
-    monkeypatch.setattr("transferlab.export._write_tflite", broken)
-    out = tmp_path / "half" / "export"
+    monkeypatch.setattr("transferlab.export_model._write_tflite", broken)
+    root = tmp_path / "work"
+    root.mkdir()
+    out = root / "half" / "way" / "export"
     assert main(["export", at_export.run_id, "--format", "keras", "--format", "tflite", "--out", str(out)]) == 1
     assert "Exporting to tflite failed (RuntimeError: converter crashed)" in capsys.readouterr().err
-    assert not out.exists() and not _leftovers(out.parent)
+    assert list(root.iterdir()) == []  # no export, no partial folder, no parent made for it
 
 
-def test_rerun_trains_the_same_job_keeps_it_and_leaves_the_stored_run_alone(at_export, tmp_path, capsys):
+def test_folders_made_for_the_export_are_removed_when_its_last_step_fails(at_export, tmp_path, capsys, monkeypatch):
+    root = tmp_path / "work"
+    (root / "here").mkdir(parents=True)
+    (root / "here" / "mine.txt").write_text("stays")
+    out = root / "here" / "new" / "deeper" / "export"
+    real_rename = os.rename
+
+    def refuse_out(source, target, *args, **kwargs):  # as a rename to another disk, or a folder taken meanwhile
+        if Path(target) == out:
+            raise OSError(18, "Invalid cross-device link")
+        return real_rename(source, target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", refuse_out)
+    assert main(["export", at_export.run_id, "--format", "keras", "--out", str(out)]) == 2
+    assert f"Cannot move the export into {out} (Invalid cross-device link)" in capsys.readouterr().err
+    assert [p.relative_to(root).as_posix() for p in sorted(root.rglob("*"))] == ["here", "here/mine.txt"]
+
+
+def test_rerun_trains_the_same_job_keeps_it_and_leaves_the_stored_run_alone(own_export, tmp_path, capsys):
     from transferlab.jobs import make_job
     from transferlab.store import Store
 
-    store, registry = Store(), at_export.registry
-    source = store.get(at_export.run_id)
+    store, registry = Store(), own_export.registry
+    source = store.get(own_export.run_id)
     spec = json.loads(source["spec_json"])
     job = make_job(registry, **dict({k: v for k, v in spec.items() if k != "depends_on"}, seed=5))
     store.submit([job])  # the same data and recipe at another seed, its result stored without a kept model
@@ -354,12 +364,52 @@ def test_rerun_trains_the_same_job_keeps_it_and_leaves_the_stored_run_alone(at_e
     assert f"Re-running run {job.job_id}" in printed and "(stored run: 0.123, accuracy)" in printed
     kept = store.model(job.job_id)
     assert kept is not None and kept["reason"] == "asked"
+    assert json.loads((own_export.home / "models" / job.job_id / "model.json").read_text())["rerun"] is True
     card = (out / "model-card.md").read_text()
     assert "- Stored run: test accuracy 0.123" in card and "**These weights** come from a re-run" in card
     assert f"test accuracy {kept['score']:.3f}" in card
     after = store.get(job.job_id)
     assert {k: after[k] for k in ("score", "status", "finished_at", "manifest_json")} == \
         {k: before[k] for k in ("score", "status", "finished_at", "manifest_json")}
+
+
+def test_rerun_of_a_run_whose_model_is_kept_exports_that_model_and_trains_nothing(own_export, tmp_path, capsys,
+                                                                                  monkeypatch):
+    from transferlab.store import Store
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a kept model must not be re-run")
+
+    monkeypatch.setattr("transferlab.export_cli.rerun_and_keep", no_training)
+    meta_file = own_export.home / "models" / own_export.run_id / "model.json"
+    before, meta_before = Store().model(own_export.run_id), meta_file.read_bytes()
+    out = tmp_path / "kept"
+    assert main(["export", own_export.run_id, "--rerun", "--format", "keras", "--out", str(out)]) == 0
+    assert f"Run {own_export.run_id}'s model is kept; exporting it" in capsys.readouterr().out
+    after = Store().model(own_export.run_id)
+    assert (after["sha256"], after["reason"], after["created_at"]) == \
+        (before["sha256"], before["reason"], before["created_at"])
+    assert meta_file.read_bytes() == meta_before
+    assert json.loads((out / "export.json").read_text())["recipe"]["weights_sha256"] == before["sha256"]
+
+
+def test_the_rerun_flag_not_the_score_says_whose_weights_these_are(own_export, tmp_path, capsys):
+    """Weights marked ``rerun`` in model.json (here: the run's own, same score) are a re-run's: the card says so,
+    with the time they were kept, and they are checked against their score on the whole test split."""
+    meta_file = own_export.home / "models" / own_export.run_id / "model.json"
+    meta = json.loads(meta_file.read_text())
+    meta_file.write_text(json.dumps(dict(meta, rerun=True)))  # model.json has no hash of its own: weights.npz has
+    out = tmp_path / "marked"
+    assert main(["export", own_export.run_id, "--format", "keras", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    card = (out / "model-card.md").read_text()
+    kept_at = datetime.fromtimestamp(meta["created_at"], timezone.utc).isoformat(timespec="seconds")
+    assert f"**These weights** come from a re-run of the same job ({kept_at}):" in card
+    check = json.loads((out / "export.json").read_text())["reproduction"]
+    assert check["agreement"] is None and check["images"] == len(own_export.labels)
+    said = (f"accuracy {check['accuracy']:.3f}, within 0.005 of the kept weights' score ({meta['score']:.3f})")
+    assert f"- Checked at export on all {check['images']} test images at their original size: {said}." in card
+    assert f"Checked on all {check['images']} test images at their own size: {said}." in printed
 
 
 @pytest.mark.parametrize("reference", ["stored predictions", "whole test split"])
@@ -393,7 +443,7 @@ def test_every_built_in_image_backbone_exports_with_standard_layers_and_reloads_
     outputs. Architectures only (random weights): no download."""
     import keras
 
-    from transferlab.export import affine_preprocessing, custom_layers, export_model
+    from transferlab.export_model import affine_preprocessing, custom_layers, export_model
     from transferlab.heads import ClassificationHead
     from transferlab.jobs import make_job
     from transferlab.registry import load_registry

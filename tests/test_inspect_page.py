@@ -72,9 +72,34 @@ def test_inspect_shows_the_runs_wrong_images_worst_first(app_env):
     true_name, predicted_name = captions[0].split(" (")[0].split(" → ")
     assert true_name in names and predicted_name in names and true_name != predicted_name
     assert str(app_env) not in _text(at)
-    if wrong > 48:
+
+
+def test_show_more_adds_the_next_page_of_wrong_images(app_env):
+    import streamlit as st
+
+    store, runs = _runs()
+    run_id = runs.sort_values("score").iloc[0]["run_id"]
+    kept = store.predictions(run_id)
+    n, k = len(kept["indices"]), len(kept["class_names"])
+    assert n > 2 * 48, "the digits test split has a few hundred images"
+    # every test image wrong, confidences falling: more than two pages of mistakes, in a known order
+    every_wrong = dict(kept, predicted=[(t + 1) % k for t in kept["labels"]],
+                       confidence=[round(0.99 - 0.5 * i / n, 4) for i in range(n)])
+    store.finish(run_id, "succeeded", only_if="succeeded", predictions=every_wrong)
+    st.cache_data.clear()  # the page keeps a run's predictions for a minute
+    try:
+        at = _page({"run": run_id})
+        assert len(at.image[0].proto.imgs) == 48
+        assert f"Show more ({n - 48} left)" in [b.label for b in at.button]
         next(b for b in at.button if b.label.startswith("Show more")).click().run()
-        assert len(at.image[0].proto.imgs) == min(wrong, 96)
+        captions = [image.caption for image in at.image[0].proto.imgs]
+        assert len(captions) == 96 and f"Show more ({n - 96} left)" in [b.label for b in at.button]
+        # the next 48 worst, in order, after the first 48
+        assert [c.rsplit("(", 1)[1].rstrip(")") for c in captions] == [f"{c:.2f}" for c in every_wrong["confidence"][:96]]
+    finally:
+        store.finish(run_id, "succeeded", only_if="succeeded", predictions=kept)
+        st.cache_data.clear()
+    assert store.predictions(run_id) == kept
 
 
 def test_the_class_picker_filters_the_gallery(app_env):
@@ -105,7 +130,15 @@ def test_compare_shows_the_paired_table_and_mcnemar_verdict(app_env):
     assert shown["A wrong"].tolist() == [table["only_b"], table["both_wrong"]]
     verdict = mcnemar(table["only_a"], table["only_b"], names=("A", "B"))["verdict"]
     assert any(verdict[1:] in m.value for m in at.markdown)
-    assert [t.label for t in at.tabs] == [f"fixed by B ({table['only_b']})", f"broken by B ({table['only_a']})"]
+    assert [t.label for t in at.tabs] == [f"fixed by B ({table['only_b']})", f"broken by B ({table['only_a']})",
+                                          f"both wrong ({table['both_wrong']})"]
+    assert f"Both right: {table['both_right']} of {table['n']} test images (not shown)." in _text(at)
+    assert table["both_wrong"], "the weakest and the best run share some mistakes"
+    both_wrong = at.tabs[2].image[0].proto.imgs  # the images of that cell: true class, then A's and B's guesses
+    assert len(both_wrong) == min(table["both_wrong"], 48)
+    names = store.predictions(run_id)["class_names"]
+    assert all(re.fullmatch(rf"({'|'.join(map(re.escape, names))}): A .+ \(\d\.\d\d\), B .+ \(\d\.\d\d\)",
+                            image.caption) for image in both_wrong)
 
 
 def test_export_offers_the_rerun_command_when_no_model_was_kept_and_nothing_in_read_only_mode(app_env, monkeypatch):
@@ -163,6 +196,45 @@ def test_html_report_holds_the_winning_runs_gallery(app_env):
     assert str(app_env) not in report
 
 
+def test_a_verdict_that_cannot_be_read_costs_the_report_its_gallery_only(app_env, monkeypatch):
+    import transferlab.run_diff
+    from transferlab.dashboard.report import html_report
+
+    def broken(runs, recommendation=None):
+        raise KeyError("winner_runs")
+
+    monkeypatch.setattr(transferlab.run_diff, "winning_runs", broken)
+    store, runs = _runs()
+    report = html_report(runs, store.epochs_frame(), store=store)
+    assert "What the winner gets wrong" in report and "The gallery could not be made" in report
+    assert "KeyError" in report and "<img src='data:image/png" not in report
+    assert "digits: data efficiency" in report and "<h2>Summary</h2>" in report  # the rest is all there
+
+
+def test_a_report_built_without_a_store_closes_the_one_it_opens(app_env, monkeypatch):
+    import transferlab.store
+    from transferlab.dashboard.report import html_report
+
+    opened = []
+
+    class Watched(transferlab.store.Store):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.disposed = 0
+            dispose = self.engine.dispose
+            self.engine.dispose = lambda *a, **k: (setattr(self, "disposed", self.disposed + 1), dispose(*a, **k))
+            opened.append(self)
+
+    store, runs = _runs()
+    epochs = store.epochs_frame()
+    monkeypatch.setattr(transferlab.store, "Store", Watched)
+    report = html_report(runs, epochs)
+    assert "What the winner gets wrong" in report
+    assert [(s.read_only, s.disposed) for s in opened] == [(True, 1)]
+    html_report(runs, epochs, store=store)  # a store given is the caller's: neither opened nor closed here
+    assert len(opened) == 1 and opened[0].disposed == 1
+
+
 # ------------------------------------------------------------------------------------------ thumbnails
 
 def test_thumbnails_of_arrays_and_files_by_data_index(tmp_path):
@@ -187,10 +259,12 @@ def test_thumbnails_of_arrays_and_files_by_data_index(tmp_path):
     pixels = np.zeros((40, 60, 3), np.uint8)
     pixels[10:20, 30:50] = (255, 0, 0)
     Image.fromarray(pixels).save(tmp_path / "x.png")
-    files = TaskData(images=ImageFiles(paths=[str(tmp_path / "x.png")] * 2, rois=[[0, 0, 59, 39], [30, 10, 49, 19]]),
-                     labels=np.array([0, 1]), class_names=("a", "b"))
-    whole, cropped = thumbnails(files, [0, 1])
+    rois = [[0, 0, 59, 39], [30, 10, 49, 19], [-1, -1, -1, -1]]  # -1: this file has no ROI (as training reads it)
+    files = TaskData(images=ImageFiles(paths=[str(tmp_path / "x.png")] * 3, rois=rois),
+                     labels=np.array([0, 1, 0]), class_names=("a", "b"))
+    whole, cropped, no_roi = thumbnails(files, [0, 1, 2])
     assert whole.shape == (40, 60, 3) and (whole == pixels).all()  # over half MIN_SIDE: as it is
+    assert (no_roi == pixels).all()
     factor = MIN_SIDE // 20
     assert cropped.shape == (10 * factor, 20 * factor, 3) and (cropped == (255, 0, 0)).all()  # the ROI (20x10 px)
     with pytest.raises(UserError, match="not in this data"):

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from test_export import at_export, exported  # noqa: F401  (fixtures: the exported run)
 from transferlab.cli import main
 
 
@@ -17,16 +16,10 @@ def _formats(out) -> list[str]:
 
 
 @pytest.fixture
-def image_files(at_export, tmp_path):  # noqa: F811
+def image_files(at_export, tmp_path):
     """Test images of the run as files (the class tree's own PNGs), plus the same pixels as JPEG, grey and
     RGBA files: what the formats must agree on. Returns (paths, stored top class or None)."""
-    from transferlab.jobs import JobSpec
-    from transferlab.store import Store
-    from transferlab.userdata import load_job_data
-
-    data = load_job_data(at_export.registry, JobSpec.from_json(Store().get(at_export.run_id)["spec_json"]))
-    indices = at_export.predictions["indices"][:4]
-    paths = [str(data.images.paths[i]) for i in indices]
+    paths = list(at_export.test_paths[:4])
     expected = [int(p) for p in at_export.predictions["predicted"][:4]]
     pixels = np.asarray(Image.open(paths[0]).convert("RGB"))
     extra = {"same.jpg": Image.fromarray(pixels), "grey.png": Image.fromarray(pixels).convert("L"),
@@ -38,13 +31,15 @@ def image_files(at_export, tmp_path):  # noqa: F811
     return paths, expected
 
 
-def test_every_format_gives_the_stored_top_class_and_all_formats_agree(at_export, image_files, capsys):  # noqa: F811
+def test_every_format_gives_the_stored_top_class_and_all_formats_agree(at_export, image_files, capsys):
     paths, expected = image_files
     seen = {}
     for name in _formats(at_export.out):
         assert main(["predict", str(at_export.out), *paths, "--format", name, "--json", "--top", "2"]) == 0
         result = json.loads(capsys.readouterr().out)
         assert result["format"] == name and result["run_id"] == at_export.run_id
+        assert ("runs the TensorFlow graph ops" in " ".join(result["notes"])) == (name == "saved_model")
+        assert "intact as exported; that does not show who exported them" in result["notes"][0]
         assert [p["image"] for p in result["predictions"]] == paths
         tops = [p["top"] for p in result["predictions"]]
         assert all(len(top) == 2 and top[0]["probability"] >= top[1]["probability"] for top in tops)
@@ -58,14 +53,16 @@ def test_every_format_gives_the_stored_top_class_and_all_formats_agree(at_export
         assert np.allclose(probabilities, first, atol=1e-4), name
 
 
-def test_the_default_is_the_lightest_format_and_the_table_has_one_line_per_image(at_export, image_files, capsys):  # noqa: F811
+def test_the_default_is_the_lightest_format_and_the_table_has_one_line_per_image(at_export, image_files, capsys):
     paths, _ = image_files
     assert main(["predict", str(at_export.out), *paths[:2]]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"run {at_export.run_id} · tflite"
     assert lines[1].split() == ["image", "top", "1", "top", "2", "top", "3"]
-    rows = lines[3:]
+    rows = [line for line in lines[3:] if not line.startswith("note: ")]
     assert len(rows) == 2
+    assert lines[5:] == ["note: the tflite files match their sha256 in export.json: they are intact as exported; "
+                         "that does not show who exported them."]
     for path, row in zip(paths[:2], rows):
         assert row.startswith(path)
         cells = row[len(path):].split()
@@ -74,7 +71,7 @@ def test_the_default_is_the_lightest_format_and_the_table_has_one_line_per_image
         assert probabilities == sorted(probabilities, reverse=True) and 0.99 <= sum(probabilities) <= 1.01
 
 
-def test_keras_format_reads_weights_only_never_load_model(at_export, image_files, capsys, monkeypatch):  # noqa: F811
+def test_keras_format_reads_weights_only_never_load_model(at_export, image_files, capsys, monkeypatch):
     import keras
 
     def refuse(*args, **kwargs):
@@ -88,7 +85,7 @@ def test_keras_format_reads_weights_only_never_load_model(at_export, image_files
     assert tops == expected[:4]
 
 
-def test_an_undecodable_image_refuses_before_anything_is_printed(at_export, image_files, tmp_path, capsys):  # noqa: F811
+def test_an_undecodable_image_refuses_before_anything_is_printed(at_export, image_files, tmp_path, capsys):
     paths, _ = image_files
     broken = tmp_path / "holiday.jpg"
     broken.write_bytes(b"not an image at all")
@@ -100,7 +97,7 @@ def test_an_undecodable_image_refuses_before_anything_is_printed(at_export, imag
     assert "file not found" in capsys.readouterr().err
 
 
-def test_an_altered_model_file_or_a_folder_that_is_no_export_refuses(at_export, image_files, tmp_path, capsys):  # noqa: F811
+def test_an_altered_model_file_or_a_folder_that_is_no_export_refuses(at_export, image_files, tmp_path, capsys):
     paths, _ = image_files
     copy = tmp_path / "copy"
     shutil.copytree(at_export.out, copy)
