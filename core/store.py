@@ -9,6 +9,7 @@ start time: a running run whose worker on this machine is gone is recovered at o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -24,6 +25,8 @@ from transferlab.errors import StoreError
 from transferlab.jobs import JobSpec
 
 SCHEMA_VERSION = 1
+#: PostgreSQL advisory lock held while a store's schema is created or migrated ("transfer" as a 64-bit number)
+SCHEMA_LOCK_KEY = int.from_bytes(b"transfer", "big")
 STATUSES = ("queued", "running", "succeeded", "failed", "nan", "interrupted")
 FINAL_KEEP = ("succeeded", "nan")  # never redone when a sweep is submitted again
 #: a running run whose heartbeat is older than this (seconds) is taken as interrupted;
@@ -246,6 +249,11 @@ class Store:
         try:
             with self.engine.begin() as conn:
                 if not self.read_only:
+                    if conn.dialect.name == "postgresql":
+                        # Workers starting together would each find a table missing and create it: all but one
+                        # fail on the duplicate. One at a time (the lock ends with this transaction), the others
+                        # find the schema made. SQLite needs none: its writers take the whole database in turn.
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
                     metadata.create_all(conn)
                     conn.execute(
                         sa.text("INSERT INTO meta (key, value) SELECT 'schema_version', :v WHERE NOT EXISTS "
@@ -291,7 +299,8 @@ class Store:
     # ------------------------------------------------------------------------------------ submit
 
     def submit(self, jobs: Iterable[JobSpec]) -> dict[str, int]:
-        """Queue jobs in one transaction. Succeeded and nan runs are kept; others are re-queued.
+        """Queue jobs in one transaction. Succeeded and nan runs are kept; others are re-queued. A run whose
+        stored spec asked to keep its model (``keep_model``) keeps asking when it is submitted again without it.
 
         Returns counts: ``queued`` (new or re-queued) and ``kept`` (already finished, queued or running).
         Each run queued here starts a fresh budget of :data:`MAX_ATTEMPTS` automatic retries.
@@ -300,7 +309,8 @@ class Store:
         counts = {"queued": 0, "kept": 0}
         with self._write("queueing jobs") as conn:
             for job in jobs:
-                row = conn.execute(sa.select(runs.c.status, runs.c.attempts).where(runs.c.run_id == job.job_id)).first()
+                row = conn.execute(sa.select(runs.c.status, runs.c.attempts, runs.c.spec_json)
+                                   .where(runs.c.run_id == job.job_id)).first()
                 if row is None:
                     # Another sweep may insert the same run between our read and this write: skip it then.
                     inserted = conn.execute(_insert_ignoring_conflict(conn, dict(**_job_columns(job), status="queued",
@@ -311,13 +321,13 @@ class Store:
                         # Left queued by an earlier sweep: a fresh budget, and the submitter's spec, since the
                         # job id leaves out where the data lies (the same content at another path is this run).
                         conn.execute(runs.update().where(runs.c.run_id == job.job_id, runs.c.status == "queued")
-                                     .values(attempts=0, spec_json=job.canonical_json()))
+                                     .values(attempts=0, spec_json=_merged_spec(job, row.spec_json)))
                     counts["kept"] += 1
                 else:
                     conn.execute(
-                        runs.update().where(runs.c.run_id == job.job_id).values(status="queued", error=None, attempts=0,
-                                                                                 spec_json=job.canonical_json(),
-                                                                                 **_NO_WORKER)
+                        runs.update().where(runs.c.run_id == job.job_id)
+                        .values(status="queued", error=None, attempts=0, spec_json=_merged_spec(job, row.spec_json),
+                                **_NO_WORKER)
                     )
                     counts["queued"] += 1
         return counts
@@ -714,6 +724,19 @@ def _add_missing_columns(conn) -> None:
             if column.name not in present and column.nullable:
                 kind = column.type.compile(dialect=conn.dialect)
                 conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+
+
+def _merged_spec(job: JobSpec, stored_json: str | None) -> str:
+    """The spec a re-submitted run is stored with: the submitter's (its data location), keeping the stored
+    spec's wish to keep the model (``keep_model``): a sweep submitted again without ``--keep-models`` never
+    withdraws what an earlier one asked for."""
+    try:
+        stored = json.loads(stored_json) if stored_json else {}
+    except ValueError:
+        stored = {}
+    if not job.keep_model and isinstance(stored, dict) and stored.get("keep_model") is True:
+        job = dataclasses.replace(job, keep_model=True)
+    return job.canonical_json()
 
 
 def _job_columns(job: JobSpec) -> dict[str, Any]:

@@ -191,3 +191,49 @@ def test_executor_writes_runs_and_epochs_to_postgres(postgres_url):
     assert epochs["val_score"].notna().all() and (epochs["seconds"] > 0).all()
     assert run_jobs(jobs, Store(postgres_url), workers=0) == {"succeeded": 2}  # nothing runs twice
     assert store.runs_frame().set_index("run_id")["finished_at"].equals(frame["finished_at"])
+
+
+def _open_store(url: str, start, results) -> None:
+    """A worker process starting: open the store at the same moment as the others, and report how it went.
+    Creating a table waits a moment after the check that it is missing, so every opener that checks before the
+    first one commits tries to create it too (the race happens each time, not one time in three)."""
+    import time
+
+    from transferlab.store import models
+
+    sa.event.listen(models, "before_create", lambda *args, **kwargs: time.sleep(0.5))
+    start.wait(timeout=60)
+    try:
+        Store(url).engine.dispose()
+        results.put("ok")
+    except Exception as exc:  # reported to the test, which shows it
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_workers_opening_an_older_store_at_once_all_upgrade_it(postgres_url):
+    """An older store (without the predictions and models tables, one column short) opened by several workers at
+    the same moment: each creates the tables it lacks, and without serialising that, all but one fail with a
+    duplicate table (reported as 'cannot be read as a transferlab database')."""
+    jobs = _jobs(1)
+    Store(postgres_url).submit(jobs)
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE models"))
+        conn.execute(sa.text("DROP TABLE predictions"))
+        conn.execute(sa.text("ALTER TABLE runs DROP COLUMN data_version"))
+    ctx = mp.get_context("spawn")
+    start, results = ctx.Barrier(CLAIMERS), ctx.Queue()
+    procs = [ctx.Process(target=_open_store, args=(postgres_url, start, results)) for _ in range(CLAIMERS)]
+    for proc in procs:
+        proc.start()
+    try:
+        reports = [results.get(timeout=120) for _ in procs]
+    finally:
+        for proc in procs:
+            proc.join(timeout=60)
+    assert reports == ["ok"] * CLAIMERS
+    inspector = sa.inspect(engine)
+    assert {"predictions", "models"} <= set(inspector.get_table_names())
+    assert "data_version" in {c["name"] for c in inspector.get_columns("runs")}
+    engine.dispose()
+    assert Store(postgres_url).runs_frame()["run_id"].tolist() == [jobs[0].job_id]

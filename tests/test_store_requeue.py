@@ -35,3 +35,21 @@ def test_csv_columns_carry_the_data_version(registry, store):
     store.submit([_job(registry, "folder:/a/birds")])
     table = store.runs_frame().reindex(columns=CSV_COLUMNS)
     assert table["data_version"].tolist() == ["0123456789ab"]
+
+
+@pytest.mark.parametrize("left", ["queued", "failed"])
+def test_a_resubmit_without_keep_model_keeps_the_stored_wish_to_keep_it(registry, store, left):
+    """A sweep submitted again without --keep-models takes the new spec (its data location) but never withdraws
+    what the earlier one asked for: the run still keeps its model when it runs."""
+    old = dataclasses.replace(_job(registry, "folder:/a/birds"), keep_model=True)
+    new = _job(registry, "folder:/b/birds")
+    store.submit([old])
+    if left == "failed":
+        store.claim("w")
+        store.finish(old.job_id, "failed", error="boom")
+    store.submit([new])
+    claimed = store.claim("w")
+    assert claimed.data == "folder:/b/birds" and claimed.keep_model is True
+    store.finish(old.job_id, "failed", error="again")
+    store.submit([dataclasses.replace(new, keep_model=True)])  # asked again: asked, of course
+    assert store.claim("w").keep_model is True
