@@ -10,6 +10,9 @@ from typing import Any, Sequence
 from transferlab.errors import TransferlabError, UserError
 
 TABLE_STRATEGY_CLASSES = 10
+#: what `transferlab predict --help` says about folders from elsewhere
+PREDICT_TRUST = ("export.json's sha256 shows the files are intact, not who made them; a SavedModel runs its graph: "
+                 "prefer tflite or keras for files from others.")
 
 
 def _positive_int(text: str) -> int:
@@ -33,13 +36,19 @@ def _csv_list(text: str | None, cast=str) -> list[Any] | None:
         raise UserError(f"Expected a comma-separated list of {cast.__name__}s. Received: {text!r}") from None
 
 
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """``rows`` as a plain-text table of ``columns`` (a header, a rule, one line per row, each column as wide as
+    its widest cell; a missing value reads ``-``), for the commands that print tables."""
     rows = [{k: ("-" if v is None else v) for k, v in r.items()} for r in rows]
     widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) if rows else len(c) for c in columns}
     line = "  ".join(c.ljust(widths[c]) for c in columns)
     out = [line, "  ".join("-" * widths[c] for c in columns)]
     out += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
     return "\n".join(out)
+
+
+#: the former private name, still imported by transferlab.rank_check and transferlab.ranking_text
+_table = table
 
 
 def _registry():
@@ -63,7 +72,7 @@ def cmd_plugins(args) -> int:
     rows = [dict(name=h["name"], version=h["version"], hooks=",".join(h["hooks"]),
                  registered="; ".join(f"{k}: {', '.join(v)}" for k, v in h["registered"].items()),
                  status=h["status"], error=h["error"] or "", output=one_line(h["output"])) for h in health]
-    print(_table(rows, ["name", "version", "hooks", "registered", "status", "error", "output"]))
+    print(table(rows, ["name", "version", "hooks", "registered", "status", "error", "output"]))
     return 0
 
 
@@ -74,7 +83,7 @@ def cmd_tasks(args) -> int:
     rows = [dict(name=t.name, kind=t.kind, classes=t.num_classes or "from data", offline=availability_label(t, "yes", "no"),
                  stub="STUB" if t.stub else "", plugin=reg.owner[("task", t.name)], description=t.description)
             for t in reg.tasks.values()]
-    print(_table(rows, ["name", "kind", "classes", "offline", "stub", "plugin", "description"]))
+    print(table(rows, ["name", "kind", "classes", "offline", "stub", "plugin", "description"]))
     return 0
 
 
@@ -84,7 +93,7 @@ def cmd_strategies(args) -> int:
                  batchnorm=s.batchnorm, baseline="random init" if s.random_init else "",
                  plugin=reg.owner[("strategy", s.name)], description=s.description)
             for s in reg.strategies.values()]
-    print(_table(rows, ["name", "phases", "batchnorm", "baseline", "plugin", "description"]))
+    print(table(rows, ["name", "phases", "batchnorm", "baseline", "plugin", "description"]))
     return 0
 
 
@@ -169,12 +178,12 @@ def cmd_backbones(args) -> int:
           f"(fine_tune_top_k: top {args.fine_tune_layers} layers). '(online)': downloads on first use. "
           "latency_ms: median CPU time of one image at the default input size, measured on this machine "
           + ("now." if args.measure else "(`--measure` to time them; '—': not measured here)."))
-    print(_table([{k: ("—" if v is None else v) for k, v in row.items()} for row in rows],
-                 ["backbone", "total_params", *strategy_cols, "min_input", "default_input", "imagenet_top1",
-                  "latency_ms", "weights", *(["error"] if any(row["error"] for row in rows) else [])]))
+    print(table([{k: ("—" if v is None else v) for k, v in row.items()} for row in rows],
+                ["backbone", "total_params", *strategy_cols, "min_input", "default_input", "imagenet_top1",
+                 "latency_ms", "weights", *(["error"] if any(row["error"] for row in rows) else [])]))
     if frozen:
         print("\nFrozen-feature accuracy in the store (test score, mean ± 95 % CI over seeds; best frozen strategy):")
-        print(_table(frozen, list(frozen[0])))
+        print(table(frozen, list(frozen[0])))
     return 0
 
 
@@ -198,8 +207,8 @@ def _frozen_accuracy_rows(registry) -> list[dict[str, Any]]:
     if runs.empty:
         return []
     summary = summarize(runs, baselines=registry.baseline_strategies())
-    table = frozen_accuracy_table(frozen_accuracy(summary, registry.frozen_strategies()))
-    return table.to_dict("records")
+    frozen = frozen_accuracy_table(frozen_accuracy(summary, registry.frozen_strategies()))
+    return frozen.to_dict("records")
 
 
 def _job_options(args) -> dict[str, Any]:
@@ -248,23 +257,38 @@ def _execute(jobs, workers: int, executor: str = "local", address: str | None = 
     print("status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     for line in unfinished:
         print(line)
-    for line in _not_kept_lines(store, jobs, frame):
+    for line in _keep_wish_lines(store, jobs, frame):
         print(line)
     return 1 if unfinished else 0
 
 
-def _not_kept_lines(store, jobs, frame) -> list[str]:
-    """For jobs asked to keep their model (``--keep-models``) whose run succeeded without one: a run that had
-    succeeded before is never run again, so its weights are gone; say which and how to get them."""
+def _keep_wish_lines(store, jobs, frame) -> list[str]:
+    """For jobs asked to keep their model (``--keep-models``) whose run succeeded: one kept already as the best
+    of its group is kept as asked from now on (:func:`transferlab.models.mark_asked`: a better run or
+    ``transferlab gc`` leaves it), and one that had succeeded before without it (a succeeded run is never run
+    again, so its weights are gone) is named with how to get them. A line for each, when there are any."""
+    from transferlab.models import mark_asked
+
     asked = {j.job_id for j in jobs if j.keep_model}
     done = set(frame.loc[frame["status"] == "succeeded", "run_id"]) & asked
+    lines = []
+    marked = mark_asked(store, done)
+    if marked:
+        lines.append(f"KEPT AS ASKED: {len(marked)} of the runs asked to keep their model had it kept already as the "
+                     f"best of its group; now it is kept as asked, so a better run or `transferlab gc` leaves it: "
+                     f"{_first_few(marked)}.")
     missing = sorted(run_id for run_id in done if store.model(run_id) is None)
-    if not missing:
-        return []
-    shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-    return [f"NOT KEPT: {len(missing)} of the runs asked to keep their model had succeeded before without it (a "
-            f"succeeded run is not run again): {shown}. `transferlab export RUN_ID --rerun` re-runs one with its "
-            "model kept."]
+    if missing:
+        lines.append(f"NOT KEPT: {len(missing)} of the runs asked to keep their model had succeeded before without "
+                     f"it (a succeeded run is not run again): {_first_few(missing)}. `transferlab export RUN_ID "
+                     "--rerun` re-runs one with its model kept.")
+    return lines
+
+
+def _first_few(run_ids: list[str], shown: int = 5) -> str:
+    """``a, b, c`` or ``a, ..., e and 3 more``."""
+    more = len(run_ids) - shown
+    return ", ".join(run_ids[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def _data_task(registry, data: str | None, tasks: Any, flag: str) -> str | None:
@@ -558,7 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for a run whose model was not kept: re-run exactly that job with its model kept, then export")
     p.set_defaults(func=lambda args: _lazy("transferlab.export_cli", "cmd_export")(args))
 
-    p = sub.add_parser("predict", help="run an exported model on image files: labels with probabilities")
+    p = sub.add_parser("predict", help="run an exported model on image files: labels with probabilities",
+                       epilog=PREDICT_TRUST)
     p.add_argument("model_dir", help="a folder written by `transferlab export`")
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--top", type=_positive_int, default=3, help="labels shown per image (default 3)")

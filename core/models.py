@@ -66,11 +66,15 @@ def _not_kept(run_id: str, why: str) -> NotKeptError:
 
 # ------------------------------------------------------------------------------------------ writing
 
-def keep(store: Any, registry: Any, job: Any, result: Any, reason: str) -> dict[str, Any]:
+def keep(store: Any, registry: Any, job: Any, result: Any, reason: str, rerun: bool = False) -> dict[str, Any]:
     """Write the trained model of a succeeded run (``result``, a :class:`~transferlab.runner.RunResult` with
     ``final_arrays``) into its folder and register it in ``store``; returns its ``model.json`` dict.
 
-    ``reason`` is ``best`` or ``asked``. A model kept before for the same run is replaced whole.
+    ``reason`` is ``best`` or ``asked``; ``rerun`` says the model comes from ``transferlab export RUN_ID --rerun``
+    (the job trained again for its model), kept as ``"rerun": true`` in ``model.json``. A model kept before for the
+    same run is replaced whole, and only once the store has the new one: when registering it fails (the store
+    locked or full), the earlier folder is put back as it was and the new one removed, so the store's row and
+    the files on disk always belong together.
     """
     if reason not in ("best", "asked"):
         raise ValueError(f"reason must be 'best' or 'asked'. Received: reason={reason!r}")
@@ -83,7 +87,7 @@ def keep(store: Any, registry: Any, job: Any, result: Any, reason: str) -> dict[
         "format_version": FORMAT_VERSION, "run_id": job.job_id, "job": job.canonical(), "class_names": class_names,
         "num_classes": len(class_names), "input_size": job.input_size, "feature_scale": manifest.get("feature_scale"),
         "weights_sha256": None, "bytes": None, "score": float(result.score), "metric": manifest.get("metric"),
-        "head_kind": manifest.get("head"), "reason": reason, "created_at": time.time(),
+        "head_kind": manifest.get("head"), "reason": reason, "rerun": bool(rerun), "created_at": time.time(),
     }
     root = models_root()
     root.mkdir(parents=True, exist_ok=True)
@@ -91,6 +95,7 @@ def keep(store: Any, registry: Any, job: Any, result: Any, reason: str) -> dict[
     temp = root / f".tmp-{job.job_id}-{uuid.uuid4().hex[:8]}"
     temp.mkdir()
     old = None
+    placed = False  # whether the new folder sits at ``final``
     try:
         with atomic_path(temp / WEIGHTS_FILE) as tmp:
             with open(tmp, "wb") as fh:  # a file object: np.savez adds no suffix to it
@@ -99,24 +104,57 @@ def keep(store: Any, registry: Any, job: Any, result: Any, reason: str) -> dict[
         meta["bytes"] = (temp / WEIGHTS_FILE).stat().st_size
         with atomic_path(temp / META_FILE) as tmp:
             tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
+        size = folder_bytes(temp)
         if final.exists():
             old = root / f".old-{job.job_id}-{uuid.uuid4().hex[:8]}"
             os.replace(final, old)
         os.replace(temp, final)
+        placed = True
+        store.add_model(job.job_id, f"{MODELS_DIR}/{job.job_id}", meta["weights_sha256"], size, reason,
+                        meta["score"], meta["created_at"])
     except BaseException:
+        if placed:  # renamed away first (atomic), so the earlier folder can take its place even if rmtree fails
+            os.replace(final, temp)
         shutil.rmtree(temp, ignore_errors=True)
-        if old is not None and not final.exists():
-            os.replace(old, final)  # the earlier model stays as it was
+        if old is not None:
+            os.replace(old, final)  # the earlier model stays as it was, and its row still names it
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    store.add_model(job.job_id, f"{MODELS_DIR}/{job.job_id}", meta["weights_sha256"], _folder_bytes(final), reason,
-                    meta["score"], meta["created_at"])
     return meta
 
 
-def _folder_bytes(folder: Path) -> int:
-    return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+def folder_bytes(folder: Path) -> int:
+    """The bytes of every file under ``folder`` (subfolders included): what removing it frees."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def mark_asked(store: Any, run_ids: Any) -> list[str]:
+    """Of ``run_ids``, the runs whose model is kept as the ``best`` of their group are kept as ``asked`` from now
+    on (their job was asked again with ``--keep-models``), so a better run or :func:`gc` leaves them. Returns
+    those run ids, sorted; ``model.json`` says so too."""
+    changed = []
+    for run_id in sorted(set(run_ids)):
+        row = store.model(run_id)
+        if row is None or row["reason"] != "best":
+            continue
+        try:
+            folder = _folder(row["path"])
+        except UserError:  # a row naming a place outside the models folder: left for `transferlab gc` to forget
+            continue
+        meta_file = folder / META_FILE
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (OSError, ValueError):
+            meta = None
+        if isinstance(meta, dict):
+            meta["reason"] = "asked"
+            with atomic_path(meta_file) as tmp:
+                tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
+        store.add_model(run_id, row["path"], row["sha256"], folder_bytes(folder) if folder.is_dir() else row["bytes"],
+                        "asked", row["score"], row["created_at"])
+        changed.append(run_id)
+    return changed
 
 
 def _group_of(row: Any) -> tuple[Any, ...]:
@@ -311,8 +349,10 @@ def gc(store: Any, dry_run: bool = False) -> dict[str, Any]:
     Returns ``{"removed": [run ids], "freed_bytes", "missing": [run ids whose files were gone],
     "leftovers": [folder names], "kept": [run ids], "kept_bytes", "dry_run"}``.
     """
-    wanted = needed(store)
+    # the kept models first, then what is needed: a model kept between the two reads is not in ``kept``, so it
+    # is left alone (read the other way round, it would be in ``kept`` but not yet in ``wanted``, and deleted)
     kept = store.models_frame()
+    wanted = needed(store)
     report: dict[str, Any] = dict(removed=[], freed_bytes=0, missing=[], leftovers=[], kept=[], kept_bytes=0,
                                   dry_run=dry_run)
     for _, row in kept.iterrows():
@@ -330,7 +370,7 @@ def gc(store: Any, dry_run: bool = False) -> dict[str, Any]:
             report["kept_bytes"] += int(row["bytes"])
         else:
             report["removed"].append(run_id)
-            report["freed_bytes"] += _folder_bytes(folder)
+            report["freed_bytes"] += folder_bytes(folder)
             if not dry_run:
                 _remove(store, run_id)
     root, registered = models_root(), set(kept["run_id"])
@@ -343,7 +383,7 @@ def gc(store: Any, dry_run: bool = False) -> dict[str, Any]:
         orphan = not path.name.startswith(".") and path.name not in registered and store.get(path.name) is not None
         if interrupted or orphan:
             report["leftovers"].append(path.name)
-            report["freed_bytes"] += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            report["freed_bytes"] += folder_bytes(path)
             if not dry_run:
                 shutil.rmtree(path, ignore_errors=True)
     return report

@@ -43,9 +43,9 @@ def cmd_models(args) -> int:
         return 0
     rows = [dict(run_id=row["run_id"], run=run_label(row), reason=row["reason"], score=_score(row),
                  size=megabytes(row["bytes"])) for _, row in frame.iterrows()]
-    from transferlab.cli import _table
+    from transferlab.cli import table
 
-    print(_table(rows, ["run_id", "run", "reason", "score", "size"]))
+    print(table(rows, ["run_id", "run", "reason", "score", "size"]))
     print(f"{_count(len(rows), 'kept model')}, {megabytes(frame['bytes'].sum())} in all. `transferlab gc` removes those no page "
           "needs (neither the best of their group nor asked for).")
     return 0

@@ -174,10 +174,11 @@ def _wrap(text: str, width: int) -> str:
     return "<br>".join(line for line in lines if line)
 
 
-def _finish(fig: go.Figure, title: str, subtitle: str = "") -> go.Figure:
-    """The chart's title and a smaller subtitle (what the bars or bands are), wrapped, with the top margin grown
-    to hold them above the facet titles; hover labels show whole configuration names (plotly cuts trace
-    names in hover boxes at 15 characters by default)."""
+def finish_figure(fig: go.Figure, title: str, subtitle: str = "") -> go.Figure:
+    """Give ``fig`` the house title: ``title`` and a smaller ``subtitle`` (what the bars or bands are), wrapped,
+    with the top margin grown to hold them above the facet titles; hover labels show whole configuration names
+    (plotly cuts trace names in hover boxes at 15 characters by default). Every chart module ends with it;
+    returns ``fig``."""
     title = _wrap(title, TITLE_WIDTH)
     if subtitle:  # <sup> is about 70 % of the title's size, so more characters fit on a line
         title += "".join(f"<br><sup>{line}</sup>" for line in _wrap(subtitle, TITLE_WIDTH * 4 // 3).split("<br>"))
@@ -309,7 +310,7 @@ def parameter_chart(table: pd.DataFrame, colours: Mapping[str, str] | None = Non
     fig.update_layout(template=TEMPLATE, height=460, barmode="group",
                       uniformtext=dict(minsize=8, mode="hide"), margin=dict(l=60, r=20, t=60, b=60))
     _legend_below(fig)
-    return _finish(fig, "Trainable vs total parameters")
+    return finish_figure(fig, "Trainable vs total parameters")
 
 
 MAX_FACETS = 24
@@ -382,8 +383,8 @@ def learning_curves_chart(curves_frame: pd.DataFrame, shared_y: bool = True, met
                                  line=dict(color=GREY, dash=dash), legendgroup=f"_{split}"))
     more = f" — first {max_facets} groups shown, {hidden} more: filter to see them" if hidden else ""
     _legend_below(fig)
-    return _finish(fig, f"Learning curves{f' ({metric})' if metric else ''}",
-                   f"mean over seeds with {band_name}{more}")
+    return finish_figure(fig, f"Learning curves{f' ({metric})' if metric else ''}",
+                         f"mean over seeds with {band_name}{more}")
 
 
 def data_efficiency_chart(summary: pd.DataFrame, crossovers: pd.DataFrame | None = None,
@@ -416,8 +417,8 @@ def data_efficiency_chart(summary: pd.DataFrame, crossovers: pd.DataFrame | None
     _size_axes(fig, table["examples_per_class"])
     wilson = "; one seed: Wilson 95% over the test set" if (table["interval"] == "wilson").any() else ""
     _legend_below(fig)
-    return _finish(fig, f"Data efficiency: {score_label(table)}",
-                   f"mean and 95% CI over seeds, within [0, 1]{wilson}")
+    return finish_figure(fig, f"Data efficiency: {score_label(table)}",
+                         f"mean and 95% CI over seeds, within [0, 1]{wilson}")
 
 
 def gain_chart(summary: pd.DataFrame, colours: Mapping[str, str] | None = None) -> go.Figure:
@@ -441,8 +442,8 @@ def gain_chart(summary: pd.DataFrame, colours: Mapping[str, str] | None = None) 
     fig.add_hline(y=0, line=dict(color="black", width=1, dash="dot"), row="all", col="all")
     _size_axes(fig, table["examples_per_class"])
     _legend_below(fig)
-    return _finish(fig, f"Gain over the random-init baseline, {score_label(table)}",
-                   "mean and Welch 95% CI, within [-1, 1]")
+    return finish_figure(fig, f"Gain over the random-init baseline, {score_label(table)}",
+                         "mean and Welch 95% CI, within [-1, 1]")
 
 
 def negative_transfer_heatmap(neg: pd.DataFrame) -> go.Figure:
@@ -479,8 +480,8 @@ def negative_transfer_heatmap(neg: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(title_text="examples per class", type="category", side="bottom", automargin=True)
     fig.update_yaxes(automargin=True, autorange="reversed")
     fig.update_layout(template=TEMPLATE, height=max(300, 140 + 44 * len(rows)), margin=dict(l=60, r=20, t=60, b=60))
-    return _finish(fig, "Negative transfer: gain over the random-init baseline",
-                   "▼ whole 95% CI below 0, ▲ whole 95% CI above 0")
+    return finish_figure(fig, "Negative transfer: gain over the random-init baseline",
+                         "▼ whole 95% CI below 0, ▲ whole 95% CI above 0")
 
 
 def _size_title(size: float) -> str:
@@ -535,8 +536,8 @@ def gain_vs_similarity_chart(gain_frame: pd.DataFrame, colours: Mapping[str, str
         shown.add(label)
     fig.add_hline(y=0, line=dict(color="black", width=1, dash="dot"), row="all", col="all")
     _legend_below(fig)
-    return _finish(fig, "Gain over the random-init baseline vs transferability (LogME, before training)",
-                   "one facet and one Spearman correlation per training-set size, never pooled")
+    return finish_figure(fig, "Gain over the random-init baseline vs transferability (LogME, before training)",
+                         "one facet and one Spearman correlation per training-set size, never pooled")
 
 
 def imagenet_transfer_chart(points: pd.DataFrame, colours: Mapping[str, str] | None = None) -> go.Figure:
@@ -624,8 +625,8 @@ def pareto_chart(front: pd.DataFrame, cost: str = "wall_seconds", colours: Mappi
     legend_lines = (len(shown) + 1) // 2
     fig.update_layout(height=(fig.layout.height or 450) + 22 * legend_lines,
                       margin=dict(b=(fig.layout.margin.b or 60) + 22 * legend_lines))
-    return _finish(fig, f"Score against {PARETO_COSTS.get(cost, cost).removesuffix(' (log)')}",
-                   "filled: on the Pareto front (nothing else scores higher for less); hollow: beaten on both")
+    return finish_figure(fig, f"Score against {PARETO_COSTS.get(cost, cost).removesuffix(' (log)')}",
+                         "filled: on the Pareto front (nothing else scores higher for less); hollow: beaten on both")
 
 
 # ---------------------------------------------------------------------------------------- ranking (rank page)
@@ -678,9 +679,9 @@ def rank_chart(ranking: pd.DataFrame) -> go.Figure:
     # the bars follow the ranking, best at the top (plotly would order categories by trace: top, tie, below)
     fig.update_yaxes(automargin=True, categoryorder="array", categoryarray=list(frame["pair"]))
     _legend_below(fig)
-    return _finish(fig, "Backbones ranked before training",
-                   "cross-validated logistic probe on frozen features of the training pool; tie = not separable "
-                   "from the top pair fold by fold")
+    return finish_figure(fig, "Backbones ranked before training",
+                         "cross-validated logistic probe on frozen features of the training pool; tie = not separable "
+                         "from the top pair fold by fold")
 
 
 def rank_vs_realised_chart(points: pd.DataFrame, taus: pd.DataFrame | None = None) -> go.Figure:
@@ -718,6 +719,6 @@ def rank_vs_realised_chart(points: pd.DataFrame, taus: pd.DataFrame | None = Non
             hovertemplate=f"{pair}<br>probe %{{x:.3f}} → realised %{{y:.3f}}<extra>{size}</extra>"), row=row, col=col)
         shown.add(pair)
     _legend_below(fig)
-    return _finish(fig, "Did the ranking predict the runs?",
-                   "weighted Kendall τ (top pairs weigh more; +1 same order) of the probe, of ImageNet top-1 "
-                   "(ImageNet pairs only) and of parameter count against the best realised score per pair")
+    return finish_figure(fig, "Did the ranking predict the runs?",
+                         "weighted Kendall τ (top pairs weigh more; +1 same order) of the probe, of ImageNet top-1 "
+                         "(ImageNet pairs only) and of parameter count against the best realised score per pair")

@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from transferlab.dashboard.charts import TEMPLATE, _finish, empty_figure
+from transferlab.dashboard.charts import TEMPLATE, empty_figure, finish_figure
 
 __all__ = ["MAX_CELL_TEXT_CLASSES", "confusion_heatmap", "normalise_by_true_class"]
 
@@ -53,5 +53,5 @@ def confusion_heatmap(counts: Sequence[Sequence[int]] | np.ndarray, class_names:
     fig.update_xaxes(title_text="predicted class", type="category", automargin=True, tickangle=-45 if k > 8 else 0)
     fig.update_yaxes(title_text="true class", type="category", automargin=True, autorange="reversed")
     fig.update_layout(template=TEMPLATE, height=side, margin=dict(l=60, r=20, t=60, b=60))
-    return _finish(fig, title, ("each row sums to 1: the share of that true class's test images predicted as each "
-                               f"class; counts in brackets, {int(counts.sum())} test images in all"))
+    return finish_figure(fig, title, ("each row sums to 1: the share of that true class's test images predicted as "
+                                      f"each class; counts in brackets, {int(counts.sum())} test images in all"))

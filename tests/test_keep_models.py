@@ -162,6 +162,89 @@ def test_a_keep_writes_nothing_half_and_replaces_an_earlier_model_whole(registry
     assert load_kept(store, job.job_id)[0] == second and store.model(job.job_id)["reason"] == "asked"
 
 
+def test_a_keep_whose_registration_fails_puts_the_earlier_model_back_with_its_row(registry, store, monkeypatch):
+    from transferlab.errors import StoreError
+
+    job, result = _finished(store, registry, 0.5)
+    first = keep(store, registry, job, result, "best")
+
+    def locked(*args, **kwargs):  # the files are renamed into place already when the store refuses the row
+        assert (models_root() / job.job_id / "model.json").is_file()
+        raise StoreError("The store stayed locked by another process while registering a kept model.")
+
+    monkeypatch.setattr(store, "add_model", locked)
+    with pytest.raises(StoreError, match="locked"):
+        keep(store, registry, job, SimpleNamespace(**{**vars(result), "score": 0.9}), "asked")
+    assert sorted(p.name for p in models_root().iterdir()) == [job.job_id]  # no temp or old folder left
+    assert load_kept(store, job.job_id)[0] == first  # the row and the files still belong together
+    assert store.model(job.job_id)["reason"] == "best"
+    other, result_other = _finished(store, registry, 0.4, seed=1)  # nothing kept before: nothing left
+    with pytest.raises(StoreError):
+        keep(store, registry, other, result_other, "asked")
+    assert not (models_root() / other.job_id).exists() and store.model(other.job_id) is None
+
+
+def test_a_kept_model_says_whether_it_was_rerun_and_its_size_counts_every_file(registry, store):
+    from transferlab.models import folder_bytes
+
+    job, result = _finished(store, registry, 0.5)
+    assert keep(store, registry, job, result, "asked")["rerun"] is False
+    meta = keep(store, registry, job, result, "asked", rerun=True)
+    folder = models_root() / job.job_id
+    assert meta["rerun"] is True and json.loads((folder / "model.json").read_text())["rerun"] is True
+    assert store.model(job.job_id)["bytes"] == sum(f.stat().st_size for f in folder.iterdir())
+    (folder / "sub").mkdir()
+    (folder / "sub" / "x.bin").write_bytes(b"x" * 123)
+    assert folder_bytes(folder) == store.model(job.job_id)["bytes"] + 123  # what removing it frees
+
+
+def test_gc_leaves_a_model_kept_while_it_reads_what_is_needed(registry, store, monkeypatch):
+    import transferlab.models as models
+
+    late = make_job(registry, **{**FAST, "strategy": "scratch", "seed": 7})
+    store.submit([late])
+    store.claim("w", [late.job_id])
+    result = SimpleNamespace(score=0.6, final_arrays=[np.zeros((2, 2), np.float32)],
+                             manifest=dict(class_names=["a", "b"], feature_scale=None, metric="accuracy",
+                                           head="classification"))
+    real_needed = models.needed
+
+    def racing(store_):  # a worker finishes and keeps its run's model just after gc read what is needed
+        wanted = real_needed(store_)
+        store_.finish(late.job_id, "succeeded", score=0.6, metric="accuracy")
+        assert keep_after_run(store_, registry, late, result)["reason"] == "best"
+        return wanted
+
+    monkeypatch.setattr(models, "needed", racing)
+    report = gc(store)
+    assert report["removed"] == [] and late.job_id not in report["kept"]  # not seen by this gc: left alone
+    assert store.model(late.job_id) and load_kept(store, late.job_id)
+    monkeypatch.setattr(models, "needed", real_needed)
+    assert gc(store)["kept"] == [late.job_id]  # the next gc sees it, and it is needed
+
+
+def test_a_best_model_asked_again_with_keep_models_is_kept_as_asked(registry, store):
+    import dataclasses
+
+    from transferlab.cli import _keep_wish_lines
+
+    best, result_best = _finished(store, registry, 0.6, seed=0)
+    assert keep_after_run(store, registry, best, result_best)["reason"] == "best"
+    plain, _ = _finished(store, registry, 0.3, seed=1)  # succeeded before without its model
+    asked = [dataclasses.replace(best, keep_model=True), dataclasses.replace(plain, keep_model=True)]
+    lines = _keep_wish_lines(store, asked, store.runs_frame())
+    assert lines[0].startswith("KEPT AS ASKED: 1 of the runs") and best.job_id in lines[0]
+    assert lines[1].startswith("NOT KEPT: 1 of the runs") and plain.job_id in lines[1]
+    assert store.model(best.job_id)["reason"] == "asked"
+    assert json.loads((models_root() / best.job_id / "model.json").read_text())["reason"] == "asked"
+    assert store.model(best.job_id)["bytes"] == sum(f.stat().st_size for f in (models_root() / best.job_id).iterdir())
+    better, result_better = _finished(store, registry, 0.9, seed=2)
+    assert keep_after_run(store, registry, better, result_better)["reason"] == "best"
+    assert load_kept(store, best.job_id)  # a better run no longer drops it
+    assert gc(store)["removed"] == [] and best.job_id in needed(store)
+    assert [line.split(":")[0] for line in _keep_wish_lines(store, asked, store.runs_frame())] == ["NOT KEPT"]
+
+
 def test_gc_dry_run_lists_and_a_real_gc_removes_what_no_page_needs(registry, store):
     best, result_best = _finished(store, registry, 0.8, seed=0)
     keep_after_run(store, registry, best, result_best)
@@ -248,6 +331,16 @@ def test_export_and_predict_parse_their_arguments():
     assert parser.parse_args(["run", "--task", "digits", "--backbone", "b", "--strategy", "s",
                               "--keep-models"]).keep_models is True
     assert parser.parse_args(["sweep", "--keep-models"]).keep_models is True
+
+
+
+def test_predict_help_says_what_the_hash_does_not_prove(capsys):
+    from transferlab.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["predict", "--help"])
+    assert ("export.json's sha256 shows the files are intact, not who made them; a SavedModel runs its graph: "
+            "prefer tflite or keras for files from others.") in " ".join(capsys.readouterr().out.split())
 
 
 @pytest.mark.slow
