@@ -12,15 +12,15 @@ continuity correction. A difference is claimed only at ``p < ALPHA``; otherwise 
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from transferlab.errors import UserError
 
-__all__ = ["ALPHA", "CELLS", "EXACT_BELOW", "MIN_IOU", "MIN_SCORE", "comparable_runs", "confusion_counts", "detection_errors", "mcnemar",
-           "mistakes", "paired_table", "parse_json", "split_key", "winning_runs"]
+__all__ = ["ALPHA", "CELLS", "EXACT_BELOW", "MIN_IOU", "MIN_SCORE", "class_name", "comparable_runs", "confusion_counts",
+           "detection_errors", "mcnemar", "mistakes", "paired_table", "parse_json", "split_key", "winning_runs"]
 
 #: significance level of McNemar's test here (as in :mod:`transferlab.verdict`)
 ALPHA = 0.05
@@ -48,6 +48,12 @@ def _classification(payload: Mapping[str, Any], name: str) -> dict[str, np.ndarr
     return arrays
 
 
+def class_name(names: Sequence[str], index: Any) -> str:
+    """The name of class ``index`` in ``names``, or the index as text when ``names`` does not reach it."""
+    index = int(index)
+    return str(names[index]) if 0 <= index < len(names) else str(index)
+
+
 def confusion_counts(payload: Mapping[str, Any]) -> np.ndarray:
     """The confusion matrix of a classification payload: counts, rows the true class, columns the predicted
     one, ``len(class_names)`` square."""
@@ -72,12 +78,11 @@ def mistakes(payload: Mapping[str, Any], true_class: int | None = None,
     if predicted_class is not None:
         wrong &= arrays["predicted"] == predicted_class
     position = np.flatnonzero(wrong)
-    name = lambda c: names[c] if 0 <= c < len(names) else str(c)  # noqa: E731
     frame = pd.DataFrame({"index": arrays["indices"][position], "position": position,
                           "true": arrays["labels"][position], "predicted": arrays["predicted"][position],
                           "confidence": arrays["confidence"][position]})
-    frame["true_name"] = [name(int(c)) for c in frame["true"]]
-    frame["predicted_name"] = [name(int(c)) for c in frame["predicted"]]
+    frame["true_name"] = [class_name(names, c) for c in frame["true"]]
+    frame["predicted_name"] = [class_name(names, c) for c in frame["predicted"]]
     # stable sort: equal confidences keep the test split's order
     return frame.sort_values("confidence", ascending=False, kind="stable").reset_index(drop=True)
 

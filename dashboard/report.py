@@ -6,7 +6,9 @@ or not: its runs go through :func:`transferlab.redact.public_runs` first (a weig
 """
 from __future__ import annotations
 
+import contextlib
 import html
+from typing import Any, Iterator
 
 import pandas as pd
 
@@ -75,31 +77,52 @@ def _png_base64(image) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _open_store(store):
-    """The store given, else the default one opened read-only (building a report never writes); None when
-    there is none."""
+@contextlib.contextmanager
+def _report_store(store) -> Iterator[Any]:
+    """The store given, else the default one opened read-only (building a report never writes) and closed again
+    once the report is made; None when there is none."""
     if store is not None:
-        return store
+        yield store
+        return
     from transferlab.errors import StoreError
     from transferlab.store import Store
 
     try:
-        return Store(read_only=True)
+        opened = Store(read_only=True)
     except StoreError:
-        return None
+        yield None
+        return
+    try:
+        yield opened
+    finally:
+        opened.engine.dispose()
+
+
+GALLERY_TITLE = "<h2>What the winner gets wrong</h2>"
 
 
 def gallery_html(runs: pd.DataFrame, store=None, registry=None) -> str:
     """Per task and data version, the verdict winner's wrong test images (worst first, at most
     :data:`REPORT_GALLERY_SIZE`, inline base64 PNG) with true and predicted class and confidence, where its
-    test predictions are stored and its data is on this machine; a line saying why not otherwise. ``runs``
-    are public (labels only); the images are found through the stored job spec, which is never printed."""
+    test predictions are stored and its data is on this machine; a line saying why not otherwise, also when the
+    winners cannot be told (the rest of the report never depends on this section). ``runs`` are public (labels
+    only); the images are found through the stored job spec, which is never printed."""
+    with _report_store(store) as opened:
+        return _gallery_html(runs, opened, registry)
+
+
+def _gallery_html(runs: pd.DataFrame, store, registry) -> str:
     from transferlab.errors import TransferlabError
     from transferlab.run_diff import mistakes, winning_runs
     from transferlab.test_images import job_of, load_test_data, thumbnails
 
-    store = _open_store(store)
-    winners = winning_runs(runs) if store is not None and not runs.empty else {}
+    if store is None or runs.empty:
+        return ""
+    try:
+        winners = winning_runs(runs)
+    except Exception as exc:  # one verdict that cannot be read costs this section, not the whole report
+        return (f"{GALLERY_TITLE}\n<p>The gallery could not be made: the verdict's winners could not be told "
+                f"({html.escape(type(exc).__name__)}: {html.escape(redact_text(str(exc))[:200])}).</p>")
     if not winners:
         return ""
     if registry is None:
@@ -108,7 +131,7 @@ def gallery_html(runs: pd.DataFrame, store=None, registry=None) -> str:
         registry = get_registry()
     labels = run_labels(runs).to_dict()
     by_id = {run_id: index for index, run_id in runs["run_id"].items()}
-    parts = ["<h2>What the winner gets wrong</h2>"]
+    parts = [GALLERY_TITLE]
     for (task, version), run_id in winners.items():
         name = task + (f" (data {version})" if version else "")
         label = labels.get(by_id.get(run_id), "")
@@ -118,9 +141,14 @@ def gallery_html(runs: pd.DataFrame, store=None, registry=None) -> str:
             parts.append("<p>No per-image predictions stored for this run (stored before predictions were kept, "
                          "or not a classification run).</p>")
             continue
-        wrong = mistakes(payload).head(REPORT_GALLERY_SIZE)
+        try:
+            every = mistakes(payload)
+        except TransferlabError as exc:  # predictions stored inconsistent: this run's part says so
+            parts.append(f"<p>{html.escape(redact_text(str(exc)))}</p>")
+            continue
+        wrong = every.head(REPORT_GALLERY_SIZE)
         n = len(payload["indices"])
-        parts.append(f"<p>{len(mistakes(payload))} of {n} test images wrong; the {len(wrong)} most confident "
+        parts.append(f"<p>{len(every)} of {n} test images wrong; the {len(wrong)} most confident "
                      "mistakes, true → predicted (confidence):</p>")
         if wrong.empty:
             continue

@@ -166,6 +166,26 @@ def test_html_report_is_self_contained(app_env):
     assert json.dumps("frozen_features")[1:-1] in report
 
 
+def test_share_page_builds_the_report_from_its_own_store_and_registry(app_env, monkeypatch):
+    import transferlab.dashboard.report as report
+
+    seen = []
+
+    def spy(runs, epochs, store=None, registry=None):
+        seen.append((runs, store, registry))
+        return "<html>report</html>"
+
+    monkeypatch.setattr(report, "html_report", spy)
+    at = _run_page("share.py")
+    next(b for b in at.button if b.label == "Build HTML report").click().run()
+    assert not at.exception, at.exception
+    (runs, store, registry), = seen
+    # the page's own store (the report closes only a store it opened itself) and this session's plugins
+    assert store is not None and store.url == f"sqlite:///{app_env / 'runs.sqlite'}"
+    assert registry is not None and "digits" in registry.tasks
+    assert set(runs["kind"]) == {"train"} and [b.label for b in at.get("download_button")][-1] == "Download report"
+
+
 def test_run_page_shows_one_error_box_for_a_bad_dataset_and_launches_nothing(app_env, tmp_path, monkeypatch):
     from PIL import Image
 

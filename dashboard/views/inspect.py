@@ -1,5 +1,6 @@
 """Inspect: what one run gets wrong (confusion matrix, the wrong test images worst first), which test images a
-second run on the same test set fixes or breaks (McNemar), and the trained model to take home (Export).
+second run on the same test set fixes, breaks or gets wrong too (McNemar), and the trained model to take home
+(Export).
 
 Deep link: ``/inspect?run=<run id>&other=<run id>``. Everything shown comes from the run's stored test
 predictions (``Store.predictions``) and the job's own data; a run stored before predictions were kept says so.
@@ -21,8 +22,8 @@ from transferlab.dashboard.common import (get_store, guarded, load_runs, no_runs
 from transferlab.dashboard.tables import MISSING, show_table
 from transferlab.errors import TransferlabError
 from transferlab.redact import public_runs, redact_text
-from transferlab.run_diff import (MIN_IOU, MIN_SCORE, comparable_runs, confusion_counts, detection_errors, mcnemar,
-                                  mistakes, paired_table, parse_json)
+from transferlab.run_diff import (MIN_IOU, MIN_SCORE, class_name, comparable_runs, confusion_counts, detection_errors,
+                                  mcnemar, mistakes, paired_table, parse_json)
 
 NO_PREDICTIONS = "This run was stored before predictions were kept — re-run to see its mistakes."
 PAGE_SIZE = 48  #: wrong images shown at first, and added by each "Show more"
@@ -141,7 +142,7 @@ def _classification_view(spec_json: str, payload: dict, run_id: str) -> None:
     c1, c2 = st.columns(2)
     options = [ANY, *range(len(names))]
     as_true, as_predicted = wrong_all["true"].value_counts(), wrong_all["predicted"].value_counts()
-    label = lambda c, counts: c if c == ANY else f"{names[c]} ({counts.get(c, 0)} wrong)"  # noqa: E731
+    label = lambda c, counts: c if c == ANY else f"{class_name(names, c)} ({counts.get(c, 0)} wrong)"  # noqa: E731
     true_class = c1.selectbox("True class", options, format_func=lambda c: label(c, as_true),
                               key=f"inspect-true-{run_id}")
     predicted_class = c2.selectbox("Predicted as", options, format_func=lambda c: label(c, as_predicted),
@@ -208,24 +209,26 @@ def _compare(runs: pd.DataFrame, run_id: str, spec_json: str, payload: dict, nam
                f"{table['only_a'] + table['only_b']} of {table['n']} test images the two runs disagree on; exact "
                "binomial below 25 such images, else chi-square with continuity correction. A difference is "
                "claimed only at p < 0.05; otherwise it is a tie.")
-    fixed, broken = st.tabs([f"fixed by B ({table['only_b']})", f"broken by B ({table['only_a']})"])
-    for tab, cell, key in ((fixed, "only_b", "fixed"), (broken, "only_a", "broken")):
+    tabs = st.tabs([f"fixed by B ({table['only_b']})", f"broken by B ({table['only_a']})",
+                    f"both wrong ({table['both_wrong']})"])
+    for tab, cell, key in zip(tabs, ("only_b", "only_a", "both_wrong"), ("fixed", "broken", "both-wrong")):
         with tab:
             _cell_gallery(spec_json, payload, second, table["indices"][cell], f"{run_id}-{other}-{key}")
+    st.caption(f"Both right: {table['both_right']} of {table['n']} test images (not shown).")
 
 
 def _cell_gallery(spec_json: str, a: dict, b: dict, indices: list[int], key: str) -> None:
-    """The images of one off-diagonal cell: true class, A's and B's predictions with their confidences."""
+    """The images of one cell of the paired table: true class, A's and B's predictions with their confidences."""
     if not indices:
         st.caption("No test image here.")
         return
     names = list(a.get("class_names") or [])
     position = {int(i): p for p, i in enumerate(a["indices"])}
     rows = [position[int(i)] for i in indices]
-    name = lambda c: names[c] if 0 <= c < len(names) else str(c)  # noqa: E731
     frame = pd.DataFrame({"index": indices, "position": rows})
-    captions = [f"{name(a['labels'][p])}: A {name(a['predicted'][p])} ({a['confidence'][p]:.2f}), "
-                f"B {name(b['predicted'][p])} ({b['confidence'][p]:.2f})" for p in rows]
+    captions = [f"{class_name(names, a['labels'][p])}: A {class_name(names, a['predicted'][p])} "
+                f"({a['confidence'][p]:.2f}), B {class_name(names, b['predicted'][p])} ({b['confidence'][p]:.2f})"
+                for p in rows]
     _gallery(spec_json, frame, captions, key)
 
 
@@ -271,6 +274,9 @@ def _export(run_id: str) -> None:
 # ------------------------------------------------------------------------------------------ page
 
 def render() -> None:
+    """The Inspect page: pick a run (the deep link's ``run``, else the verdict's winner, else the best score), then
+    its score, its confusion matrix and wrong test images (boxes for detection), the diff with a second run on the
+    same test images (classification), and the Export section (not in read-only mode)."""
     st.title("Inspect a run")
     runs = load_runs()
     ok = train_runs(runs)

@@ -5,7 +5,8 @@ import io
 
 import streamlit as st
 
-from transferlab.dashboard.common import guarded, load_epochs, load_runs, no_runs_message, read_only, train_runs
+from transferlab.dashboard.common import (get_store, guarded, load_epochs, load_runs, no_runs_message, read_only,
+                                          session_registry, train_runs)
 from transferlab.dashboard.report import html_report
 from transferlab.store import CSV_COLUMNS
 
@@ -26,7 +27,8 @@ def render() -> None:
     c2.download_button("Runs as Parquet", parquet.getvalue(), "transferlab-runs.parquet", "application/octet-stream")
     finished = train_runs(runs)
     if c3.button("Build HTML report"):
-        report = html_report(finished, load_epochs(tuple(finished["run_id"])))
+        report = html_report(finished, load_epochs(tuple(finished["run_id"])), store=get_store(),
+                             registry=session_registry())
         c3.download_button("Download report", report.encode(), "transferlab-report.html", "text/html")
     st.caption(f"{len(runs)} runs. The report holds every comparison plot and the summary table in one HTML file "
                "that opens offline.")
