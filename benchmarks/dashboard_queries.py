@@ -1,13 +1,20 @@
-"""Dashboard queries: loading a store of 1,000 runs x 20 epochs and building the Compare and
-Data-efficiency figures. Target: < 1.5 s server time.
+"""Dashboard queries: loading a store of 10,000 runs x 20 epochs and building the Compare and
+Data-efficiency pages, in two shapes of store. Target: < 1.5 s server time per page and shape.
+
+- ``seeds``: few configurations, many seeds (20 configurations x 5 sizes x 100 seeds);
+- ``configs``: many distinct configurations (200 configurations x 5 sizes = 1,000 configuration-sizes,
+  10 seeds each), as a sweep over learning rates x backbones x strategies makes.
 
 The store here is synthetic (random metrics in a temporary folder): it measures query and figure
 cost only and is never shown as a result. Baseline: reading the same two tables with plain sqlite3
-into Python lists, in the same run.
+into Python lists, in the same run. Each page is also timed piece by piece, so the line that grows
+is visible. ``--shape seeds|configs`` runs one shape; ``--runs N`` scales both down for a quick look.
 """
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import sqlite3
 import time
 
@@ -15,43 +22,57 @@ import numpy as np
 
 from _util import isolated_home, machine, report
 
+STRATEGIES = ["scratch", "frozen_features", "lp_ft", "fine_tune_top_k", "full_fine_tune"]
+BACKBONES = ["small_cnn", "efficientnet_lite0", "mobilenetv2", "vgg16"]
+SIZES = [5, 10, 20, 50, 100]
+#: shape -> (configurations, seeds); runs = configurations x sizes x seeds
+SHAPES = {"seeds": (20, 100), "configs": (200, 10)}
 
-def seed_store(n_runs: int = 1000, n_epochs: int = 20) -> str:
+
+def seed_store(n_configs: int, n_seeds: int, n_epochs: int = 20) -> str:
+    """A store of ``n_configs`` configurations x 5 sizes x ``n_seeds`` seeds, each run ``n_epochs`` long,
+    written in one transaction. Configurations beyond the 20 backbone x strategy pairs differ by learning
+    rate, as a sweep's do."""
     from transferlab.store import Store, epochs, runs
 
     store = Store()
     rng = np.random.default_rng(0)
-    strategies = ["scratch", "frozen_features", "lp_ft", "fine_tune_top_k", "full_fine_tune"]
-    backbones = ["small_cnn", "efficientnet_lite0", "mobilenetv2", "vgg16"]
     run_rows, epoch_rows = [], []
-    for i in range(n_runs):
-        strategy, backbone = strategies[i % 5], backbones[(i // 5) % 4]
-        size, seed = [5, 10, 20, 50, 100][(i // 20) % 5], (i // 100) % 10
-        acc = float(np.clip(0.4 + 0.1 * np.log(size) + rng.normal(0, 0.03), 0, 1))
-        run_id = f"bench{i:011d}"
-        spec = dict(task="animal_mnist", backbone=backbone, strategy=strategy, examples_per_class=size, seed=seed,
-                    epochs=n_epochs, run=i)
-        run_rows.append(dict(run_id=run_id, spec_json=json.dumps(spec), kind="train", task="animal_mnist",
-                             backbone=backbone, weights="none" if strategy == "scratch" else "imagenet",
-                             strategy=strategy, examples_per_class=size, seed=seed, input_size=64, depends_on="[]",
-                             status="succeeded", score=acc, balanced_accuracy=acc, test_loss=1 - acc,
-                             trainable_params=1000, total_params=5000, wall_seconds=10.0, transferability=-1.0,
-                             phases_json="[]", manifest_json="{}", created_at=float(i)))
-        for epoch in range(1, n_epochs + 1):
-            epoch_rows.append(dict(run_id=run_id, epoch=epoch, phase="head", train_loss=1 / epoch, val_loss=1.2 / epoch,
-                                   train_score=acc * epoch / n_epochs, val_score=acc * epoch / n_epochs,
-                                   seconds=1.0))
-    with store.engine.begin() as conn:
+    i = 0
+    for config in range(n_configs):
+        strategy, backbone = STRATEGIES[config % 5], BACKBONES[(config // 5) % 4]
+        learning_rate = 1e-3 * (1 + config // 20)
+        skill = rng.normal(0, 0.05)
+        for size in SIZES:
+            for seed in range(n_seeds):
+                acc = float(np.clip(0.4 + 0.1 * np.log(size) + skill + rng.normal(0, 0.03), 0, 1))
+                run_id = f"bench{i:011d}"
+                spec = dict(task="animal_mnist", backbone=backbone, strategy=strategy, examples_per_class=size,
+                            seed=seed, epochs=n_epochs, learning_rate=learning_rate)
+                run_rows.append(dict(
+                    run_id=run_id, spec_json=json.dumps(spec), kind="train", task="animal_mnist", backbone=backbone,
+                    weights="none" if strategy == "scratch" else "imagenet", strategy=strategy,
+                    examples_per_class=size, seed=seed, input_size=64, depends_on="[]", status="succeeded",
+                    score=acc, balanced_accuracy=acc, test_loss=1 - acc, trainable_params=1000, total_params=5000,
+                    wall_seconds=10.0, transferability=-1.0, phases_json="[]",
+                    manifest_json=json.dumps({"n_test": 200}), created_at=float(i)))
+                for epoch in range(1, n_epochs + 1):
+                    epoch_rows.append(dict(run_id=run_id, epoch=epoch, phase="head", train_loss=1 / epoch,
+                                           val_loss=1.2 / epoch, train_score=acc * epoch / n_epochs,
+                                           val_score=acc * epoch / n_epochs, seconds=1.0))
+                i += 1
+    with store.engine.begin() as conn:  # one transaction, executemany
         conn.execute(runs.insert(), run_rows)
         conn.execute(epochs.insert(), epoch_rows)
     return store.url.removeprefix("sqlite:///")
 
 
-def main() -> None:
-    isolated_home("queries")
-    path = seed_store()
+def measure(shape: str, n_configs: int, n_seeds: int) -> None:
+    """Seed one store and print the page and piece timings against the plain-sqlite3 baseline."""
+    isolated_home(f"queries-{shape}")
+    path = seed_store(n_configs, n_seeds)
     from transferlab.analysis import summarize
-    from transferlab.compare import crossovers, curves
+    from transferlab.compare import crossovers, curves, score_intervals
     from transferlab.dashboard.charts import data_efficiency_chart, gain_chart, learning_curves_chart
     from transferlab.store import Store
 
@@ -61,26 +82,59 @@ def main() -> None:
         raw_epochs = conn.execute("SELECT * FROM epochs").fetchall()
     baseline = time.perf_counter() - start
 
+    pieces: dict[str, float] = {}
+
+    def piece(name, call, *args, **kwargs):
+        begin = time.perf_counter()
+        value = call(*args, **kwargs)
+        pieces[name] = pieces.get(name, 0.0) + time.perf_counter() - begin
+        return value
+
+    # Compare page, as it opens: all sizes, every group
     start = time.perf_counter()
     store = Store()
-    runs = store.runs_frame()
+    runs = piece("load runs", store.runs_frame)
     ok = runs[(runs["kind"] == "train") & (runs["status"] == "succeeded")]
-    # Compare page, as it opens: all sizes, the first page of groups
-    frame = curves(store.epochs_frame(list(ok["run_id"])), ok)
-    learning_curves_chart(frame)
+    epochs = piece("load epochs", store.epochs_frame, list(ok["run_id"]))
+    frame = piece("curves", curves, epochs, ok)
+    piece("learning_curves_chart", learning_curves_chart, frame)
     compare_s = time.perf_counter() - start
 
+    # Data-efficiency page, as it opens: one task
     start = time.perf_counter()
     runs = store.runs_frame()
-    summary = summarize(runs[runs["task"] == "animal_mnist"])
-    data_efficiency_chart(summary, crossovers(summary))
-    gain_chart(summary)
+    runs = runs[runs["task"] == "animal_mnist"]
+    summary = piece("summarize", summarize, runs)
+    intervals = piece("score_intervals", score_intervals, summary, runs)
+    crossing = piece("crossovers", crossovers, summary)
+    piece("data_efficiency_chart", data_efficiency_chart, intervals, crossing)
+    piece("gain_chart", gain_chart, summary)
     efficiency_s = time.perf_counter() - start
 
-    print(f"dashboard queries on {machine()}: {len(raw_runs)} runs x {len(raw_epochs) // len(raw_runs)} epochs")
-    report("Compare page (load + curves + figure)", compare_s, baseline, "s", "< 1.5 s")
-    report("Data-efficiency page (load + summary + figures)", efficiency_s, baseline, "s", "< 1.5 s")
+    print(f"dashboard queries [{shape}] on {machine()}: {len(raw_runs)} runs x "
+          f"{len(raw_epochs) // len(raw_runs)} epochs, {n_configs} configurations x {len(SIZES)} sizes x "
+          f"{n_seeds} seeds ({len(summary)} summary rows, {len(crossing)} crossovers)")
+    report(f"[{shape}] Compare page (load + curves + figure)", compare_s, baseline, "s", "< 1.5 s")
+    report(f"[{shape}] Data-efficiency page (load + summary + figures)", efficiency_s, baseline, "s", "< 1.5 s")
+    for name, seconds in pieces.items():
+        report(f"[{shape}]   {name}", seconds, baseline, "s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", choices=sorted(SHAPES), action="append",
+                        help="store shape to measure (repeatable; default: both)")
+    parser.add_argument("--runs", type=int, default=10_000, help="runs per store (default 10,000)")
+    args = parser.parse_args()
+    for shape in args.shape or list(SHAPES):
+        n_configs, n_seeds = SHAPES[shape]
+        scale = args.runs / (n_configs * len(SIZES) * n_seeds)
+        if scale < 1:  # keep the shape: fewer seeds first, then fewer configurations
+            n_seeds = max(1, round(n_seeds * scale)) if shape == "seeds" else n_seeds
+            n_configs = max(1, round(n_configs * scale)) if shape == "configs" else n_configs
+        measure(shape, n_configs, n_seeds)
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("TRANSFERLAB_QUIET", "1")
     main()

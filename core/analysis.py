@@ -79,9 +79,13 @@ def config_label(row_or_frame: pd.Series | pd.DataFrame) -> str | pd.Series:
     ``backbone · starting point · strategy``, where the starting point is ``pretrained on <source>`` for a
     transfer run, ``random init`` for ``weights='none'``, else the weights name."""
     if isinstance(row_or_frame, pd.DataFrame):
-        if row_or_frame.empty:
-            return pd.Series([], index=row_or_frame.index, dtype=object)
-        return row_or_frame.apply(config_label, axis=1)
+        frame = row_or_frame
+        if frame.empty:
+            return pd.Series([], index=frame.index, dtype=object)
+        column = lambda name: frame[name] if name in frame else pd.Series(None, index=frame.index)  # noqa: E731
+        rows = zip(column("backbone"), column("source"), column("weights"), column("strategy"))
+        return pd.Series([f"{b} · {_weights_label({'source': s, 'weights': w})} · {t}" for b, s, w, t in rows],
+                         index=frame.index, dtype=object)
     row = row_or_frame
     return f"{row.get('backbone')} · {_weights_label(row)} · {row.get('strategy')}"
 
@@ -109,8 +113,8 @@ def run_labels(runs: pd.DataFrame) -> pd.Series:
                         - set(_NOT_CONFIG) - {"weights", "depends_on", "data_version"})
         differing = [f for f in fields if len({json.dumps(specs[i].get(f)) for i in members}) > 1]
         if differing:
-            for i in members:
-                labels[i] = text + " · " + ", ".join(f"{f}={specs[i].get(f)}" for f in differing)
+            labels[members] = [text + " · " + ", ".join(f"{f}={specs[i].get(f)}" for f in differing)
+                               for i in members]
     # a task run on several versions of its data: every label says which, or two series would share a name
     for task_name in task[versions != ""].unique():
         mine = task == task_name
@@ -142,6 +146,7 @@ def summarize(runs: pd.DataFrame, metric: str = "score", baselines: Iterable[str
     with the baseline runs of the same task and size: those of the same backbone when there are, else
     the only baseline configuration there is, always on the same data version; with several and none matching,
     the gain is left empty rather than guessed. Its CI is Welch's; ``baseline_label`` and ``baseline_n`` name the reference used.
+    The work is one grouped pass over the runs and one look-up per configuration and size (linear in both).
     """
     columns = ["task", "backbone", "weights", "strategy", "source", "examples_per_class", "n", "mean", "ci95",
                "gain_vs_baseline", "gain_ci95", "label", "baseline_label", "baseline_n", "config", "metric",
@@ -159,39 +164,88 @@ def summarize(runs: pd.DataFrame, metric: str = "score", baselines: Iterable[str
     ok.loc[ok["source"] != "", "weights"] = "pretrained"
     ok["examples_per_class"] = ok["examples_per_class"].fillna(-1).astype(int)
     ok["data_version"] = data_versions(ok)
-    rows = []
-    for key, group in ok.groupby([*GROUP, "data_version", "config"], dropna=False, sort=True):
-        values = group[metric].to_numpy(dtype=float)
-        rows.append(dict(zip([*GROUP, "data_version", "config"], key), n=len(values), mean=float(values.mean()),
-                         ci95=t_ci95(values), label=group["label"].iloc[0], _values=values,
-                         metric=_first(group, "metric") or "score", metric_label=metric_label(group)))
-    table = pd.DataFrame(rows)
+    keys = [*GROUP, "data_version", "config"]
+    ok["_value"] = pd.to_numeric(ok[metric], errors="coerce").astype(float)
+    ok["_finite"] = np.isfinite(ok["_value"])
+    for column in ("metric", "metric_label"):
+        if column not in ok:
+            ok[column] = None
+    ok["_test_metric"] = ok["metric"].map(lambda m: None if pd.isna(m) else f"test {m}")
+    grouped = ok.groupby(keys, dropna=False, sort=True)
+    table = grouped.agg(n=("_value", "size"), n_finite=("_finite", "sum"), mean=("_value", "mean"),
+                        var=("_value", "var"), label=("label", "first"), metric=("metric", "first"),
+                        _labels=("metric_label", "nunique"), _label=("metric_label", "first"),
+                        _metrics=("_test_metric", "nunique"), _metric=("_test_metric", "first")).reset_index()
+    # a NaN score makes the configuration's mean NaN (as numpy's mean would), and its CI is over finite scores
+    finite_var = table["var"].to_numpy(dtype=float)
+    whole = (table["n"] == table["n_finite"]).to_numpy()
+    table["mean"] = np.where(whole, table["mean"], np.nan)
+    table["ci95"] = t_ci95_many(np.sqrt(finite_var), table["n_finite"].to_numpy(dtype=float))
+    table["_var"] = np.where(whole, finite_var, np.nan)  # the variance of all scores, NaN when one is NaN
+    table["metric"] = table["metric"].map(lambda m: "score" if pd.isna(m) else str(m))
+    table["metric_label"] = np.where(table["_labels"] == 1, table["_label"],
+                                     np.where((table["_labels"] == 0) & (table["_metrics"] == 1), table["_metric"],
+                                              "test score"))
     table["is_baseline"] = table["strategy"].isin(baseline_names)
-    gains, gain_cis, ref_labels, ref_ns = [], [], [], []
-    for _, row in table.iterrows():
-        ref = _baseline_reference(table, row)
-        if ref is None or row["is_baseline"]:
-            gains.append(0.0 if row["is_baseline"] else float("nan"))
-            gain_cis.append(float("nan"))
-            ref_labels.append(None)
-            ref_ns.append(np.nan)
-            continue
-        gains.append(row["mean"] - ref["mean"])
-        gain_cis.append(welch_ci95(row["_values"], ref["_values"]))
-        ref_labels.append(ref["label"])
-        ref_ns.append(ref["n"])
-    table["gain_vs_baseline"] = gains
-    table["gain_ci95"] = gain_cis
-    table["baseline_label"] = ref_labels
-    table["baseline_n"] = ref_ns
+    reference = _baseline_references(table)
+    has_ref = (reference >= 0) & ~table["is_baseline"].to_numpy()
+    ref = np.where(has_ref, reference, 0)
+    mean, var, n = (table[c].to_numpy(dtype=float) for c in ("mean", "_var", "n"))
+    table["gain_vs_baseline"] = np.where(has_ref, mean - mean[ref],
+                                         np.where(table["is_baseline"], 0.0, np.nan))
+    table["gain_ci95"] = np.where(has_ref, _welch_half_width(var, n, var[ref], n[ref]), np.nan)
+    table["baseline_label"] = np.where(has_ref, table["label"].to_numpy(dtype=object)[ref], None)
+    table["baseline_n"] = np.where(has_ref, n[ref], np.nan)
+    table["n"] = table["n"].astype(int)
     table["examples_per_class"] = table["examples_per_class"].replace(-1, np.nan)
     table["data_version"] = table["data_version"].replace("", None)
-    return table.drop(columns="_values")[columns]
+    return table[columns]
 
 
-def _first(frame: pd.DataFrame, column: str) -> str | None:
-    values = frame[column].dropna() if column in frame else pd.Series(dtype=object)
-    return str(values.iloc[0]) if len(values) else None
+def t_ci95_many(std: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """:func:`t_ci95` for many samples at once, from their standard deviations (ddof 1) and sizes: NaN where a
+    sample has fewer than 2 values."""
+    from scipy import stats
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        half = stats.t.ppf(0.975, np.where(n >= 2, n - 1, np.nan)) * std / np.sqrt(n)
+    return np.where(n >= 2, half, np.nan)
+
+
+def _welch_half_width(var_a: np.ndarray, n_a: np.ndarray, var_b: np.ndarray, n_b: np.ndarray) -> np.ndarray:
+    """:func:`welch_ci95` for many pairs at once, from each side's variance (ddof 1) and size."""
+    from scipy import stats
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        va, vb = var_a / n_a, var_b / n_b
+        se = np.sqrt(va + vb)
+        dof = (va + vb) ** 2 / ((va ** 2 / (n_a - 1)) + (vb ** 2 / (n_b - 1)))
+        half = np.where(se == 0, 0.0, stats.t.ppf(0.975, dof) * se)
+    return np.where((n_a >= 2) & (n_b >= 2), half, np.nan)
+
+
+def _baseline_references(table: pd.DataFrame) -> np.ndarray:
+    """Per summary row, the position of the baseline row its gain is measured against, -1 for none.
+
+    Baseline rows of the same task, size and data version (a gain on the same data, never across): the one of
+    the same backbone when there is exactly one, else the only one there is; several and none clearly the
+    baseline: no gain rather than a wrong one."""
+    by_place: dict[tuple, list[int]] = {}
+    by_backbone: dict[tuple, list[int]] = {}
+    places = list(zip(table["task"], table["examples_per_class"], table["data_version"]))
+    backbones = list(table["backbone"])
+    for position in np.flatnonzero(table["is_baseline"].to_numpy()):
+        by_place.setdefault(places[position], []).append(position)
+        by_backbone.setdefault((*places[position], backbones[position]), []).append(position)
+    reference = np.full(len(table), -1, dtype=int)
+    for position, place in enumerate(places):
+        same_backbone = by_backbone.get((*place, backbones[position]), [])
+        candidates = by_place.get(place, [])
+        if len(same_backbone) == 1:
+            reference[position] = same_backbone[0]
+        elif len(candidates) == 1:
+            reference[position] = candidates[0]
+    return reference
 
 
 def metric_label(runs: pd.DataFrame) -> str:
@@ -207,18 +261,6 @@ def _registry_baselines() -> set[str]:
     from transferlab.registry import get_registry
 
     return get_registry().baseline_strategies()
-
-
-def _baseline_reference(table: pd.DataFrame, row: pd.Series) -> pd.Series | None:
-    baseline = table[(table["task"] == row["task"]) & table["is_baseline"]
-                     & (table["examples_per_class"] == row["examples_per_class"])
-                     & (table["data_version"] == row["data_version"])]  # a gain on the same data, never across
-    same_backbone = baseline[baseline["backbone"] == row["backbone"]]
-    if len(same_backbone) == 1:
-        return same_backbone.iloc[0]
-    if len(baseline) == 1:
-        return baseline.iloc[0]
-    return None  # none, or several and none clearly the baseline: no gain rather than a wrong one
 
 
 def format_summary(table: pd.DataFrame) -> str:

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from transferlab.analysis import config_keys, config_label, metric_label, run_labels, summarize, t_ci95
+from transferlab.analysis import config_keys, config_label, metric_label, run_labels, summarize, t_ci95_many
 from transferlab.errors import UserError
 
 __all__ = ["bounded_interval", "config_label", "crossovers", "curves", "freeze_checks", "gain_correlations",
@@ -192,42 +192,51 @@ def curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "score", band
         return empty
     long["split"] = long["split"].map({v: k for k, v in columns.items()})
     long["value"] = pd.to_numeric(long["value"], errors="coerce").astype(float)
-    long = long.sort_values(["run_id", "split", "epoch"])
     if smoothing > 0:
+        long = long.sort_values(["run_id", "split", "epoch"])
         long["value"] = (long.groupby(["run_id", "split"], sort=False)["value"]
                          .transform(lambda v: v.ewm(alpha=1.0 - smoothing, ignore_na=True).mean()))
     bounds = SCORE_RANGE if metric == "score" else LOSS_RANGE
-    rows = []
-    for (group, task, label, size_key, epoch, split), values in long.groupby(
-            ["group", "task", "label", "size_key", "epoch", "split"], sort=True)["value"]:
-        values = values.to_numpy(dtype=float)
-        values = values[np.isfinite(values)]
-        if len(values) == 0:
-            continue
-        mean = float(values.mean())
-        if band == "minmax":
-            low, high = float(values.min()), float(values.max())
-        else:
-            half = t_ci95(values)
-            low, high = (float(end) for end in
-                         bounded_interval(mean, 0.0 if not np.isfinite(half) else half, bounds))
-        rows.append(dict(group=group, task=task, label=label, examples_per_class=_size_value(size_key),
-                         epoch=int(epoch), split=split, mean=mean, low=low, high=high, n_seeds=len(values)))
-    result = pd.DataFrame(rows, columns=CURVE_COLUMNS) if rows else empty
+    long = long[np.isfinite(long["value"])]
+    if long.empty:
+        return empty
+    keys = ["group", "task", "label", "size_key", "epoch", "split"]
+    stats = (long.groupby(keys, sort=True)["value"]
+             .agg(mean="mean", low="min", high="max", n_seeds="size", std="std").reset_index())
+    if band == "ci95":
+        n = stats["n_seeds"].to_numpy(dtype=float)
+        half = t_ci95_many(stats["std"].to_numpy(dtype=float), n)
+        stats["low"], stats["high"] = bounded_interval(stats["mean"], np.where(np.isfinite(half), half, 0.0), bounds)
+    stats["examples_per_class"] = [_size_value(key) for key in stats["size_key"]]
+    stats["epoch"] = stats["epoch"].astype(int)
+    stats["n_seeds"] = stats["n_seeds"].astype(int)
+    stats["mean"] = stats["mean"].astype(float)
+    result = stats[CURVE_COLUMNS].reset_index(drop=True)
     result.attrs.update(metric=named, band=band)  # so a chart can name its axis without being told again
     return result
 
 
 # ---------------------------------------------------------------------------------------- crossovers
 
-def crossovers(summary: pd.DataFrame) -> pd.DataFrame:
-    """Where two configurations swap places: for each task and pair of labels, consecutive sizes between
-    which the order of the mean accuracies flips.
+#: a task with at most this many configurations has every pair's flips reported (there are at most 3 pairs)
+ALL_PAIRS_UP_TO = 3
 
-    ``x`` is where the two lines cross when interpolated linearly in log(size), which is what a log-x chart
-    draws (it is the geometric mean of the two sizes when the gaps on either side are equal); ``y`` is their
-    value there. Sizes both labels were measured at count; "all examples" (NaN size) has no place on the
-    axis and is skipped. A tie at a size is not a flip.
+
+def crossovers(summary: pd.DataFrame) -> pd.DataFrame:
+    """Where two configurations swap places: for each task, consecutive sizes between which the order of two
+    labels' mean scores flips.
+
+    Which flips are reported: in a task of at most :data:`ALL_PAIRS_UP_TO` labels, every pair's. With more, only
+    flips between labels that are neighbours in the ranking (by mean score, ties by label) of all the task's
+    labels measured at one of the two sizes of the flip: the overtaking a reader sees on the chart, and a count
+    that grows linearly in labels × sizes rather than with every pair. A flip of two labels that have a third
+    between them at both sizes (A > B > C at one size, C > B > A at the next: A and C) is not reported; B's
+    flips with each are.
+
+    "Consecutive sizes" are consecutive among the sizes both labels were measured at. ``x`` is where the two
+    lines cross when interpolated linearly in log(size), which is what a log-x chart draws (it is the
+    geometric mean of the two sizes when the gaps on either side are equal); ``y`` is their value there.
+    "All examples" (NaN size) has no place on the axis and is skipped. A tie at a size is not a flip.
     """
     empty = pd.DataFrame(columns=CROSSOVER_COLUMNS)
     if summary.empty:
@@ -236,21 +245,55 @@ def crossovers(summary: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for task, per_task in table.groupby("task", sort=True):
         means = per_task.pivot_table(index="examples_per_class", columns="label", values="mean", aggfunc="mean")
-        labels = sorted(means.columns)
-        for i, first in enumerate(labels):
-            for second in labels[i + 1:]:
-                pair = means[[first, second]].dropna().sort_index()
-                rows += _pair_crossovers(task, first, second, pair)
+        means = means.sort_index()[sorted(means.columns)]
+        labels = list(means.columns)
+        values = means.to_numpy(dtype=float)
+        places = _places(values)
+        sizes = means.index.to_numpy(dtype=float)
+        for first, second in _candidate_pairs(values, places):
+            pair = means.iloc[:, [first, second]].dropna()
+            # sizes at which the two are adjacent in the ranking; None: every flip counts
+            neighbours = (None if len(labels) <= ALL_PAIRS_UP_TO else
+                          set(sizes[(places[:, first] >= 0) & (places[:, second] >= 0)
+                                    & (np.abs(places[:, first] - places[:, second]) == 1)]))
+            rows += _pair_crossovers(task, labels[first], labels[second], pair, neighbours)
     return pd.DataFrame(rows, columns=CROSSOVER_COLUMNS) if rows else empty
 
 
-def _pair_crossovers(task: Any, first: str, second: str, pair: pd.DataFrame) -> list[dict[str, Any]]:
+def _places(means: np.ndarray) -> np.ndarray:
+    """Per size (row) and label (column), the label's place in that size's ranking (0 = best mean; ties keep
+    label order), -1 where it was not measured."""
+    places = np.full(means.shape, -1, dtype=int)
+    for k, row in enumerate(means):
+        measured = np.flatnonzero(np.isfinite(row))
+        places[k, measured[np.argsort(-row[measured], kind="stable")]] = np.arange(len(measured))
+    return places
+
+
+def _candidate_pairs(means: np.ndarray, places: np.ndarray) -> list[tuple[int, int]]:
+    """Column pairs (first < second) whose flips :func:`crossovers` may report: every pair for a few columns,
+    else the pairs adjacent in the ranking at some size (at most columns - 1 per size)."""
+    n_labels = means.shape[1]
+    if n_labels <= ALL_PAIRS_UP_TO:
+        return [(i, j) for i in range(n_labels) for j in range(i + 1, n_labels)]
+    pairs: set[tuple[int, int]] = set()
+    for row in places:
+        ranked = np.argsort(np.where(row >= 0, row, n_labels), kind="stable")[:int((row >= 0).sum())]
+        pairs.update((int(min(a, b)), int(max(a, b))) for a, b in zip(ranked, ranked[1:]))
+    return sorted(pairs)
+
+
+def _pair_crossovers(task: Any, first: str, second: str, pair: pd.DataFrame,
+                     neighbours: set[float] | None = None) -> list[dict[str, Any]]:
+    """The flips of one pair of labels; with ``neighbours``, only those at whose either end they are adjacent."""
     rows = []
     sizes = pair.index.to_numpy(dtype=float)
-    a, b = pair[first].to_numpy(dtype=float), pair[second].to_numpy(dtype=float)
+    a, b = pair.iloc[:, 0].to_numpy(dtype=float), pair.iloc[:, 1].to_numpy(dtype=float)
     diff = a - b
     for k in range(len(sizes) - 1):
         if diff[k] * diff[k + 1] >= 0:
+            continue
+        if neighbours is not None and sizes[k] not in neighbours and sizes[k + 1] not in neighbours:
             continue
         fraction = diff[k] / (diff[k] - diff[k + 1])
         log_low, log_high = math.log(sizes[k]), math.log(sizes[k + 1])

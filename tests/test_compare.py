@@ -271,6 +271,80 @@ def test_crossovers_none_without_flip(summary):
     assert list(compare.crossovers(no_flip).columns) == compare.CROSSOVER_COLUMNS
 
 
+def _means_table(means: dict[str, dict[int, float]], task: str = TASK) -> pd.DataFrame:
+    """A summary-shaped frame (only what crossovers reads) from label -> size -> mean."""
+    return pd.DataFrame([dict(task=task, label=label, examples_per_class=float(size), mean=mean)
+                         for label, per_size in means.items() for size, mean in per_size.items()])
+
+
+def _all_pair_flips(table: pd.DataFrame) -> set[tuple[str, str, float, float]]:
+    """Every pair's flips between consecutive sizes both were measured at (the rule before neighbours)."""
+    found = set()
+    labels = sorted(table["label"].unique())
+    for i, first in enumerate(labels):
+        for second in labels[i + 1:]:
+            a = table[table["label"] == first].set_index("examples_per_class")["mean"]
+            b = table[table["label"] == second].set_index("examples_per_class")["mean"]
+            common = sorted(set(a.index) & set(b.index))
+            for low, high in zip(common, common[1:]):
+                d0, d1 = a[low] - b[low], a[high] - b[high]
+                if d0 * d1 < 0:
+                    found.add((first, second, low, high) if d0 > 0 else (second, first, low, high))
+    return found
+
+
+def test_crossovers_beyond_three_configurations_only_between_neighbours_in_the_ranking():
+    # A > B > C at 10 and C > B > A at 100: A and C have B between them at both sizes
+    means = {"A": {10: 0.9, 100: 0.7}, "B": {10: 0.8, 100: 0.8}, "C": {10: 0.7, 100: 0.9},
+             "D": {10: 0.1, 100: 0.05}}
+    found = {(r.leader_before, r.leader_after) for r in compare.crossovers(_means_table(means)).itertuples()}
+    assert found == {("A", "B"), ("B", "C")}
+    # with three configurations every pair counts, so A and C's flip is there too
+    three = {label: means[label] for label in "ABC"}
+    found = {(r.leader_before, r.leader_after) for r in compare.crossovers(_means_table(three)).itertuples()}
+    assert found == {("A", "B"), ("B", "C"), ("A", "C")}
+
+
+def test_crossovers_of_up_to_three_configurations_are_every_pairs_flips():
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        labels = ["A", "B", "C"][:rng.integers(2, 4)]
+        sizes = [5, 10, 20, 50, 100]
+        means = {label: {s: float(rng.random()) for s in sizes if rng.random() > 0.2} for label in labels}
+        table = _means_table(means)
+        frame = compare.crossovers(table)
+        found = {(r.leader_before, r.leader_after, r.between_low, r.between_high) for r in frame.itertuples()}
+        assert found == _all_pair_flips(table), trial
+
+
+def test_crossovers_of_many_configurations_grow_linearly_and_are_between_neighbours():
+    rng = np.random.default_rng(4)
+    labels, sizes = [f"c{i:03d}" for i in range(300)], [5, 10, 20, 50, 100]
+    table = _means_table({label: {s: float(rng.random()) for s in sizes} for label in labels})
+    frame = compare.crossovers(table)
+    assert 0 < len(frame) <= 2 * (len(labels) - 1) * (len(sizes) - 1)  # all pairs would give ~ labels² / 3
+    mean = table.set_index(["examples_per_class", "label"])["mean"]
+    place = {s: {label: k for k, label in enumerate(mean[s].sort_values(ascending=False).index)} for s in sizes}
+    for r in frame.itertuples():
+        low, high = r.between_low, r.between_high
+        assert mean[low, r.leader_before] > mean[low, r.leader_after]  # a real flip ...
+        assert mean[high, r.leader_before] < mean[high, r.leader_after]
+        assert any(abs(place[s][r.leader_before] - place[s][r.leader_after]) == 1 for s in (low, high))  # ... of neighbours
+    # and every flip of neighbours is there
+    wanted = {(before, after, low, high) for before, after, low, high in _neighbour_flips(mean, place, sizes)}
+    assert {(r.leader_before, r.leader_after, r.between_low, r.between_high) for r in frame.itertuples()} == wanted
+
+
+def _neighbour_flips(mean, place, sizes):
+    for low, high in zip(sizes, sizes[1:]):
+        for s in (low, high):
+            ranked = sorted(place[s], key=place[s].get)
+            for a, b in zip(ranked, ranked[1:]):
+                d0, d1 = mean[low, a] - mean[low, b], mean[high, a] - mean[high, b]
+                if d0 * d1 < 0:
+                    yield (a, b, float(low), float(high)) if d0 > 0 else (b, a, float(low), float(high))
+
+
 # ------------------------------------------------------------------------------------------------ gains
 
 def test_negative_transfer_flags(summary):
