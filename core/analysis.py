@@ -90,31 +90,42 @@ def config_label(row_or_frame: pd.Series | pd.DataFrame) -> str | pd.Series:
     return f"{row.get('backbone')} · {_weights_label(row)} · {row.get('strategy')}"
 
 
-def run_labels(runs: pd.DataFrame) -> pd.Series:
+def run_labels(runs: pd.DataFrame, keys: pd.Series | None = None) -> pd.Series:
     """``backbone · starting point · strategy`` per run; where runs of one task with that label differ in
     other settings, the settings that tell them apart are appended (e.g. ``· epochs=20``), and where a task was
     run on several data versions every label of it ends in ``· data <version>``. Runs of different
-    tasks are never compared on one axis, so their settings (a task's own defaults) do not lengthen labels."""
+    tasks are never compared on one axis, so their settings (a task's own defaults) do not lengthen labels.
+    ``keys``: the runs' :func:`config_keys` when the caller has them already."""
     import json
 
     if runs.empty:
         return pd.Series([], index=runs.index, dtype=object)
     base = config_label(runs)
-    keys = config_keys(runs)
+    keys = config_keys(runs) if keys is None else keys
     labels = base.copy()
     task = runs["task"].astype(str) if "task" in runs else pd.Series("", index=runs.index)
     versions = data_versions(runs)
-    for text, task_name in dict.fromkeys(zip(base, task)):
-        members = base[(base == text) & (task == task_name)].index
-        if keys[members].nunique() <= 1:
+    # runs of one configuration share every setting a label could name: one spec per configuration is read
+    texts = runs["spec_json"].to_numpy() if "spec_json" in runs else np.full(len(runs), None)
+    first_of: dict[tuple, int] = {}
+    for position, config in enumerate(zip(base, task, keys)):
+        first_of.setdefault(config, position)
+    per_label: dict[tuple, list[tuple]] = {}
+    for config in first_of:
+        per_label.setdefault(config[:2], []).append(config)
+    suffix: dict[tuple, str] = {}
+    for (text, _), configs in per_label.items():
+        if len(configs) <= 1:
             continue
-        specs = {i: json.loads(runs.at[i, "spec_json"]) if "spec_json" in runs else {} for i in members}
+        specs = {c: json.loads(texts[first_of[c]]) if isinstance(texts[first_of[c]], str) else {} for c in configs}
         fields = sorted({f for spec in specs.values() for f in spec}
                         - set(_NOT_CONFIG) - {"weights", "depends_on", "data_version"})
-        differing = [f for f in fields if len({json.dumps(specs[i].get(f)) for i in members}) > 1]
+        differing = [f for f in fields if len({json.dumps(spec.get(f)) for spec in specs.values()}) > 1]
         if differing:
-            labels[members] = [text + " · " + ", ".join(f"{f}={specs[i].get(f)}" for f in differing)
-                               for i in members]
+            suffix.update({c: " · " + ", ".join(f"{f}={specs[c].get(f)}" for f in differing) for c in configs})
+    if suffix:
+        labels = pd.Series([text + suffix.get((text, t, k), "") for text, t, k in zip(base, task, keys)],
+                           index=runs.index, dtype=object)
     # a task run on several versions of its data: every label says which, or two series would share a name
     for task_name in task[versions != ""].unique():
         mine = task == task_name
@@ -157,8 +168,8 @@ def summarize(runs: pd.DataFrame, metric: str = "score", baselines: Iterable[str
     if ok.empty:
         return pd.DataFrame(columns=columns)
     baseline_names = set(baselines) if baselines is not None else _registry_baselines()
-    ok["label"] = run_labels(ok)
     ok["config"] = config_keys(ok)
+    ok["label"] = run_labels(ok, keys=ok["config"])
     ok["source"] = ok["source"].fillna("")
     # Transfer runs start from a per-seed pretrain run (weights "run:<id>"); they group by their source.
     ok.loc[ok["source"] != "", "weights"] = "pretrained"

@@ -22,7 +22,7 @@ import pandas as pd
 from transferlab.analysis import config_keys, config_label, metric_label, run_labels, summarize, t_ci95_many
 from transferlab.errors import UserError
 
-__all__ = ["bounded_interval", "config_label", "crossovers", "curves", "freeze_checks", "gain_correlations",
+__all__ = ["bounded_interval", "config_label", "crossovers", "curve_groups", "curves", "freeze_checks", "gain_correlations",
            "gain_per_run", "negative_transfer", "parameter_table", "score_intervals", "wilson_interval"]
 
 CURVE_COLUMNS = ["group", "task", "label", "examples_per_class", "epoch", "split", "mean", "low", "high", "n_seeds"]
@@ -173,40 +173,37 @@ def curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "score", band
         return empty
     # the y axis says what the score is ("accuracy", "mAP@0.5"), as the task head names it
     named = metric_label(chosen).removeprefix("test ") if metric == "score" else metric
-    meta = pd.DataFrame({
-        "run_id": chosen["run_id"],
-        "task": chosen["task"].astype(str),
-        "label": run_labels(chosen),
-        "kind": chosen["kind"],
-        "size_key": _size_key(chosen["examples_per_class"]),
-    })
-    meta["group"] = [
-        ("pretrain · " if kind == "pretrain" else "") + f"{task} · {label} · {_size_text(_size_value(size))}/class"
-        for task, label, kind, size in zip(meta["task"], meta["label"], meta["kind"], meta["size_key"])
-    ]
+    meta = _curve_meta(chosen)
     columns = {"train": f"train_{metric}", "val": f"val_{metric}"}
-    long = (epochs[["run_id", "epoch", *columns.values()]]
-            .melt(id_vars=["run_id", "epoch"], var_name="split", value_name="value")
-            .merge(meta, on="run_id", how="inner"))
-    if long.empty:
+    position = pd.Index(meta["run_id"]).get_indexer(epochs["run_id"])
+    mine = epochs[position >= 0]
+    if mine.empty:
         return empty
-    long["split"] = long["split"].map({v: k for k, v in columns.items()})
-    long["value"] = pd.to_numeric(long["value"], errors="coerce").astype(float)
-    if smoothing > 0:
-        long = long.sort_values(["run_id", "split", "epoch"])
-        long["value"] = (long.groupby(["run_id", "split"], sort=False)["value"]
-                         .transform(lambda v: v.ewm(alpha=1.0 - smoothing, ignore_na=True).mean()))
+    # one integer per (group, task, label, size), numbered in that sorted order, so the result comes out sorted
+    keys = ["group", "task", "label", "size_key"]
+    code = meta.groupby(keys, sort=True).ngroup().to_numpy()[position[position >= 0]]
     bounds = SCORE_RANGE if metric == "score" else LOSS_RANGE
-    long = long[np.isfinite(long["value"])]
-    if long.empty:
+    parts = []
+    for split, column in columns.items():
+        values = pd.DataFrame({"code": code, "run_id": mine["run_id"].to_numpy(), "epoch": mine["epoch"].to_numpy(),
+                               "value": pd.to_numeric(mine[column], errors="coerce").astype(float).to_numpy()})
+        if smoothing > 0:
+            values = values.sort_values(["run_id", "epoch"])
+            values["value"] = (values.groupby("run_id", sort=False)["value"]
+                               .transform(lambda v: v.ewm(alpha=1.0 - smoothing, ignore_na=True).mean()))
+        values = values[np.isfinite(values["value"])]
+        stats = (values.groupby(["code", "epoch"], sort=True)["value"]
+                 .agg(mean="mean", low="min", high="max", n_seeds="size", std="std").reset_index())
+        parts.append(stats.assign(split=split))
+    stats = pd.concat(parts, ignore_index=True).sort_values(["code", "epoch", "split"], kind="stable")
+    if stats.empty:
         return empty
-    keys = ["group", "task", "label", "size_key", "epoch", "split"]
-    stats = (long.groupby(keys, sort=True)["value"]
-             .agg(mean="mean", low="min", high="max", n_seeds="size", std="std").reset_index())
     if band == "ci95":
-        n = stats["n_seeds"].to_numpy(dtype=float)
-        half = t_ci95_many(stats["std"].to_numpy(dtype=float), n)
+        half = t_ci95_many(stats["std"].to_numpy(dtype=float), stats["n_seeds"].to_numpy(dtype=float))
         stats["low"], stats["high"] = bounded_interval(stats["mean"], np.where(np.isfinite(half), half, 0.0), bounds)
+    named_groups = meta.drop_duplicates(keys).sort_values(keys).reset_index(drop=True)
+    for key in keys:
+        stats[key] = named_groups[key].to_numpy()[stats["code"].to_numpy()]
     stats["examples_per_class"] = [_size_value(key) for key in stats["size_key"]]
     stats["epoch"] = stats["epoch"].astype(int)
     stats["n_seeds"] = stats["n_seeds"].astype(int)
@@ -214,6 +211,29 @@ def curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "score", band
     result = stats[CURVE_COLUMNS].reset_index(drop=True)
     result.attrs.update(metric=named, band=band)  # so a chart can name its axis without being told again
     return result
+
+
+def curve_groups(runs: pd.DataFrame) -> pd.Series:
+    """The learning-curve group of each run (``task · label · size/class``, pretrain runs prefixed), as
+    :func:`curves` draws them: a page can show some groups and load only their runs' epochs."""
+    if runs.empty:
+        return pd.Series([], index=runs.index, dtype=object)
+    return pd.Series(_curve_meta(runs)["group"].to_numpy(), index=runs.index, dtype=object)
+
+
+def _curve_meta(runs: pd.DataFrame) -> pd.DataFrame:
+    meta = pd.DataFrame({
+        "run_id": runs["run_id"],
+        "task": runs["task"].astype(str),
+        "label": run_labels(runs),
+        "kind": runs["kind"],
+        "size_key": _size_key(runs["examples_per_class"]),
+    })
+    meta["group"] = [
+        ("pretrain · " if kind == "pretrain" else "") + f"{task} · {label} · {_size_text(_size_value(size))}/class"
+        for task, label, kind, size in zip(meta["task"], meta["label"], meta["kind"], meta["size_key"])
+    ]
+    return meta
 
 
 # ---------------------------------------------------------------------------------------- crossovers
@@ -250,8 +270,10 @@ def crossovers(summary: pd.DataFrame) -> pd.DataFrame:
         values = means.to_numpy(dtype=float)
         places = _places(values)
         sizes = means.index.to_numpy(dtype=float)
+        measured = np.isfinite(values)
         for first, second in _candidate_pairs(values, places):
-            pair = means.iloc[:, [first, second]].dropna()
+            both = measured[:, first] & measured[:, second]
+            pair = (sizes[both], values[both, first], values[both, second])
             # sizes at which the two are adjacent in the ranking; None: every flip counts
             neighbours = (None if len(labels) <= ALL_PAIRS_UP_TO else
                           set(sizes[(places[:, first] >= 0) & (places[:, second] >= 0)
@@ -283,12 +305,12 @@ def _candidate_pairs(means: np.ndarray, places: np.ndarray) -> list[tuple[int, i
     return sorted(pairs)
 
 
-def _pair_crossovers(task: Any, first: str, second: str, pair: pd.DataFrame,
+def _pair_crossovers(task: Any, first: str, second: str, pair: tuple[np.ndarray, np.ndarray, np.ndarray],
                      neighbours: set[float] | None = None) -> list[dict[str, Any]]:
-    """The flips of one pair of labels; with ``neighbours``, only those at whose either end they are adjacent."""
+    """The flips of one pair of labels (``pair``: the sizes both were measured at, ascending, and their means);
+    with ``neighbours``, only those at whose either end the two are adjacent in the ranking."""
     rows = []
-    sizes = pair.index.to_numpy(dtype=float)
-    a, b = pair.iloc[:, 0].to_numpy(dtype=float), pair.iloc[:, 1].to_numpy(dtype=float)
+    sizes, a, b = pair
     diff = a - b
     for k in range(len(sizes) - 1):
         if diff[k] * diff[k + 1] >= 0:
