@@ -47,10 +47,6 @@ def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(out)
 
 
-#: the former private name, still imported by transferlab.rank_check and transferlab.ranking_text
-_table = table
-
-
 def _registry():
     from transferlab.registry import get_registry
 

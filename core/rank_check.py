@@ -145,7 +145,7 @@ def check_against_store(registry: Any, result: dict[str, Any]) -> dict[str, Any]
 
 def format_check(check: dict[str, Any]) -> str:
     """The check as the command prints it: one line per size with each τ and the reading."""
-    from transferlab.cli import _table
+    from transferlab.cli import table
 
     def tau(value, n):
         return "—" if value is None else f"{value:+.2f} ({n})"
@@ -155,4 +155,4 @@ def format_check(check: dict[str, Any]) -> str:
             for t in check["taus"]]
     return ("How the ranking predicted the runs in the store (weighted Kendall τ against each pair's best mean "
             "test score over strategies; in brackets: pairs it rests on):\n"
-            + _table(rows, ["size", "pairs", *PREDICTORS.values(), "reading"]))
+            + table(rows, ["size", "pairs", *PREDICTORS.values(), "reading"]))

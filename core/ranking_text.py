@@ -31,7 +31,7 @@ def _versus_top(row: dict[str, Any]) -> str:
 
 def format_ranking(result: dict[str, Any]) -> str:
     """The ranking as the command prints it: what was scored, the table, the top sentence."""
-    from transferlab.cli import _table
+    from transferlab.cli import table
 
     def number(value, digits=3):
         return "—" if value is None else f"{value:.{digits}f}"
@@ -61,7 +61,7 @@ def format_ranking(result: dict[str, Any]) -> str:
         "get the features (cached: from the feature cache) and score them; params: the frozen base's; latency_ms: "
         "median CPU time of one image recorded on this machine (`transferlab backbones --measure`; —: not measured).",
         "",
-        _table(rows, columns),
+        table(rows, columns),
         "",
         result["top"],
         f"{len(result['pairs'])} pairs in {result['seconds']:.1f} s.",

@@ -213,10 +213,12 @@ class _Redactor:
     def text(self, text: str) -> str:
         for secret, replacement in self.secrets:
             text = text.replace(secret, replacement)
+        # URLs first, on their own: a path running into a URL must not leave the URL's credentials behind, and
+        # a URL whose user name is a local root (`postgresql://root:pw@db`, run as root: home is /root) must
+        # be masked before that root is cut out of it, which would leave the URL unrecognisable.
+        text = _URLS.sub(lambda match: _redact_url(match.group(0), self.paths), text)
         if self.roots is not None:
             text = self.roots.sub(ELLIPSIS, text)
-        # URLs first, on their own: a path running into a URL must not leave the URL's credentials behind.
-        text = _URLS.sub(lambda match: _redact_url(match.group(0), self.paths), text)
         return self.tokens.sub(self._token, text)
 
     def _token(self, match: re.Match) -> str:

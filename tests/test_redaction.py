@@ -364,6 +364,7 @@ def _page_text(at) -> str:
 def read_only_visit(file_weights_home):
     """Every page offered in read-only mode, visited once over the file-weights store (the Share page's report
     built too): what each showed, what the downloads held, and the home before and after."""
+    from streamlit.runtime.media_file_storage import MediaFileKind
     from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
     from streamlit.testing.v1 import AppTest
 
@@ -373,7 +374,8 @@ def read_only_visit(file_weights_home):
     keep = MemoryMediaFileStorage.load_and_get_id
 
     def recording(self, path_or_data, mimetype, kind, filename=None):
-        downloads.append((mimetype, _download_text(path_or_data)))
+        if kind == MediaFileKind.DOWNLOADABLE:  # not the images a page shows (the Inspect page's thumbnails)
+            downloads.append((mimetype, _download_text(path_or_data)))
         return keep(self, path_or_data, mimetype, kind, filename)
 
     shown = {}
@@ -502,3 +504,11 @@ def test_a_keyword_secret_is_masked_to_the_next_space(text, secret):
 
     masked = redact_text(text)
     assert masked.endswith(" rest") and secret not in masked and "***" in masked
+
+
+def test_a_url_whose_user_is_named_like_the_home_folder_keeps_its_password_masked(monkeypatch):
+    # run as root, the home folder is /root: `postgresql://root:pw@db` held "/root", which was cut out first
+    # and left `postgresql:/…:pw@db`, a URL no longer recognised, with its password in it
+    monkeypatch.setenv("HOME", "/root")
+    out = redact_text("could not connect to postgresql://root:s3cret-pw@db.example.org:5432/runs")
+    assert "s3cret-pw" not in out and "db.example.org" in out

@@ -15,7 +15,7 @@ def _old_store(tmp_path):
     """A store as the first release wrote it: score in runs.test_accuracy, curves in epochs.val_accuracy."""
     path = tmp_path / "old.db"
     url = f"sqlite:///{path}"
-    Store(url)  # today's schema, then taken back to the old column names
+    Store(url).engine.dispose()  # today's schema (closed: nothing of it left open), then taken back to the old column names
     with sqlite3.connect(path) as db:
         db.execute("ALTER TABLE runs RENAME COLUMN score TO test_accuracy")
         db.execute("ALTER TABLE runs DROP COLUMN metric_label")
