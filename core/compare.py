@@ -35,6 +35,8 @@ FREEZE_COLUMNS = ["run_id", "label", "phase", "trainable_params", "frozen_params
 PARAMETER_COLUMNS = ["backbone", "strategy", "trainable_params", "total_params", "n_runs", "published_params"]
 
 CURVE_STATUSES = ("succeeded", "running")
+#: learning-curve groups the Compare page draws at once: more is unreadable, and only those on screen load epochs
+GROUPS_PER_PAGE = 20
 
 #: Every score a task head stores is a fraction (accuracy, mAP, F1), so an interval around one stays in [0, 1].
 SCORE_RANGE = (0.0, 1.0)
@@ -146,7 +148,8 @@ def score_intervals(summary: pd.DataFrame, runs: pd.DataFrame | None = None) -> 
 # ---------------------------------------------------------------------------------------- learning curves
 
 def curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "score", band: str = "minmax",
-           smoothing: float = 0.0, statuses: tuple[str, ...] = CURVE_STATUSES) -> pd.DataFrame:
+           smoothing: float = 0.0, statuses: tuple[str, ...] = CURVE_STATUSES,
+           labels: pd.Series | None = None) -> pd.DataFrame:
     """Learning curves aggregated over seeds: per group, epoch and split the mean and a band.
 
     Runs that differ only by seed form a group (same task, label and examples per class; pretrain runs form
@@ -157,6 +160,8 @@ def curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "score", band
     before aggregating (0 = raw, 0.9 = heavy). Only runs whose status is in ``statuses`` count: running runs
     by default, so curves fill in live, but not failed or NaN runs, whose partial curves would drag the mean.
     The frame's ``attrs`` record ``metric`` (the task head's name for the score, or ``loss``) and ``band``.
+    ``labels`` (indexed like ``runs``): the runs' labels as :func:`~transferlab.analysis.run_labels` gave them over
+    a larger selection, so a page that draws some of its groups (:func:`curve_groups`) keeps their names.
     """
     if metric not in ("score", "loss"):
         raise UserError(f"metric must be 'score' or 'loss'. Received: metric={metric!r}")
@@ -173,7 +178,7 @@ def curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "score", band
         return empty
     # the y axis says what the score is ("accuracy", "mAP@0.5"), as the task head names it
     named = metric_label(chosen).removeprefix("test ") if metric == "score" else metric
-    meta = _curve_meta(chosen)
+    meta = _curve_meta(chosen, None if labels is None else labels.loc[chosen.index])
     columns = {"train": f"train_{metric}", "val": f"val_{metric}"}
     position = pd.Index(meta["run_id"]).get_indexer(epochs["run_id"])
     mine = epochs[position >= 0]
@@ -213,19 +218,20 @@ def curves(epochs: pd.DataFrame, runs: pd.DataFrame, metric: str = "score", band
     return result
 
 
-def curve_groups(runs: pd.DataFrame) -> pd.Series:
+def curve_groups(runs: pd.DataFrame, labels: pd.Series | None = None) -> pd.Series:
     """The learning-curve group of each run (``task · label · size/class``, pretrain runs prefixed), as
-    :func:`curves` draws them: a page can show some groups and load only their runs' epochs."""
+    :func:`curves` draws them (``labels`` as there): a page can show some groups and load only their runs'
+    epochs."""
     if runs.empty:
         return pd.Series([], index=runs.index, dtype=object)
-    return pd.Series(_curve_meta(runs)["group"].to_numpy(), index=runs.index, dtype=object)
+    return pd.Series(_curve_meta(runs, labels)["group"].to_numpy(), index=runs.index, dtype=object)
 
 
-def _curve_meta(runs: pd.DataFrame) -> pd.DataFrame:
+def _curve_meta(runs: pd.DataFrame, labels: pd.Series | None = None) -> pd.DataFrame:
     meta = pd.DataFrame({
         "run_id": runs["run_id"],
         "task": runs["task"].astype(str),
-        "label": run_labels(runs),
+        "label": run_labels(runs) if labels is None else labels,
         "kind": runs["kind"],
         "size_key": _size_key(runs["examples_per_class"]),
     })

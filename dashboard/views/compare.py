@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transferlab.analysis import differing_settings, metric_label
-from transferlab.compare import curves
+from transferlab.analysis import differing_settings, metric_label, run_labels
+from transferlab.compare import GROUPS_PER_PAGE, curve_groups, curves
 from transferlab.convergence import STILL_IMPROVING
 from transferlab.dashboard.charts import learning_curves_chart, store_colours
 from transferlab.dashboard.common import filter_runs, guarded, load_epochs, load_runs, no_runs_message, train_runs
@@ -27,8 +27,19 @@ def render() -> None:
     smoothing = c4.slider("Smoothing", 0.0, 0.9, 0.0, 0.1)
     if size != "all":
         runs = runs[runs["examples_per_class"] == size]
+    labels = run_labels(runs)  # named over the whole selection, so a group keeps its name on every page
+    groups = curve_groups(runs, labels)
+    names = sorted(groups.unique())
+    if len(names) > GROUPS_PER_PAGE:
+        pages = -(-len(names) // GROUPS_PER_PAGE)
+        page = st.number_input(f"Page of groups ({len(names)} groups, {GROUPS_PER_PAGE} a page)", 1, pages, 1)
+        shown = names[(page - 1) * GROUPS_PER_PAGE:page * GROUPS_PER_PAGE]
+        st.caption(f"Groups {(page - 1) * GROUPS_PER_PAGE + 1}–{(page - 1) * GROUPS_PER_PAGE + len(shown)} of "
+                   f"{len(names)}, in name order; narrow them with the filters in the sidebar or a size.")
+        on_screen = groups.isin(shown)
+        runs, labels = runs[on_screen], labels[on_screen]
     epochs = load_epochs(tuple(runs["run_id"]))
-    frame = curves(epochs, runs, metric=metric, band=band, smoothing=smoothing)
+    frame = curves(epochs, runs, metric=metric, band=band, smoothing=smoothing, labels=labels)
     # curves() names the score for the axis; colours come from the whole store, so they match every page
     st.plotly_chart(learning_curves_chart(frame, colours=store_colours(load_runs())), width="stretch")
     st.caption("Solid: validation; dashed: training. Runs that differ only by seed are one line (their mean) with "
