@@ -28,7 +28,8 @@ def render() -> None:
         st.caption(f"Mean {metric_label(summary)} over seeds with its 95 % confidence interval (Student t, cut at 0 "
                    "and 1, which a score cannot pass); a configuration run with one seed shows instead the Wilson "
                    "95 % interval of its test accuracy over the test examples. Stars mark where one configuration "
-                   "overtakes another.")
+                   "overtakes another: every pair with up to 3 configurations, else pairs that are neighbours in "
+                   "the ranking at one of the two sizes.")
     with right:
         st.plotly_chart(gain_chart(summary, colours=colours), width="stretch")
         st.caption("Gain over the random-init baseline (the strategy that trains from random weights) at the same "
