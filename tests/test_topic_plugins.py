@@ -325,6 +325,7 @@ def test_frozen_minilm_learns_sentiment(registry):
     assert result.balanced_accuracy > 0.45  # chance is 1/3
 
 
+@pytest.mark.slow  # builds MiniLM twice (about 50 s on 2 cores); the freeze of top-k layers is tested fast on the tiny backbone
 def test_fine_tune_top_k_trains_only_the_top_transformer_layers(registry):
     job = make_job(registry, task="sentiment_tweets", backbone="minilm-l6", weights="sentence-pairs",
                    strategy="fine_tune_top_k", fine_tune_layers=1, examples_per_class=4, input_size=16, epochs=1,
