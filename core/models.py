@@ -166,9 +166,10 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and value != value)
 
 
-def _best_by_group(store: Any) -> dict[tuple[Any, ...], tuple[float, set[str]]]:
-    """Per comparison group of the store's succeeded training runs: the best score and the runs that reach it."""
-    frame = store.runs_frame(status="succeeded", kind="train")
+def _best_by_group(store: Any, task: str | None = None) -> dict[tuple[Any, ...], tuple[float, set[str]]]:
+    """Per comparison group of the store's succeeded training runs (of ``task`` only, when given): the best
+    score and the runs that reach it."""
+    frame = store.runs_frame(status="succeeded", kind="train", task=task)
     best: dict[tuple[Any, ...], tuple[float, set[str]]] = {}
     for _, row in frame.iterrows():
         if _missing(row["score"]):
@@ -191,7 +192,8 @@ def keep_after_run(store: Any, registry: Any, job: Any, result: Any) -> dict[str
     if result.final_arrays is None or job.kind != "train":
         return None
     group = (job.task, job.data_version, job.examples_per_class, job.fraction)
-    score, leaders = _best_by_group(store).get(group, (float("-inf"), set()))
+    # after every run: read only its task's runs, not the whole store's
+    score, leaders = _best_by_group(store, job.task).get(group, (float("-inf"), set()))
     best = job.job_id in leaders or result.score >= score
     if not (job.keep_model or best):
         return None
