@@ -80,14 +80,18 @@ class Checkpoints:
             if number.isdigit() and int(number) >= index:
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
 
-    def backup(self, index: int, watch: Any = None):
+    def backup(self, index: int, watch: Any = None, tag: str = ""):
         """Keras' per-epoch backup of phase ``index``: an interrupted fit continues after its last finished epoch.
+
+        ``tag`` keeps backups of different models of one phase apart (``features``: the head model a head
+        phase trains on cached features), so an attempt never loads the other's backup into the wrong model.
 
         ``watch`` (:func:`transferlab.runner.budget.phase_watch`) is backed up with each epoch: its
         validation losses, its early-stopping counters and its best weights, so that a resumed phase stops
         (and restores) exactly where an uninterrupted one would; it must come before this callback in
         ``fit``'s list, so each backup holds the watch's view of the same epoch."""
-        return _backup_callback(self.folder / f"phase-{index}-backup", self.identity, watch)
+        suffix = f"-{tag}" if tag else ""
+        return _backup_callback(self.folder / f"phase-{index}{suffix}-backup", self.identity, watch)
 
 
 def _backup_callback(folder: Path, identity: str, watch: Any = None):

@@ -40,6 +40,8 @@ from transferlab.runner.freezing import (
 )
 from transferlab.runner.inference import trained_arrays
 from transferlab.runner.optimizers import make_optimizer
+from transferlab.runner.shared_head import on_features_ok
+from transferlab.runner.stages import StageClock
 from transferlab.specs import BackboneSpec, PhaseSpec
 from transferlab.userdata import load_job_data, task_for_job
 
@@ -173,11 +175,13 @@ class Runner:
     def _run(self, job: JobSpec, t_start: float) -> RunResult:
         import keras
 
+        self.clock = clock = StageClock()
         task = task_for_job(self.registry, job)
         backbone = self.registry.backbone(job.backbone)
         strategy = self.registry.strategy(job.strategy)
-        data = load_job_data(self.registry, job)  # refuses data that changed since the job was queued
-        splits = make_splits(data)
+        with clock("load_data"):
+            data = load_job_data(self.registry, job)  # refuses data that changed since the job was queued
+            splits = make_splits(data)
         if job.kind == "pretrain" and job.examples_per_class is None and job.fraction is None:
             train_idx = splits.pool
         else:
@@ -189,9 +193,11 @@ class Runner:
         head = task.task_head
         keras.utils.set_random_seed(job.seed)
 
-        base, weights_sha = self.build_base(backbone, job)
-        transferability = (self._transferability(base, backbone, job, data, train_idx, y_train)
-                           if head.kind == "classification" else None)
+        with clock("build"):
+            base, weights_sha = self.build_base(backbone, job)
+        with clock("transferability"):
+            transferability = (self._transferability(base, backbone, job, data, train_idx, y_train)
+                               if head.kind == "classification" else None)
         class_weight = balanced_class_weight(y_train, num_classes) if job.class_weight == "balanced" else None
         context = dict(job=job, task=task, head=head, backbone=backbone, strategy=strategy, data=data, splits=splits,
                        train_idx=train_idx, y_train=y_train, num_classes=num_classes, base=base,
@@ -203,8 +209,9 @@ class Runner:
         predictions, phases, model, train_images, train_seconds, final_arrays, feature_scale = outcome
 
         y_test = data.labels[splits.test]
-        result = head.evaluate(predictions, data, splits.test, y_test, num_classes, job)
-        compact, compact_error = _compact(head, predictions, data, splits.test, job)
+        with clock("evaluate"):
+            result = head.evaluate(predictions, data, splits.test, y_test, num_classes, job)
+            compact, compact_error = _compact(head, predictions, data, splits.test, job)
         total = count_params(model_weights(model))
         trainable = phases[-1]["trainable_params"]
         plugins = {"task": self.registry.owner.get(("task", job.task)),
@@ -231,6 +238,7 @@ class Runner:
             metric=head.metric,
             metric_label=head.metric_label,
             feature_scale=feature_scale,
+            stage_seconds=clock.rounded(),
         )
         if compact_error:
             manifest["predictions_error"] = compact_error
@@ -269,10 +277,11 @@ class Runner:
 
     def _fit_phase(self, model, phase_name, train_ds, val_ds, epochs, offset, optimizer, class_weight, steps, label,
                    xla=False, compile_args=None, extra_callback=None, score_key="val_accuracy", backup=None,
-                   watch=None):
+                   watch=None, log_epoch=None):
         """Compile and fit one phase of at most ``epochs`` epochs; returns seconds spent. Raises NaNLossError on
         a non-finite loss. ``watch`` (:func:`~transferlab.runner.budget.phase_watch`) records the
-        validation losses and may stop the phase early, restoring its best weights."""
+        validation losses and may stop the phase early, restoring its best weights. ``log_epoch`` replaces the
+        runner's epoch logger for this phase."""
         from transferlab.progress import keras_bar_callback
 
         # A fresh compile per phase: Keras reads `trainable` at compile time, and each phase's optimizer
@@ -286,8 +295,9 @@ class Runner:
             callbacks.insert(0, backup)
         if watch is not None:  # before the backup, which keeps the watch's view of the epoch it backs up
             callbacks.insert(0, watch)
-        if self.log_epoch is not None:
-            callbacks.append(epoch_log_callback(self.log_epoch, phase_name, score_key))
+        log_epoch = log_epoch or self.log_epoch
+        if log_epoch is not None:
+            callbacks.append(epoch_log_callback(log_epoch, phase_name, score_key))
         if self.report_progress is not None:
             callbacks.append(progress_callback(self.report_progress, phase_name, offset, epochs, steps))
         t0 = time.perf_counter()
@@ -302,6 +312,7 @@ class Runner:
                         class_weight):
         import keras
 
+        clock = self.clock
         inputs = model_inputs(backbone, base, job.input_size)
         x = augmentation_layers()(inputs) if job.augment else inputs
         net = feature_map(base, backbone.name) if head.feature == "map" else base
@@ -311,7 +322,7 @@ class Runner:
         # A strategy that never trains the base is a frozen one: its head sees features scaled to unit RMS,
         # as on cached features (the training subset's features, shared with the cache).
         scaled = head.feature != "map" and not any(p.trains_base for p in strategy.phases)
-        feature_scale = None
+        feature_scale, standardizer = None, None
         if scaled:
             from transferlab.features import cached_features
 
@@ -333,6 +344,7 @@ class Runner:
         identity = f"{indices_hash(train_idx)}:{indices_hash(splits.val)}:{indices_hash(splits.test)}"
         checkpoints = Checkpoints(job, self.checkpoint_namespace, identity)
         phases, offset, seconds, images = [], 0, 0.0, 0
+        feature_seconds, feature_images = 0.0, 0
         for index, phase in enumerate(strategy.phases):
             batchnorm = strategy.batchnorm_of(phase)
             units = freeze_for_phase(net, phase, job.fine_tune_layers, batchnorm, blocks)
@@ -346,31 +358,129 @@ class Runner:
             checkpoints.forget_from(index + 1)  # later phases would have grown from another state
             trainable = count_params(model.trainable_weights)
             total = count_params(model_weights(model))
-            before = snapshot(model)
-            expected = expected_to_change(model, batchnorm)
-            scales = unit_lr_scales(units, phase.lr_decay)
-            optimizer = make_optimizer(phase.optimizer, lr, scales, phase.weight_decay)
-            watch = phase_watch(job.early_stopping, offset + max(floor - 1, 0))
-            seconds += self._fit_phase(model, phase.name, train_ds, val_ds, epochs, offset, optimizer, class_weight,
-                                       steps, job.label(), job.xla, compile_args, extra, head.val_metric,
-                                       backup=checkpoints.backup(index, watch), watch=watch)
-            check = check_phase(model, before, expected, phase.name,
-                                lambda paths: max_gradients(model, train_ds, paths))
-            outcome = phase_outcome(watch, offset, epochs, steps)
-            offset += outcome["epochs_run"]
-            images += len(train_idx) * outcome["epochs_run"]
-            record = dict(phase=phase.name, train=phase_train_label(phase), epochs=epochs, learning_rate=lr,
-                          min_learning_rate=lr * min(scales.values(), default=1.0), lr_decay=phase.lr_decay,
-                          optimizer=phase.optimizer, batchnorm=batchnorm, units_trained=len(units),
-                          trainable_params=trainable, frozen_params=total - trainable,
-                          changed_params=check.changed_params, verified=True, features_scaled=scaled,
-                          **outcome, **no_signal_fields(check))
+            common = dict(phase=phase.name, train=phase_train_label(phase), epochs=epochs, learning_rate=lr,
+                          lr_decay=phase.lr_decay, optimizer=phase.optimizer, batchnorm=batchnorm,
+                          units_trained=len(units), trainable_params=trainable, frozen_params=total - trainable,
+                          features_scaled=scaled)
+            on_features = None
+            if on_features_ok(job, head, strategy, phase, index):
+                on_features = self._head_on_features(
+                    model, base, backbone, job, head, phase, data, splits, train_idx, y_train, num_classes,
+                    class_weight, standardizer, compile_args, checkpoints, steps, epochs, floor, lr, offset)
+            if on_features is not None:
+                record, phase_seconds, phase_images = on_features
+                record = dict(record, **common, min_learning_rate=lr)
+                feature_seconds += phase_seconds
+                feature_images += phase_images
+            else:
+                before = snapshot(model)
+                expected = expected_to_change(model, batchnorm)
+                scales = unit_lr_scales(units, phase.lr_decay)
+                optimizer = make_optimizer(phase.optimizer, lr, scales, phase.weight_decay)
+                watch = phase_watch(job.early_stopping, offset + max(floor - 1, 0))
+                with clock(f"fit:{phase.name}"):
+                    seconds += self._fit_phase(model, phase.name, train_ds, val_ds, epochs, offset, optimizer,
+                                               class_weight, steps, job.label(), job.xla, compile_args, extra,
+                                               head.val_metric, backup=checkpoints.backup(index, watch), watch=watch)
+                with clock(f"check:{phase.name}"):
+                    check = check_phase(model, before, expected, phase.name,
+                                        lambda paths: max_gradients(model, train_ds, paths))
+                outcome = phase_outcome(watch, offset, epochs, steps)
+                images += len(train_idx) * outcome["epochs_run"]
+                record = dict(**common, min_learning_rate=lr * min(scales.values(), default=1.0),
+                              changed_params=check.changed_params, verified=True, **outcome, **no_signal_fields(check))
+            offset += record["epochs_run"]
             phases.append(record)
-            checkpoints.save(model, index, record)
-        test_ds = make(splits.test, data.labels[splits.test])
-        predictions = model.predict(test_ds.map(lambda x, y: x), verbose=0)
-        arrays = trained_arrays(model) if keepable(job, backbone) else None
+            with clock(f"checkpoint:{phase.name}"):
+                checkpoints.save(model, index, record)
+        if not images:  # every phase trained on features: their throughput is the run's
+            images, seconds = feature_images, feature_seconds
+        with clock("test"):
+            test_ds = make(splits.test, data.labels[splits.test])
+            predictions = model.predict(test_ds.map(lambda x, y: x), verbose=0)
+        with clock("keep_arrays"):
+            arrays = trained_arrays(model) if keepable(job, backbone) else None
         return predictions, phases, model, images, seconds, arrays, feature_scale
+
+    def _head_on_features(self, model, base, backbone, job, head, phase, data, splits, train_idx, y_train,
+                          num_classes, class_weight, standardizer, compile_args, checkpoints, steps, epochs, floor,
+                          lr, offset):
+        """Phase 0 of an end-to-end strategy, head only: trained on cached features (or loaded from the head
+        cache when an identical prefix trained it) and put into ``model``'s head. Returns (record without the
+        fields every phase shares, training seconds, training images), or None where the head model on
+        features does not match the full model's head (the phase then trains end to end)."""
+        import keras
+        import tensorflow as tf
+
+        from transferlab.features import cached_features, job_feature_key
+        from transferlab.runner import shared_head
+
+        clock = self.clock
+        with clock("features"):
+            feats = {"train": cached_features(base, backbone, job, data, train_idx, "train"),
+                     "val": cached_features(base, backbone, job, data, splits.val, "val")}
+        with clock("assemble:features"):
+            head_in = keras.Input(shape=(feats["train"].shape[1],), name="features")
+            x = standardizer(head_in) if standardizer is not None else head_in
+            head_model = keras.Model(head_in, head.outputs(x, num_classes, job), name="head_on_features")
+        full_head = shared_head.head_variables(model, base)
+        own = list(head_model.variables)
+        if not shared_head.same_layout(own, full_head):
+            return None
+        initial = [v.numpy() for v in full_head]
+        for variable, value in zip(own, initial):  # the same start as the end-to-end head, RNG state included
+            variable.assign(value)
+        y_fit = head.targets(data, train_idx, y_train, job)
+        y_val = head.targets(data, splits.val, data.labels[splits.val], job)
+        key = shared_head.head_key(
+            train_features_key=job_feature_key(backbone, job, data, train_idx),
+            val_features_key=job_feature_key(backbone, job, data, splits.val), y_train=y_fit, y_val=y_val,
+            head_model=head_model, initial=initial, head=head, job=job, num_classes=num_classes, epochs=epochs,
+            floor=floor, learning_rate=lr, phase=phase, class_weight=class_weight, compile_args=compile_args,
+            scale=float(standardizer.scale) if standardizer is not None else None)
+        cached = shared_head.load_head(key)
+        if cached is not None and shared_head.same_layout(cached.arrays, full_head):
+            for variable, value in zip(full_head, cached.arrays):
+                variable.assign(value)
+            if self.log_epoch is not None:  # this run's learning curve shows the epochs it reused, at 0 s each
+                for epoch, metrics in cached.epochs:
+                    self.log_epoch(int(epoch), phase.name, dict(metrics), 0.0)
+            return dict(cached.record, on_features=True, reused=True, reused_from=cached.trained_by,
+                        head_key=key), 0.0, 0
+
+        # Same batches as end to end: the seeded shuffle of the same length over the training subset, in order.
+        train_ds = (tf.data.Dataset.from_tensor_slices((feats["train"], y_fit))
+                    .shuffle(len(y_fit), seed=job.seed, reshuffle_each_iteration=True).batch(job.batch_size)
+                    .prefetch(tf.data.AUTOTUNE))
+        val_ds = tf.data.Dataset.from_tensor_slices((feats["val"], y_val)).batch(256)
+        extra = head.epoch_callback(lambda: head_model.predict(feats["val"], batch_size=256, verbose=0), data,
+                                    splits.val, job)
+        logged: list[list[Any]] = []
+
+        def log_epoch(epoch, name, metrics, seconds):
+            logged.append([epoch, metrics])
+            if self.log_epoch is not None:
+                self.log_epoch(epoch, name, metrics, seconds)
+
+        before = snapshot(head_model)
+        expected = expected_to_change(head_model, "inference")
+        watch = phase_watch(job.early_stopping, offset + max(floor - 1, 0))
+        with clock(f"fit:{phase.name}"):
+            seconds = self._fit_phase(head_model, phase.name, train_ds, val_ds, epochs, offset,
+                                      make_optimizer(phase.optimizer, lr, None, phase.weight_decay), class_weight,
+                                      steps, job.label(), job.xla, compile_args, extra, head.val_metric,
+                                      backup=checkpoints.backup(0, watch, tag="features"), watch=watch,
+                                      log_epoch=log_epoch)
+        with clock(f"check:{phase.name}"):
+            check = check_phase(head_model, before, expected, phase.name,
+                                lambda paths: max_gradients(head_model, train_ds, paths))
+        for variable, trained in zip(full_head, own):
+            variable.assign(trained.numpy())
+        outcome = phase_outcome(watch, offset, epochs, steps)
+        record = dict(changed_params=check.changed_params, verified=True, **outcome, **no_signal_fields(check))
+        shared_head.store_head(key, [v.numpy() for v in full_head], record, logged, job.job_id)
+        return (dict(record, on_features=True, reused=False, head_key=key), seconds,
+                len(train_idx) * outcome["epochs_run"])
 
     def _run_on_features(self, job, task, head, backbone, strategy, data, splits, train_idx, y_train, num_classes, base,
                          class_weight):
