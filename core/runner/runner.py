@@ -29,7 +29,7 @@ from transferlab.registry import Registry
 from transferlab.runner.assembly import (
     augmentation_layers, feature_map, feature_standardizer, input_shape, load_weights_strictly, model_inputs,
 )
-from transferlab.runner.budget import phase_epochs, phase_watch
+from transferlab.runner.budget import phase_epochs, phase_watch, validation_epochs
 from transferlab.runner.callbacks import (
     EpochLogger, epoch_log_callback, finite_weights, nan_guard, progress_callback,
 )
@@ -40,8 +40,8 @@ from transferlab.runner.freezing import (
 )
 from transferlab.runner.inference import trained_arrays
 from transferlab.runner.optimizers import make_optimizer
-from transferlab.runner.shared_head import on_features_ok
-from transferlab.runner.stages import StageClock
+from transferlab.runner.shared_head import on_features_ok, reuse_enabled
+from transferlab.runner.stages import StageClock, step_timer
 from transferlab.specs import BackboneSpec, PhaseSpec
 from transferlab.userdata import load_job_data, task_for_job
 
@@ -277,11 +277,12 @@ class Runner:
 
     def _fit_phase(self, model, phase_name, train_ds, val_ds, epochs, offset, optimizer, class_weight, steps, label,
                    xla=False, compile_args=None, extra_callback=None, score_key="val_accuracy", backup=None,
-                   watch=None, log_epoch=None):
+                   watch=None, log_epoch=None, floor=0):
         """Compile and fit one phase of at most ``epochs`` epochs; returns seconds spent. Raises NaNLossError on
         a non-finite loss. ``watch`` (:func:`~transferlab.runner.budget.phase_watch`) records the
         validation losses and may stop the phase early, restoring its best weights. ``log_epoch`` replaces the
-        runner's epoch logger for this phase."""
+        runner's epoch logger for this phase. ``floor`` (the phase's step floor in epochs) thins validation before
+        it (:func:`~transferlab.runner.budget.validation_epochs`)."""
         from transferlab.progress import keras_bar_callback
 
         # A fresh compile per phase: Keras reads `trainable` at compile time, and each phase's optimizer
@@ -300,10 +301,16 @@ class Runner:
             callbacks.append(epoch_log_callback(log_epoch, phase_name, score_key))
         if self.report_progress is not None:
             callbacks.append(progress_callback(self.report_progress, phase_name, offset, epochs, steps))
+        steps_clock = step_timer()
+        callbacks.append(steps_clock)
         t0 = time.perf_counter()
         model.fit(train_ds, validation_data=val_ds, epochs=offset + epochs, initial_epoch=offset, shuffle=False,
-                  class_weight=class_weight, verbose=0, callbacks=callbacks)
+                  class_weight=class_weight, verbose=0, callbacks=callbacks,
+                  validation_freq=validation_epochs(offset, epochs, floor) if floor and reuse_enabled() else 1)
         seconds = time.perf_counter() - t0
+        clock = getattr(self, "clock", None)
+        if clock is not None:
+            clock.seconds[f"steps:{phase_name}"] = clock.seconds.get(f"steps:{phase_name}", 0.0) + steps_clock.seconds
         if guard.hit or not finite_weights(model):
             raise NaNLossError(f"Loss or weights became NaN/inf during phase {phase_name!r}; lower the learning rate.")
         return seconds
@@ -381,7 +388,8 @@ class Runner:
                 with clock(f"fit:{phase.name}"):
                     seconds += self._fit_phase(model, phase.name, train_ds, val_ds, epochs, offset, optimizer,
                                                class_weight, steps, job.label(), job.xla, compile_args, extra,
-                                               head.val_metric, backup=checkpoints.backup(index, watch), watch=watch)
+                                               head.val_metric, backup=checkpoints.backup(index, watch), watch=watch,
+                                               floor=floor)
                 with clock(f"check:{phase.name}"):
                     check = check_phase(model, before, expected, phase.name,
                                         lambda paths: max_gradients(model, train_ds, paths))
@@ -416,6 +424,10 @@ class Runner:
         from transferlab.runner import shared_head
 
         clock = self.clock
+        # The full model's check covers the feature pass too: a base that changes when called (it must not) is
+        # caught here as it is end to end, and the head this run loads or trains must be what changed.
+        model_before = snapshot(model)
+        model_expected = expected_to_change(model, "inference")
         with clock("features"):
             feats = {"train": cached_features(base, backbone, job, data, train_idx, "train"),
                      "val": cached_features(base, backbone, job, data, splits.val, "val")}
@@ -442,6 +454,7 @@ class Runner:
         if cached is not None and shared_head.same_layout(cached.arrays, full_head):
             for variable, value in zip(full_head, cached.arrays):
                 variable.assign(value)
+            check_phase(model, model_before, model_expected, phase.name)
             if self.log_epoch is not None:  # this run's learning curve shows the epochs it reused, at 0 s each
                 for epoch, metrics in cached.epochs:
                     self.log_epoch(int(epoch), phase.name, dict(metrics), 0.0)
@@ -476,6 +489,8 @@ class Runner:
                                 lambda paths: max_gradients(head_model, train_ds, paths))
         for variable, trained in zip(full_head, own):
             variable.assign(trained.numpy())
+        if not check.no_signal_layers:
+            check_phase(model, model_before, model_expected, phase.name)
         outcome = phase_outcome(watch, offset, epochs, steps)
         record = dict(changed_params=check.changed_params, verified=True, **outcome, **no_signal_fields(check))
         shared_head.store_head(key, [v.numpy() for v in full_head], record, logged, job.job_id)

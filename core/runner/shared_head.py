@@ -12,8 +12,9 @@ Strategies that start with the same head phase (``lp_ft``, ``fine_tune_top_k``, 
 its result under a content key (:func:`head_key`: everything that decides the head's training, its initial
 weights included) and every later one loads it, across sweeps and restarts. Entries are written atomically
 and hash-checked before they are read (:class:`~transferlab.safe_io.VerifiedFile`); one that fails its check
-is trained again. The switch ``TRANSFERLAB_REUSE=off`` turns both off (the end-to-end head phase of before),
-for benchmark baselines.
+is trained again. The switch ``TRANSFERLAB_REUSE=off`` turns both off, and with them the thinned validation
+before a phase's step floor (:func:`transferlab.runner.budget.validation_epochs`): the runner of before, for
+benchmark baselines.
 """
 from __future__ import annotations
 

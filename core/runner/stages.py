@@ -27,3 +27,20 @@ class StageClock:
     def rounded(self) -> dict[str, float]:
         """The totals, to the millisecond, for the manifest."""
         return {stage: round(value, 3) for stage, value in self.seconds.items()}
+
+
+def step_timer():
+    """A Keras callback adding up the wall time of training batches (``seconds``): the optimizer steps
+    themselves (the first one traces the step), without validation or the callbacks between epochs."""
+    import keras
+
+    class StepTimer(keras.callbacks.Callback):
+        seconds = 0.0
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.seconds += time.perf_counter() - self.t0
+
+    return StepTimer()
