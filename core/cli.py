@@ -10,6 +10,9 @@ from typing import Any, Sequence
 from transferlab.errors import TransferlabError, UserError
 
 TABLE_STRATEGY_CLASSES = 10
+#: what a reused phase is, under `transferlab runs` and on the Inspect page
+REUSED_NOTE = ("reused: trained once by an identical run prefix (same backbone, weights, data, subset, seed, head, "
+               "epochs, learning rate) and loaded, not trained again.")
 #: what `transferlab predict --help` says about folders from elsewhere
 PREDICT_TRUST = ("export.json's sha256 shows the files are intact, not who made them; a SavedModel runs its graph: "
                  "prefer tflite or keras for files from others.")
@@ -408,8 +411,13 @@ def cmd_runs(args) -> int:
     if args.csv:
         frame.reindex(columns=CSV_COLUMNS).to_csv(sys.stdout, index=False)
         return 0
+    if frame.empty and args.json:
+        print("[]")
+        return 0
     if frame.empty:
-        print("No runs in the store yet. Try `transferlab demo`.")
+        from transferlab.demo import DEMOS
+
+        print(f"No runs in the store yet. Try `transferlab demo --quick` (about {DEMOS['quick'].minutes} minutes).")
         return 0
     view = frame.reindex(columns=["run_id", "task", "data_version", "backbone", "weights", "strategy",
                                   "examples_per_class", "seed", "status", "score", "metric", "trainable_params",
@@ -418,15 +426,35 @@ def cmd_runs(args) -> int:
     view["trainable_params"] = view["trainable_params"].astype("Int64")  # counts, not floats (NaN while queued)
     view["training"] = training_notes(frame)  # ↗ still improving, converged, no learning signal
     view["data_version"] = view["data_version"].fillna("-")  # data without a fingerprint, or runs from before
+    reused = [reused_phases(p) for p in frame["phases_json"]] if "phases_json" in frame else [[]] * len(frame)
+    if args.json:
+        view["reused"] = reused
+        print(json.dumps(json.loads(view.to_json(orient="records")), indent=2))
+        return 0
+    view["reused"] = [",".join(names) for names in reused]
     print(view.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if any(reused):
+        print(REUSED_NOTE)
     return 0
+
+
+def reused_phases(phases_json: Any) -> list[str]:
+    """The names of a run's phases whose trained head was reused from another run (``reused: true`` in its phase
+    records), in order; empty for a run without phases, with unreadable ones, or from before reuse."""
+    from transferlab.run_diff import parse_json
+
+    phases = phases_json if isinstance(phases_json, list) else parse_json(phases_json, [])
+    return [str(p.get("phase", "?")) for p in phases if isinstance(p, dict) and p.get("reused") is True]
 
 
 def cmd_demo(args) -> int:
     from transferlab.demo import DEMOS, demo_jobs
     from transferlab.jobs import JobFieldError, check_before_queueing, flag_names, parse_field, parse_workers
 
-    which = "backbones" if args.backbones else "strategies"
+    if args.quick and args.backbones:
+        raise UserError("Give --quick or --backbones, not both: --quick is the short strategies demo (one size, one "
+                        "seed, three configurations), --backbones the backbone demo. Received: --quick --backbones.")
+    which = "quick" if args.quick else "backbones" if args.backbones else "strategies"
     demo = DEMOS[which]
     registry = _registry()
     names = dict(flag_names(), examples_per_class="--sizes", seed="--seeds", seeds="--seeds")
@@ -439,11 +467,17 @@ def cmd_demo(args) -> int:
         check_before_queueing(registry, jobs)
     except JobFieldError as exc:
         raise UserError(exc.render(names)) from None
-    tasks = ", ".join(demo.tasks)
-    print(f"transferlab demo{' --backbones' if args.backbones else ''}: {len([j for j in jobs if j.kind == 'train'])} "
-          f"runs on {tasks} (+{len([j for j in jobs if j.kind == 'pretrain'])} source pretraining jobs); "
-          f"about {demo.minutes} minutes on 2 CPU cores at the default sizes and seeds")
+    print(demo_intro(demo, jobs))
     return _execute(jobs, workers, args.executor, args.address)
+
+
+def demo_intro(demo, jobs) -> str:
+    """The line ``transferlab demo`` prints before it starts: which demo (its flag), how many runs on which tasks,
+    and its measured minutes on 2 CPU cores."""
+    pretrains = len([j for j in jobs if j.kind == "pretrain"])
+    return (f"{demo.command} ({demo.name}): {len([j for j in jobs if j.kind == 'train'])} runs on "
+            f"{', '.join(demo.tasks)}" + (f" (+{pretrains} source pretraining jobs)" if pretrains else "")
+            + f"; about {demo.minutes} minutes on 2 CPU cores at the default sizes and seeds")
 
 
 def _lazy(module: str, name: str):
@@ -539,7 +573,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("runs", help="list stored runs")
-    p.add_argument("--csv", action="store_true")
+    listing = p.add_mutually_exclusive_group()
+    listing.add_argument("--csv", action="store_true")
+    listing.add_argument("--json", action="store_true", help="the table's rows as JSON (reused: a list of phases)")
     p.add_argument("--all", action="store_true", help="include source-pretraining runs")
     for column in ("task", "status", "strategy", "backbone"):
         p.add_argument(f"--{column}")
@@ -594,12 +630,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", dest="dry_run", action="store_true", help="only list what would be removed")
     p.set_defaults(func=lambda args: _lazy("transferlab.models_cli", "cmd_gc")(args))
 
-    p = sub.add_parser("demo", help="the embedded offline comparison on Animal-MNIST (~52 min on 2 cores, estimated)")
+    p = sub.add_parser("demo", help="the embedded offline comparison on Animal-MNIST (~52 min on 2 cores, estimated; "
+                                    "--quick: ~2 min)")
     p.add_argument("--workers", help="worker processes (default 1; 2 with --backbones)")
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--address", help="Ray cluster address")
-    p.add_argument("--sizes", help="examples per class, comma-separated (default 5,20,100; 10,50 with --backbones)")
-    p.add_argument("--seeds", help="comma-separated (default 0,1,2)")
+    p.add_argument("--sizes", help="examples per class, comma-separated (default 5,20,100; 10,50 with --backbones; "
+                                   "20 with --quick)")
+    p.add_argument("--seeds", help="comma-separated (default 0,1,2; 0 with --quick)")
+    p.add_argument("--quick", action="store_true",
+                   help="the strategies demo in about 2 minutes on 2 cores: one size (20 per class), one seed, "
+                        "scratch, frozen and head-then-fine-tune with smaller caps; real runs")
     p.add_argument("--backbones", action="store_true",
                    help="the backbone demo instead: the offline ImageNet ladder, a MedMNIST source and random init, "
                         "frozen and fine-tuned, on Animal-MNIST and ELPV solar cells (~33 min on 2 cores)")

@@ -160,3 +160,30 @@ def test_demo_flags_are_checked_before_anything_is_stored(argv, flag, capsys, tl
     err = capsys.readouterr().err
     assert err.startswith("transferlab: error: ") and flag in err and "Traceback" not in err
     assert not (tl_home / "runs.sqlite").exists()
+
+
+def test_demo_quick_and_backbones_together_are_refused_before_anything_is_stored(capsys, tl_home):
+    assert main(["demo", "--quick", "--backbones"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("transferlab: error: Give --quick or --backbones, not both")
+    assert "Received: --quick --backbones" in err and "Traceback" not in err
+    assert not (tl_home / "runs.sqlite").exists()
+
+
+def test_demo_quick_flags_are_checked_before_anything_is_stored(capsys, tl_home):
+    assert main(["demo", "--quick", "--sizes", "0"]) == 2
+    assert "--sizes" in capsys.readouterr().err
+    assert not (tl_home / "runs.sqlite").exists()
+
+
+def test_demo_intro_names_the_quick_demo_and_its_minutes():
+    from transferlab.cli import demo_intro
+    from transferlab.demo import DEMOS, demo_jobs
+    from transferlab.registry import load_registry
+
+    quick = DEMOS["quick"]
+    line = demo_intro(quick, demo_jobs(load_registry(), which="quick"))
+    assert line.startswith("transferlab demo --quick (quick): 3 runs on animal_mnist;")
+    assert f"about {quick.minutes} minutes on 2 CPU cores" in line and "pretraining" not in line
+    strategies = demo_intro(DEMOS["strategies"], demo_jobs(load_registry()))
+    assert strategies.startswith("transferlab demo (strategies): 36 runs") and "(+3 source pretraining jobs)" in strategies

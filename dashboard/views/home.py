@@ -55,6 +55,15 @@ def _verdict_panel(registry, runs: pd.DataFrame) -> None:
                "backbone.")
 
 
+def _empty_store_text() -> str:
+    """What an empty store says: the quick demo fills it, from the terminal or (not read-only) the first button."""
+    from transferlab.demo import DEMOS
+
+    quick = DEMOS["quick"]
+    return (f"The store is empty. `{quick.command}` fills it with real runs in about {quick.minutes} minutes on 2 CPU "
+            "cores" + ("." if read_only() else ", or the first button below."))
+
+
 def render() -> None:
     st.title("transferlab")
     st.caption("Freeze, fine-tune or train from scratch — and with which backbone? Every number here comes "
@@ -86,7 +95,7 @@ def render() -> None:
     with right:
         st.subheader("In the store")
         if runs.empty:
-            st.info("The store is empty.")
+            st.info(_empty_store_text())
         else:
             counts = runs[runs["kind"] == "train"]["status"].value_counts()
             shown = [("succeeded", "succeeded"), ("running", "running"), ("queued", "queued"), ("failed", "failed")]
@@ -101,6 +110,8 @@ def render() -> None:
             from transferlab.demo import DEMOS, demo_jobs
 
             st.subheader("Embedded demos")
+            st.caption("Start with the quick one: one size, one seed, three configurations, real runs in minutes. "
+                       "The full demos add sizes, seeds and configurations: intervals, crossovers and a verdict.")
             for demo in DEMOS.values():
                 try:
                     jobs = demo_jobs(registry, which=demo.name)
@@ -114,8 +125,8 @@ def render() -> None:
                                f"{about}")
                     continue
                 st.markdown(f"**{demo.question}** " + _demo_description(jobs) + f" About {demo.minutes} minutes on 2 CPU "
-                            "cores, offline; finished runs are reused.")
-                if st.button(f"Run the {demo.name} demo", type="primary" if demo.name == "strategies" else "secondary",
+                            f"cores, offline; finished runs are reused. In a terminal: `{demo.command}`.")
+                if st.button(f"Run the {demo.name} demo", type="primary" if demo.name == "quick" else "secondary",
                              key=f"demo-{demo.name}"):
                     from transferlab.launch import launch
 

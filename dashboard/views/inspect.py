@@ -1,6 +1,6 @@
-"""Inspect: what one run gets wrong (confusion matrix, the wrong test images worst first), which test images a
-second run on the same test set fixes, breaks or gets wrong too (McNemar), and the trained model to take home
-(Export).
+"""Inspect: one run's training phases (what each trained, and whether it was reused from another run), what it
+gets wrong (confusion matrix, the wrong test images worst first), which test images a second run on the same test
+set fixes, breaks or gets wrong too (McNemar), and the trained model to take home (Export).
 
 Deep link: ``/inspect?run=<run id>&other=<run id>``. Everything shown comes from the run's stored test
 predictions (``Store.predictions``) and the job's own data; a run stored before predictions were kept says so.
@@ -15,6 +15,7 @@ import streamlit as st
 
 from transferlab.analysis import run_labels
 from transferlab.cells import size_text
+from transferlab.cli import REUSED_NOTE
 from transferlab.compare import PROPORTION_METRIC, wilson_interval
 from transferlab.dashboard.charts_runs import confusion_heatmap
 from transferlab.dashboard.common import (get_store, guarded, load_runs, no_runs_message, read_only, session_registry,
@@ -103,6 +104,49 @@ def _interval_text(row: pd.Series) -> str:
         return ""
     low, high = wilson_interval(row["score"], n_test)
     return f"95 % CI {float(low):.3f}–{float(high):.3f} over {n_test} test images (Wilson)"
+
+
+# ------------------------------------------------------------------------------------------ phases
+
+#: the caption under a phases table with reused phases
+REUSED_CAPTION = (REUSED_NOTE + " on cached features: the phase trained the head on the frozen base's cached "
+                  "features instead of running the base every epoch.")
+RUN_ID_SHOWN = 12  #: characters of a run id in a table cell (the link holds all of it)
+
+
+def phase_table(phases_json: Any) -> pd.DataFrame:
+    """One row per training phase of a run's ``phases_json``: its name, what it trained, epochs run, learning rate
+    and trainable parameters; ``on cached features`` where a phase record says (``on_features``, or
+    ``cached_features`` for a frozen run), and ``reused`` with ``reused from`` (a link to that run's page) where one
+    says whether its head was reused. A run from before these keys gets only the columns it has."""
+    phases = parse_json(phases_json, [])
+    phases = [p for p in phases if isinstance(p, dict)]
+    rows = [{"phase": p.get("phase"), "trains": p.get("train"), "epochs": p.get("epochs_run", p.get("epochs")),
+             "learning rate": p.get("learning_rate"), "trainable params": p.get("trainable_params")} for p in phases]
+    frame = pd.DataFrame(rows, columns=["phase", "trains", "epochs", "learning rate", "trainable params"])
+    if any("on_features" in p or "cached_features" in p for p in phases):
+        frame["on cached features"] = [bool(p.get("on_features") or p.get("cached_features")) for p in phases]
+    if any("reused" in p for p in phases):
+        frame["reused"] = [bool(p.get("reused")) for p in phases]
+        frame["reused from"] = [f"inspect?run={p['reused_from']}" if p.get("reused") and p.get("reused_from") else None
+                                for p in phases]
+    return frame
+
+
+def _phases_view(phases_json: Any) -> None:
+    """The run's training phases (:func:`phase_table`), with what ``reused`` means where a phase was reused."""
+    table = phase_table(phases_json)
+    if table.empty:
+        return
+    st.subheader("Training phases")
+    config = {}
+    if "reused from" in table:
+        config["reused from"] = st.column_config.LinkColumn(
+            "reused from", display_text=f"run=(.{{1,{RUN_ID_SHOWN}}})",
+            help="the run that trained this phase's head; this run loaded it")
+    show_table(table, column_config=config)
+    if "reused" in table and table["reused"].any():
+        st.caption(REUSED_CAPTION)
 
 
 # ------------------------------------------------------------------------------------------ gallery
@@ -307,6 +351,7 @@ def render() -> None:
     st.caption(f"Run id `{run_id}`.")
     stored = get_store().get(run_id) or {}
     spec_json = stored.get("spec_json") or ""  # the job as stored (its data location): read here, never shown
+    _phases_view(stored.get("phases_json"))
     payload = _predictions(get_store().url, run_id)
     if payload is None:
         st.info(NO_PREDICTIONS)
