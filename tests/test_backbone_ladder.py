@@ -46,7 +46,7 @@ def test_unknown_demo_is_refused():
     from transferlab.errors import UserError
     from transferlab.registry import load_registry
 
-    with pytest.raises(UserError, match="Valid demos: \\['backbones', 'strategies'\\]"):
+    with pytest.raises(UserError, match="Valid demos: \\['backbones', 'quick', 'strategies'\\]"):
         demo_jobs(load_registry(), which="colour")
 
 
