@@ -326,7 +326,7 @@ def cmd_run(args) -> int:
     registry = _registry()
     task = _data_task(registry, args.data, args.task, "--task") or args.task
     try:
-        workers = parse_workers(args.workers, args.executor)
+        workers = parse_workers("1" if args.workers is None else args.workers, args.executor)
         grid = dict(tasks=[task], backbones=[args.backbone], strategies=[args.strategy], weights=[args.weights],
                     examples_per_class=(None if args.examples_per_class is None
                                         else [parse_field("examples_per_class", args.examples_per_class)]),
@@ -335,6 +335,8 @@ def cmd_run(args) -> int:
         check_before_queueing(registry, jobs)
     except JobFieldError as exc:
         raise UserError(exc.render(flag_names())) from None
+    if args.workers is None and len(jobs) == 1:
+        workers = 0  # one job: in this process, without a second TensorFlow import in a worker
     _print_data_splits(registry, jobs)
     return _execute(jobs, workers, args.executor, args.address)
 
@@ -351,7 +353,7 @@ def cmd_sweep(args) -> int:
     grid, options = load_sweep_file(args.file) if args.file else ({}, {})
     given = set()
     try:
-        workers = parse_workers(args.workers, args.executor)
+        workers = parse_workers("1" if args.workers is None else args.workers, args.executor)
         if args.jobs:
             from transferlab.launch import read_jobs_file
 
@@ -518,7 +520,8 @@ def _add_job_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-models", dest="keep_models", action="store_true",
                    help="keep every run's trained model (default: only the best run of each task, data version and "
                         "size keeps it); a run that succeeded before is not run again for it")
-    p.add_argument("--workers", default="1", help="worker processes (default 1; 0 runs in this process)")
+    p.add_argument("--workers", help="worker processes (default 1, and 0 for `run` of a single job: a worker would "
+                                     "import TensorFlow a second time, about 5 s; 0 runs in this process)")
     p.add_argument("--executor", default="local", metavar="{local,ray}",
                    help="local worker processes (default) or a Ray cluster (pip install 'transferlab[ray]')")
     p.add_argument("--address", help="Ray cluster address (default: start a local Ray instance)")

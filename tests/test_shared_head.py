@@ -152,3 +152,24 @@ def test_augmented_or_batchnorm_training_phases_stay_end_to_end(registry, monkey
     assert not augmented.phases[0].get("on_features")
     scratch = Runner(registry).run(make_job(registry, strategy="scratch", **FAST))
     assert not scratch.phases[0].get("on_features")
+
+
+def test_what_building_the_base_draws_does_not_change_the_head(registry, monkeypatch):
+    # converting a checkpoint the first time draws random numbers, loading it later does not: the head must start
+    # the same either way, or identical prefixes would never share
+    import random
+
+    monkeypatch.setenv("TRANSFERLAB_REUSE", "on")
+    build = Runner.build_base
+    calls = []
+
+    def drawing_once(self, backbone, job):
+        if not calls:
+            random.random(), __import__("numpy").random.rand(3)
+        calls.append(1)
+        return build(self, backbone, job)
+
+    monkeypatch.setattr(Runner, "build_base", drawing_once)
+    first = Runner(registry).run(make_job(registry, strategy="lp_ft", **FAST))
+    second = Runner(registry).run(make_job(registry, strategy="fine_tune_top_k", **FAST))
+    assert second.phases[0]["reused"] is True and second.phases[0]["head_key"] == first.phases[0]["head_key"]

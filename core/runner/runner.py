@@ -199,6 +199,10 @@ class Runner:
             transferability = (self._transferability(base, backbone, job, data, train_idx, y_train)
                                if head.kind == "classification" else None)
         class_weight = balanced_class_weight(y_train, num_classes) if job.class_weight == "balanced" else None
+        # Seeded again: the head's initial weights, its Dropout masks and the batch order then depend on the seed
+        # alone, not on what building the base drew (converting a checkpoint the first time draws, loading the
+        # converted file does not), so identical prefixes start identically and share their head.
+        keras.utils.set_random_seed(job.seed)
         context = dict(job=job, task=task, head=head, backbone=backbone, strategy=strategy, data=data, splits=splits,
                        train_idx=train_idx, y_train=y_train, num_classes=num_classes, base=base,
                        class_weight=class_weight)
