@@ -633,9 +633,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", dest="dry_run", action="store_true", help="only list what would be removed")
     p.set_defaults(func=lambda args: _lazy("transferlab.models_cli", "cmd_gc")(args))
 
-    p = sub.add_parser("demo", help="the embedded offline comparison on Animal-MNIST (~52 min on 2 cores, estimated; "
-                                    "--quick: ~2 min)")
-    p.add_argument("--workers", help="worker processes (default 1; 2 with --backbones)")
+    p = sub.add_parser("demo", help="the embedded offline comparison on Animal-MNIST (~11 min on 2 cores; "
+                                    "--quick: under 2 min)")
+    p.add_argument("--workers", help="worker processes (default 2)")
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--address", help="Ray cluster address")
     p.add_argument("--sizes", help="examples per class, comma-separated (default 5,20,100; 10,50 with --backbones; "

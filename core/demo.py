@@ -15,7 +15,9 @@ each with their validation loss still falling fast (seed 0: test accuracy 0.528,
 the same run stops after 48 epochs (96 steps), converged, at 0.610. Fine-tuning at 96 px to convergence is
 what costs: measured per run (seed 0, one worker, 2 shared CPU cores) lp_ft took 174, 293 and 406 s at 5, 20
 and 100 per class, scratch 17-21 s and frozen features 11-12 s; about 52 minutes for the whole demo, estimated
-from those runs (the whole demo is not timed yet).
+from those runs. With lp_ft's head phase on cached features, validation thinned before each phase's step floor and
+two workers, the whole demo took 10 min 48 s on 2 CPU cores (its runs add up to 20 minutes; lp_ft 51-175 s), with
+the same findings; ``benchmarks/demo_wall.py`` measures the ratio against the runner of before in one run.
 
 ``backbones`` (``transferlab demo --backbones``): "which backbone?" on a near domain (Animal-MNIST) and a
 distant one (ELPV solar-cell electroluminescence), at two sizes: the offline ImageNet ladder
@@ -94,8 +96,11 @@ STRATEGIES = Demo(
          {"input_size": 32, "fine_tune_epochs": CHEAP_CAP, "fine_tune_learning_rate": 1e-3, "pretrain_epochs": 5,
           **BUDGET}),
     ),
-    minutes=52,  # estimated from measured runs (see the module docstring), not a timed whole demo
+    minutes=11,  # timed as a whole with head phases on cached features and two workers (module docstring)
     question="Freeze, fine-tune or train from scratch?",
+    # two workers: with the head phases on cached features the runs are short and small-batch, and one worker left
+    # a core idle (a slice of the demo, sizes 5 and 20, seed 0: 179 s with one worker, 139 s with two)
+    workers=2,
 )
 
 # Every pretrained source of the backbone demo, as (backbone, weights).
@@ -160,9 +165,10 @@ QUICK = Demo(
          {"input_size": QUICK_INPUT_SIZE, "epochs": CHEAP_CAP, "learning_rate": 1e-3, **BUDGET}),
         ({"backbones": ["efficientnet_lite0"], "weights": ["imagenet"], "strategies": ["lp_ft"]}, _QUICK_LP_FT),
     ),
-    minutes=2,  # a placeholder until the whole quick demo is timed on 2 CPU cores
+    minutes=2,  # an upper bound: timed as a whole on 2 CPU cores in under one (see the module docstring)
     question="Freeze, fine-tune or train from scratch, at a glance?",
     flag="--quick",
+    workers=2,  # lp_ft is most of it: the other two runs go beside it
 )
 
 # Quick first: the order in which the Home page offers them.
@@ -176,20 +182,21 @@ GRIDS = list(STRATEGIES.grids)
 
 
 def demo_jobs(registry: Registry, sizes: list[int] | None = None, seeds: list[int] | None = None,
-              which: str = "strategies") -> list[JobSpec]:
+              which: str = "strategies", options: dict | None = None) -> list[JobSpec]:
     """Every job of the demo sweep ``which`` (pretrain jobs included), in a stable order.
 
     ``sizes`` and ``seeds`` replace the demo's own; a grid with a ``seed_count`` (the costly fine-tuning
-    ones) runs only the first that many of them."""
+    ones) runs only the first that many of them. ``options`` adds job options to every grid (e.g.
+    ``mixed_precision``, ``xla``: ``benchmarks/gpu_demo.py``)."""
     if which not in DEMOS:
         raise UserError(f"Unknown demo {which!r}. Valid demos: {sorted(DEMOS)}")
     demo = DEMOS[which]
     jobs: dict[str, JobSpec] = {}
-    for grid, options in demo.grids:
+    for grid, grid_options in demo.grids:
         axes = {axis: values for axis, values in grid.items() if axis != "seed_count"}
         chosen = list(seeds or demo.seeds)[: grid.get("seed_count")]
         full = dict(axes, tasks=list(demo.tasks), examples_per_class=sizes or list(demo.sizes), seeds=chosen)
-        for job in expand_grid(registry, full, options):
+        for job in expand_grid(registry, full, {**grid_options, **(options or {})}):
             jobs.setdefault(job.job_id, job)
     pretrains = [j for j in jobs.values() if j.kind == "pretrain"]
     return pretrains + [j for j in jobs.values() if j.kind != "pretrain"]
