@@ -35,3 +35,17 @@ def report(name: str, value: float, baseline: float, unit: str, target: str = ""
     ratio = value / baseline if baseline else float("nan")
     print(f"{name}: {value:.3f} {unit} vs baseline {baseline:.3f} {unit} -> ratio {ratio:.2f}"
           + (f"  (target {target})" if target else ""))
+
+
+def run_scores(store, jobs) -> dict[str, tuple[float | None, float]]:
+    """Each training job's (test score or None when it did not succeed, wall seconds), keyed by backbone,
+    strategy, size and seed."""
+    import json
+
+    frame = store.runs_frame(run_id=[j.job_id for j in jobs if j.kind == "train"])
+    scores = {}
+    for _, row in frame.iterrows():
+        spec = json.loads(row["spec_json"])
+        key = f"{spec['backbone']} {spec['strategy']} {spec.get('examples_per_class')}/class seed {spec['seed']}"
+        scores[key] = (float(row["score"]) if row["status"] == "succeeded" else None, float(row["wall_seconds"] or 0))
+    return scores

@@ -10,11 +10,10 @@ configuration's test accuracy both ways: the findings must not move.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
-from _util import isolated_home, machine, report
+from _util import isolated_home, machine, report, run_scores
 
 
 def _demo(reuse: bool, sizes: list[int] | None, seeds: list[int] | None, workers: int | None) -> tuple[float, dict]:
@@ -31,12 +30,7 @@ def _demo(reuse: bool, sizes: list[int] | None, seeds: list[int] | None, workers
     t0 = time.perf_counter()
     counts = run_jobs(jobs, store, workers=STRATEGIES.workers if workers is None else workers, registry=registry)
     wall = time.perf_counter() - t0
-    frame = store.runs_frame(run_id=[j.job_id for j in jobs if j.kind == "train"])
-    scores = {}
-    for _, row in frame.iterrows():
-        spec = json.loads(row["spec_json"])
-        key = f"{spec['backbone']} {spec['strategy']} {spec.get('examples_per_class')}/class seed {spec['seed']}"
-        scores[key] = (float(row["score"]) if row["status"] == "succeeded" else None, float(row["wall_seconds"] or 0))
+    scores = run_scores(store, jobs)
     print(f"  reuse {'on ' if reuse else 'off'}: {wall:.0f} s for {len(jobs)} jobs {counts}")
     return wall, scores
 

@@ -9,11 +9,10 @@ accuracy, so a speed-up that costs accuracy shows. Without a GPU it stops with a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
-from _util import isolated_home, machine
+from _util import isolated_home, machine, run_scores
 
 VARIANTS = {"plain": {}, "mixed_precision": {"mixed_precision": True}, "xla": {"xla": True},
             "mixed_precision+xla": {"mixed_precision": True, "xla": True}}
@@ -42,12 +41,7 @@ def _variant(name: str, demo: str, workers: int) -> tuple[float, dict[str, float
     t0 = time.perf_counter()
     run_jobs(jobs, store, workers=workers, registry=registry)
     wall = time.perf_counter() - t0
-    frame = store.runs_frame(run_id=[j.job_id for j in jobs if j.kind == "train"])
-    scores = {}
-    for _, row in frame.iterrows():
-        spec = json.loads(row["spec_json"])
-        key = f"{spec['backbone']} {spec['strategy']} {spec.get('examples_per_class')}/class s{spec['seed']}"
-        scores[key] = float(row["score"]) if row["status"] == "succeeded" else None
+    scores = {key: score for key, (score, _) in run_scores(store, jobs).items()}
     return wall, scores
 
 
