@@ -1,8 +1,8 @@
 """One job through ``transferlab run`` against the same job as a plain Keras script, as whole processes.
 
 For each mode, N pairs of whole processes, timed from spawn to exit and alternated (the first of each
-pair swaps, so the machine's drift hits both alike): (a) ``transferlab run ...`` (the CLI, its default
-worker process included) and (b) ``python benchmarks/plain_keras_job.py MODE ...``. Each process gets a
+pair swaps, so the machine's drift hits both alike): (a) ``transferlab run ...`` (the CLI; one job runs in
+the command's own process by default) and (b) ``python benchmarks/plain_keras_job.py MODE ...``. Each process gets a
 fresh, empty ``TRANSFERLAB_HOME``: no cached features and no converted Lite0 weights on either side (both
 convert the packaged checkpoint once, about a second). Target: median transferlab / median plain <= 1.10,
 same test accuracy.
@@ -15,7 +15,7 @@ defaults; checked against each phase's ``epochs_run``), the seed (``keras.utils.
 validation pass each epoch and one pass over the test split.
 
 Not the same, and part of what the ratio measures: transferlab also loads its plugins and checks the job
-before queueing it, spawns a worker process, computes the LogME transferability of the starting
+before queueing it, writes the run to its store, computes the LogME transferability of the starting
 backbone's features over the training subset (for ``lp_ft`` and ``scratch`` an extra forward pass), writes
 the feature cache, snapshots and checks which weights each phase changed (the freeze check), backs up each
 epoch and checkpoints each phase, computes balanced accuracy, macro F1, the confusion matrix and the test

@@ -235,8 +235,9 @@ def test_killed_four_times_and_restarted_at_once_the_sweep_finishes_everything(r
 
 @pytest.mark.slow
 def test_kill_during_a_shared_head_phase_and_the_head_is_still_shared(registry, tl_home, tmp_path, monkeypatch):
-    """kill -9 the whole sweep while its first run trains a head phase on cached features that a second strategy
-    shares: the resumed run finishes it from its backup, files it once, and the second run loads it."""
+    """kill -9 the whole sweep while its first run trains a head phase on cached features that two more strategies
+    share: the killed run finishes from its backup but files nothing (its head depends on when the kill came); one
+    of the others trains the head whole and files it, and every run that loads it gets its whole learning curve."""
     import json
 
     from transferlab.runner import shared_head
@@ -244,41 +245,45 @@ def test_kill_during_a_shared_head_phase_and_the_head_is_still_shared(registry, 
     monkeypatch.setenv("TRANSFERLAB_HEARTBEAT_TIMEOUT", "3600")
     shared = dict(task="digits", backbone="small_cnn", examples_per_class=20, input_size=16, batch_size=8, epochs=300,
                   fine_tune_epochs=2)
-    both = [make_job(registry, strategy=s, **shared) for s in ("lp_ft", "discriminative_lr")]
+    jobs = [make_job(registry, strategy=s, **shared) for s in ("lp_ft", "discriminative_lr", "fine_tune_top_k")]
     jobs_file = tmp_path / "jobs.json"
-    write_jobs_file(both, jobs_file)
+    write_jobs_file(jobs, jobs_file)
     env = dict(os.environ, TRANSFERLAB_HOME=str(tl_home), TRANSFERLAB_QUIET="1", TRANSFERLAB_HEARTBEAT_TIMEOUT="3600",
                TRANSFERLAB_REUSE="on")
     store = Store()
     sweep = _sweep(jobs_file, env)
+    killed = None
     try:
         deadline = time.time() + 240
-        while time.time() < deadline:  # until the run that goes first reports a few epochs of its head phase
-            rows = {j.job_id: store.get(j.job_id) for j in both}
-            progress = {k: json.loads(r.get("progress_json") or "{}") for k, r in rows.items() if r}
-            training = [k for k, p in progress.items() if p.get("phase") == "head" and p.get("epoch", 0) >= 5]
-            if training:
-                first, second = sorted(both, key=lambda j: j.job_id != training[0])
-                break
+        while time.time() < deadline and killed is None:  # until a run reports a few epochs of its head phase
+            for job in jobs:
+                row = store.get(job.job_id)
+                progress = json.loads((row or {}).get("progress_json") or "{}")
+                if progress.get("phase") == "head" and progress.get("epoch", 0) >= 5:
+                    killed = job.job_id
             time.sleep(0.1)
-        else:
-            raise AssertionError("the head phase never showed progress")
+        assert killed, "the head phase never showed progress"
         _kill_whole(sweep)
     finally:
         if sweep.poll() is None:
             os.killpg(sweep.pid, signal.SIGKILL)
     assert _integrity(store) == "ok"
-    assert store.get(first.job_id)["status"] != "succeeded"
+    assert store.get(killed)["status"] != "succeeded"
     from transferlab.paths import cache_dir
 
     assert not list(cache_dir("heads").glob("*.json"))  # nothing half-filed: the head phase had not finished
     resume = _sweep(jobs_file, env)
     assert resume.wait(timeout=600) == 0
-    final = {j.job_id: store.get(j.job_id) for j in (first, second)}
+    final = {j.job_id: store.get(j.job_id) for j in jobs}
     assert {r["status"] for r in final.values()} == {"succeeded"}
-    head_first, head_second = (json.loads(final[j.job_id]["phases_json"])[0] for j in (first, second))
-    assert head_first["on_features"] and not head_first["reused"] and head_first["epochs_run"] == 300
-    assert head_second["reused"] and head_second["reused_from"] == first.job_id
-    assert head_second["head_key"] == head_first["head_key"]
-    assert shared_head.load_head(head_first["head_key"]) is not None
+    heads = {k: json.loads(r["phases_json"])[0] for k, r in final.items()}
+    assert len({h["head_key"] for h in heads.values()}) == 1 and all(h["on_features"] for h in heads.values())
+    cached = shared_head.load_head(heads[killed]["head_key"])
+    assert cached is not None and cached.trained_by != killed  # filed whole by a run that was not interrupted
+    assert not heads[cached.trained_by]["reused"]
+    reusers = [k for k, h in heads.items() if h["reused"]]
+    assert reusers and all(heads[k]["reused_from"] == cached.trained_by for k in reusers)
+    epochs = store.epochs_frame([cached.trained_by, *reusers])
+    per_run = epochs[epochs["phase"] == "head"].groupby("run_id").size().to_dict()
+    assert per_run == {k: 300 for k in [cached.trained_by, *reusers]}  # each has the whole curve
     assert _integrity(store) == "ok"

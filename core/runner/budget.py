@@ -92,17 +92,24 @@ def phase_watch(patience: int, start_from_epoch: int):
 VALIDATE_BEFORE_FLOOR_EVERY = 5
 
 
+#: the last epochs of a phase that are always validated (the window `transferlab.convergence.still_improving` reads)
+LAST_VALIDATED = 5
+
+
 def validation_epochs(offset: int, epochs: int, floor: int) -> list[int] | int:
     """Keras ``validation_freq`` for a phase of ``epochs`` epochs from epoch index ``offset`` with a step floor of
     ``floor`` epochs: every epoch from the first one the watch judges (index ``offset + floor - 1``) on, and every
-    :data:`VALIDATE_BEFORE_FLOOR_EVERY`-th before it; 1 (every epoch) without a floor. The watch's decisions and
-    the phase's result are the same as validating every epoch: only the learning curve before the floor is
-    sparser."""
+    :data:`VALIDATE_BEFORE_FLOOR_EVERY`-th before it, and the last :data:`LAST_VALIDATED` of the budget; 1 (every
+    epoch) without a floor. The watch's decisions and the phase's weights are the same as validating every
+    epoch; the learning curve before the floor is sparser. The runner thins only where early stopping is on:
+    without it a phase's ``best_epoch`` is its lowest validation loss over every epoch."""
     watched_from = offset + max(floor - 1, 0)
     if watched_from <= offset:
         return 1
+    # the last few epochs of the budget always: `still_improving` judges the phase on them
+    last = offset + epochs - LAST_VALIDATED
     return [e + 1 for e in range(offset, offset + epochs)
-            if e >= watched_from or (e + 1 - offset) % VALIDATE_BEFORE_FLOOR_EVERY == 0]
+            if e >= watched_from or e >= last or (e + 1 - offset) % VALIDATE_BEFORE_FLOOR_EVERY == 0]
 
 
 # ------------------------------------------------------------------------------------------ backup state

@@ -195,6 +195,7 @@ class Runner:
 
         with clock("build"):
             base, weights_sha = self.build_base(backbone, job)
+        self.weights_sha = weights_sha  # what was loaded (a `run:` weights file has no sha in the job): in head keys
         with clock("transferability"):
             transferability = (self._transferability(base, backbone, job, data, train_idx, y_train)
                                if head.kind == "classification" else None)
@@ -310,7 +311,8 @@ class Runner:
         t0 = time.perf_counter()
         model.fit(train_ds, validation_data=val_ds, epochs=offset + epochs, initial_epoch=offset, shuffle=False,
                   class_weight=class_weight, verbose=0, callbacks=callbacks,
-                  validation_freq=validation_epochs(offset, epochs, floor) if floor and reuse_enabled() else 1)
+                  validation_freq=validation_epochs(offset, epochs, floor) if floor and watch is not None and watch.stops
+                  and reuse_enabled() else 1)
         seconds = time.perf_counter() - t0
         clock = getattr(self, "clock", None)
         if clock is not None:
@@ -453,15 +455,18 @@ class Runner:
             val_features_key=job_feature_key(backbone, job, data, splits.val), y_train=y_fit, y_val=y_val,
             head_model=head_model, initial=initial, head=head, job=job, num_classes=num_classes, epochs=epochs,
             floor=floor, learning_rate=lr, phase=phase, class_weight=class_weight, compile_args=compile_args,
-            scale=float(standardizer.scale) if standardizer is not None else None)
+            scale=float(standardizer.scale) if standardizer is not None else None,
+            base_weights_sha256=getattr(self, "weights_sha", None))
         cached = shared_head.load_head(key)
         if cached is not None and shared_head.same_layout(cached.arrays, full_head):
             for variable, value in zip(full_head, cached.arrays):
                 variable.assign(value)
-            check_phase(model, model_before, model_expected, phase.name)
+            if not cached.record.get("no_learning_signal"):  # as when it was trained: no probe to tell them apart
+                check_phase(model, model_before, model_expected, phase.name)
             if self.log_epoch is not None:  # this run's learning curve shows the epochs it reused, at 0 s each
                 for epoch, metrics in cached.epochs:
                     self.log_epoch(int(epoch), phase.name, dict(metrics), 0.0)
+            # reused_from may name this very job: an earlier attempt (or run) of it trained and filed the head
             return dict(cached.record, on_features=True, reused=True, reused_from=cached.trained_by,
                         head_key=key), 0.0, 0
 
@@ -497,7 +502,11 @@ class Runner:
             check_phase(model, model_before, model_expected, phase.name)
         outcome = phase_outcome(watch, offset, epochs, steps)
         record = dict(changed_params=check.changed_params, verified=True, **outcome, **no_signal_fields(check))
-        shared_head.store_head(key, [v.numpy() for v in full_head], record, logged, job.job_id)
+        # Only a phase run whole in this attempt is filed: one resumed from its backup lacks the epochs before the
+        # kill in `logged`, and its later epochs saw the batches of a restarted shuffle, so its head depends on
+        # when the kill came, not only on its key.
+        if len(logged) == outcome["epochs_run"]:
+            shared_head.store_head(key, [v.numpy() for v in full_head], record, logged, job.job_id)
         return (dict(record, on_features=True, reused=False, head_key=key), seconds,
                 len(train_idx) * outcome["epochs_run"])
 

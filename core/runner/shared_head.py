@@ -77,15 +77,19 @@ def _layer_configs(model: Any) -> list[Any]:
 
 def head_key(*, train_features_key: str, val_features_key: str, y_train: Any, y_val: Any, head_model: Any,
              initial: list[Any], head: Any, job: Any, num_classes: int, epochs: int, floor: int, learning_rate: float,
-             phase: Any, class_weight: dict | None, compile_args: dict[str, Any], scale: float | None) -> str:
+             phase: Any, class_weight: dict | None, compile_args: dict[str, Any], scale: float | None,
+             base_weights_sha256: str | None = None) -> str:
     """The content key of one head phase: everything its result depends on.
 
     The features' keys (backbone, weights and their sha256, task, data version, subset, input size,
     preprocessing), the training and validation targets (shuffled-label controls differ), the seed (it orders
     the batches), batch size, class weights, epochs and step floor, early stopping, learning rate, optimizer and
     weight decay, the head's layers and initial weights (their init depends on the seed and on what was built
-    before them), its loss and metrics, the feature scale. Any part that changes gives another key: no reuse.
+    before them), its loss and metrics, the feature scale, the sha256 of the weights file the base loaded (a
+    ``run:`` source names no sha in the job) and the TensorFlow and Keras versions. Any part that changes gives
+    another key: no reuse.
     """
+    from importlib import metadata
     payload = dict(
         version=HEAD_CACHE_VERSION, train=train_features_key, val=val_features_key,
         y_train=_digest(y_train), y_val=_digest(y_val), seed=int(job.seed), batch_size=int(job.batch_size),
@@ -95,8 +99,17 @@ def head_key(*, train_features_key: str, val_features_key: str, y_train: Any, y_
         head=type(head).__module__ + "." + type(head).__qualname__, val_metric=getattr(head, "val_metric", None),
         layers=_layer_configs(head_model), initial=_digest(*initial),
         compile={k: _describe(v) for k, v in sorted(compile_args.items())}, scale=scale,
+        base_weights=base_weights_sha256,
+        frameworks={name: _version(metadata, name) for name in ("tensorflow", "keras")},
     )
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _version(metadata: Any, name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _describe(value: Any) -> Any:
