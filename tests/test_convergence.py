@@ -17,6 +17,12 @@ from transferlab.runner import Runner, check_phase, phase_epochs, snapshot
 FAST = dict(task="digits", backbone="tiny", examples_per_class=5, input_size=16, batch_size=16, fine_tune_layers=3)
 
 
+@pytest.fixture(autouse=True)
+def backup_every_epoch(monkeypatch):
+    """Epochs of milliseconds: back up every one, so an interruption has a backup to resume from."""
+    monkeypatch.setenv("TRANSFERLAB_BACKUP_SECONDS", "0")
+
+
 class Interrupted(Exception):
     """Stands in for a crash after an epoch reached the store (and its backup)."""
 

@@ -249,7 +249,7 @@ def test_kill_during_a_shared_head_phase_and_the_head_is_still_shared(registry, 
     jobs_file = tmp_path / "jobs.json"
     write_jobs_file(jobs, jobs_file)
     env = dict(os.environ, TRANSFERLAB_HOME=str(tl_home), TRANSFERLAB_QUIET="1", TRANSFERLAB_HEARTBEAT_TIMEOUT="3600",
-               TRANSFERLAB_REUSE="on")
+               TRANSFERLAB_REUSE="on", TRANSFERLAB_BACKUP_SECONDS="0")  # resumed from a backup, not begun again
     store = Store()
     sweep = _sweep(jobs_file, env)
     killed = None

@@ -1,5 +1,6 @@
-"""Resume inside a run: an interrupted run continues after its last finished epoch (Keras
-BackupAndRestore), finished phases are not trained again, and the store keeps the whole curve."""
+"""Resume inside a run: an interrupted run continues after its last backed-up epoch (Keras BackupAndRestore, here
+every epoch; by default at most every 10 s), finished phases are not trained again, and the store keeps the whole
+curve."""
 from __future__ import annotations
 
 import os
@@ -12,6 +13,12 @@ import pytest
 from transferlab.jobs import make_job
 from transferlab.runner import Runner, checkpoint_dir, has_checkpoint
 from transferlab.store import Store
+
+
+@pytest.fixture(autouse=True)
+def backup_every_epoch(monkeypatch):
+    """These epochs take milliseconds: back up every one, so a kill at epoch 2 has a backup to resume from."""
+    monkeypatch.setenv("TRANSFERLAB_BACKUP_SECONDS", "0")
 
 
 class Interrupted(Exception):
@@ -40,6 +47,47 @@ def test_interrupted_at_epoch_2_continues_at_epoch_3(registry):
     assert second == [3, 4, 5]
     assert result.phases[0]["epochs"] == 5 and result.phases[0]["verified"]
     assert not checkpoint_dir(job).exists()  # cleaned up once the run is done
+
+
+def test_by_default_a_phase_shorter_than_the_backup_interval_writes_no_backup_and_starts_over(registry,
+                                                                                                monkeypatch):
+    from transferlab.runner import checkpoints
+
+    monkeypatch.delenv("TRANSFERLAB_BACKUP_SECONDS")
+    assert checkpoints.backup_seconds() == checkpoints.BACKUP_SECONDS == 10.0
+    job = make_job(registry, task="digits", backbone="tiny", strategy="scratch", examples_per_class=10,
+                   input_size=16, epochs=5, batch_size=16)
+    with pytest.raises(Interrupted):
+        Runner(registry, log_epoch=_interrupt_at(2, [])).run(job)
+    assert not list(checkpoint_dir(job).rglob("*.weights.h5"))  # two short epochs: nothing written yet
+    seen: list[int] = []
+    Runner(registry, log_epoch=lambda e, p, m, s: seen.append(e)).run(job)
+    assert seen == [1, 2, 3, 4, 5]
+
+
+def test_a_backup_is_written_once_the_interval_has_passed(registry, monkeypatch):
+    from transferlab.runner import checkpoints
+
+    clock = iter(range(0, 1000, 4))  # each reading of the clock 4 s later: every other epoch end passes 6 s
+    monkeypatch.setattr(checkpoints, "_clock", lambda: float(next(clock)))
+    monkeypatch.setenv("TRANSFERLAB_BACKUP_SECONDS", "6")
+    job = make_job(registry, task="digits", backbone="tiny", strategy="scratch", examples_per_class=10,
+                   input_size=16, epochs=5, batch_size=16)
+    with pytest.raises(Interrupted):
+        Runner(registry, log_epoch=_interrupt_at(3, [])).run(job)
+    seen: list[int] = []
+    Runner(registry, log_epoch=lambda e, p, m, s: seen.append(e)).run(job)
+    assert seen == [3, 4, 5]  # began 0; epoch 1 ends at 4 (no), epoch 2 at 8 (backup, clock 12), epoch 3 at 16 (no)
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan"])
+def test_a_bad_backup_interval_is_named(value, monkeypatch):
+    from transferlab.errors import UserError
+    from transferlab.runner import checkpoints
+
+    monkeypatch.setenv("TRANSFERLAB_BACKUP_SECONDS", value)
+    with pytest.raises(UserError, match=f"TRANSFERLAB_BACKUP_SECONDS={value!r}"):
+        checkpoints.backup_seconds()
 
 
 def test_a_finished_phase_is_not_trained_again(registry):
@@ -140,7 +188,8 @@ def test_kill_9_at_epoch_2_resumes_at_epoch_3_with_the_whole_curve(registry, tl_
     write_jobs_file([job], jobs_file)
     script = tmp_path / "crash.py"
     script.write_text(CRASH_AT_EPOCH_2)
-    env = dict(os.environ, TRANSFERLAB_HOME=str(tl_home), TRANSFERLAB_QUIET="1", TRANSFERLAB_HEARTBEAT_TIMEOUT="1")
+    env = dict(os.environ, TRANSFERLAB_HOME=str(tl_home), TRANSFERLAB_QUIET="1", TRANSFERLAB_HEARTBEAT_TIMEOUT="1",
+               TRANSFERLAB_BACKUP_SECONDS="0")
     crashed = subprocess.run([sys.executable, str(script), str(jobs_file), str(log)], env=dict(env, CRASH="1"))
     assert crashed.returncode == -9
     assert log.read_text().split() == ["1", "2"]

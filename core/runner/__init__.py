@@ -4,7 +4,7 @@
 - :mod:`~transferlab.runner.freezing`: which units train in a phase, and the freeze check;
 - :mod:`~transferlab.runner.optimizers`: per-unit learning rates (layer-wise decay), exact for Adam;
 - :mod:`~transferlab.runner.budget`: the step budget and early stopping (that restores the best weights);
-- :mod:`~transferlab.runner.checkpoints`: per-phase checkpoints and per-epoch backups, for resume;
+- :mod:`~transferlab.runner.checkpoints`: per-phase checkpoints and epoch backups (every 10 s of training), for resume;
 - :mod:`~transferlab.runner.assembly`: the backbone with its weights, inputs, feature map, augmentation;
 - :mod:`~transferlab.runner.callbacks`: epoch log, live progress, NaN guard.
 """

@@ -45,7 +45,7 @@ def phase_epochs(epochs: int, steps_per_epoch: int, min_steps: int, patience: in
 def phase_watch(patience: int, start_from_epoch: int):
     """The callback that keeps a phase's validation losses and, with ``patience > 0``, stops it early and
     restores its best weights (Keras ``EarlyStopping`` on ``val_loss``, from ``start_from_epoch``, an
-    epoch index as ``fit`` counts them). Its state travels in the per-epoch backup (:func:`state` /
+    epoch index as ``fit`` counts them). Its state travels in the epoch backup (:func:`state` /
     :func:`restore`), so a resumed phase stops where an uninterrupted one would."""
     import keras
 
