@@ -411,7 +411,11 @@ def cmd_runs(args) -> int:
     if not args.all:
         frame = frame[frame["kind"] == "train"] if not frame.empty else frame
     if args.csv:
-        frame.reindex(columns=CSV_COLUMNS).to_csv(sys.stdout, index=False)
+        table = frame.reindex(columns=CSV_COLUMNS)
+        # the phases loaded from another run, space-separated (a column of its own, after the store's)
+        table["reused"] = [" ".join(reused_phases(p)) for p in frame["phases_json"]] if "phases_json" in frame \
+            else ""
+        table.to_csv(sys.stdout, index=False)
         return 0
     if frame.empty and args.json:
         print("[]")

@@ -101,7 +101,10 @@ def cmd_recommend(args: Any) -> int:
     from transferlab.store import Store
 
     url = default_store_url()
-    empty = "No finished training runs in the store yet. Try `transferlab demo`, or a sweep, then ask again."
+    from transferlab.demo import DEMOS
+
+    empty = (f"No finished training runs in the store yet. Try `transferlab demo --quick` (about "
+             f"{DEMOS['quick'].minutes} minutes), `transferlab demo`, or a sweep, then ask again.")
     if url.startswith("sqlite") and ":memory:" not in url:
         from pathlib import Path
 

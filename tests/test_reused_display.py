@@ -3,6 +3,7 @@ the Inspect page, over a store whose runs carry the phase keys the runner writes
 ``reused_from``), beside a run stored before those keys existed."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -119,3 +120,14 @@ def test_inspect_shows_an_older_run_without_the_new_columns(reuse_store):
     table = _phases(at)
     assert table["phase"].tolist() == ["train"] and table["epochs"].tolist() == [4]
     assert not {"on cached features", "reused", "reused from"} & set(table.columns)
+
+
+def test_runs_csv_has_a_reused_column(reuse_store, capsys):
+    from transferlab.cli import main
+
+    assert main(["runs", "--csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out), keep_default_na=False)
+    assert table.columns[-1] == "reused"
+    cells = dict(zip(table["run_id"], table["reused"]))
+    assert cells[reuse_store["reuser"]] == "head"
+    assert cells[reuse_store["source"]] == "" and cells[reuse_store["old"]] == ""

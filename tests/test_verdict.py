@@ -282,7 +282,9 @@ def test_recommend_unknown_task_exits_2_listing_the_tasks(capsys, tl_home):
 
 def test_recommend_on_an_empty_store_says_what_to_do_and_creates_nothing(capsys, tl_home):
     assert main(["recommend"]) == 0
-    assert "No finished training runs" in capsys.readouterr().out and not (tl_home / "runs.sqlite").exists()
+    out = capsys.readouterr().out
+    assert "No finished training runs" in out and "transferlab demo --quick" in out
+    assert not (tl_home / "runs.sqlite").exists()
     from transferlab.store import Store
 
     Store()  # an empty store file
