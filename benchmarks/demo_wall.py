@@ -1,7 +1,9 @@
 """The strategies demo's wall time with reuse off (the runner before) and on, in one run, with both results.
 
 Each side runs the demo's jobs (``transferlab.demo.demo_jobs``) through the executor in a fresh home (cold feature
-and head caches, empty store) with the demo's own worker count, ``TRANSFERLAB_REUSE=off`` first, then on. The
+and head caches, empty store): first the demo as it was before (``TRANSFERLAB_REUSE=off``: head phases end to end,
+validation and backups every epoch; one worker, the demo's count before), then as it is (reuse on, the demo's own
+worker count). ``--workers N`` runs both sides with N workers, to show what the reuse alone does. The
 whole demo is 36 runs plus 3 source pretrainings and takes most of an hour with reuse off on 2 cores, so by
 default this runs a slice of it (``--sizes 5,20 --seeds 0``: every configuration, two sizes, one seed); ``--full``
 runs all of it. It prints both wall times, their ratio (target: <= 0.4 for the whole demo) and each
@@ -16,6 +18,10 @@ import time
 from _util import isolated_home, machine, report, run_scores
 
 
+#: worker processes of the strategies demo before head reuse (it has two since)
+WORKERS_BEFORE = 1
+
+
 def _demo(reuse: bool, sizes: list[int] | None, seeds: list[int] | None, workers: int | None) -> tuple[float, dict]:
     isolated_home("demo-on" if reuse else "demo-off")
     os.environ["TRANSFERLAB_REUSE"] = "on" if reuse else "off"
@@ -28,10 +34,13 @@ def _demo(reuse: bool, sizes: list[int] | None, seeds: list[int] | None, workers
     jobs = demo_jobs(registry, sizes=sizes, seeds=seeds)
     store = Store()
     t0 = time.perf_counter()
-    counts = run_jobs(jobs, store, workers=STRATEGIES.workers if workers is None else workers, registry=registry)
+    if workers is None:
+        workers = STRATEGIES.workers if reuse else WORKERS_BEFORE
+    counts = run_jobs(jobs, store, workers=workers, registry=registry)
     wall = time.perf_counter() - t0
     scores = run_scores(store, jobs)
-    print(f"  reuse {'on ' if reuse else 'off'}: {wall:.0f} s for {len(jobs)} jobs {counts}")
+    print(f"  reuse {'on ' if reuse else 'off'}, {workers} worker{'s' if workers > 1 else ''}: {wall:.0f} s for "
+          f"{len(jobs)} jobs {counts}")
     return wall, scores
 
 
@@ -40,7 +49,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="5,20", help="examples per class (default: a slice of the demo's 5,20,100)")
     parser.add_argument("--seeds", default="0", help="seeds (default: one of the demo's three)")
     parser.add_argument("--full", action="store_true", help="the whole demo: its sizes and seeds")
-    parser.add_argument("--workers", type=int, help="worker processes (default: the demo's)")
+    parser.add_argument("--workers", type=int,
+                        help=f"worker processes of both sides (default: {WORKERS_BEFORE} before, the demo's now)")
     args = parser.parse_args()
     sizes = None if args.full else [int(s) for s in args.sizes.split(",")]
     seeds = None if args.full else [int(s) for s in args.seeds.split(",")]
