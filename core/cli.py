@@ -410,11 +410,11 @@ def cmd_runs(args) -> int:
     frame = store.runs_frame(task=args.task, status=args.status, strategy=args.strategy, backbone=args.backbone)
     if not args.all:
         frame = frame[frame["kind"] == "train"] if not frame.empty else frame
+    reused = [reused_phases(p) for p in frame["phases_json"]] if "phases_json" in frame else [[]] * len(frame)
     if args.csv:
         table = frame.reindex(columns=CSV_COLUMNS)
         # the phases loaded from another run, space-separated (a column of its own, after the store's)
-        table["reused"] = [" ".join(reused_phases(p)) for p in frame["phases_json"]] if "phases_json" in frame \
-            else ""
+        table["reused"] = [" ".join(names) for names in reused]
         table.to_csv(sys.stdout, index=False)
         return 0
     if frame.empty and args.json:
@@ -432,7 +432,6 @@ def cmd_runs(args) -> int:
     view["trainable_params"] = view["trainable_params"].astype("Int64")  # counts, not floats (NaN while queued)
     view["training"] = training_notes(frame)  # ↗ still improving, converged, no learning signal
     view["data_version"] = view["data_version"].fillna("-")  # data without a fingerprint, or runs from before
-    reused = [reused_phases(p) for p in frame["phases_json"]] if "phases_json" in frame else [[]] * len(frame)
     if args.json:
         view["reused"] = reused
         print(json.dumps(json.loads(view.to_json(orient="records")), indent=2))

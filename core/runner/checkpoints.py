@@ -30,11 +30,10 @@ def backup_seconds() -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise UserError(f"TRANSFERLAB_BACKUP_SECONDS={raw!r} is not a number: set it to seconds (0: every epoch) "
-                        "or unset it.") from None
-    if value < 0 or value != value:
-        raise UserError(f"TRANSFERLAB_BACKUP_SECONDS={raw!r} is negative: set it to seconds (0: every epoch) "
-                        "or unset it.")
+        value = float("nan")
+    if not value >= 0:  # NaN fails this too
+        raise UserError("TRANSFERLAB_BACKUP_SECONDS must be a number of seconds, 0 or more (0: every epoch; default "
+                        f"{BACKUP_SECONDS:g}), or unset. Received: TRANSFERLAB_BACKUP_SECONDS={raw!r}")
     return value
 
 

@@ -89,7 +89,8 @@ def head_key(*, train_features_key: str, val_features_key: str, y_train: Any, y_
     ``run:`` source names no sha in the job) and the TensorFlow and Keras versions. Any part that changes gives
     another key: no reuse.
     """
-    from importlib import metadata
+    from transferlab.runner.runner import package_versions
+
     payload = dict(
         version=HEAD_CACHE_VERSION, train=train_features_key, val=val_features_key,
         y_train=_digest(y_train), y_val=_digest(y_val), seed=int(job.seed), batch_size=int(job.batch_size),
@@ -100,16 +101,9 @@ def head_key(*, train_features_key: str, val_features_key: str, y_train: Any, y_
         layers=_layer_configs(head_model), initial=_digest(*initial),
         compile={k: _describe(v) for k, v in sorted(compile_args.items())}, scale=scale,
         base_weights=base_weights_sha256,
-        frameworks={name: _version(metadata, name) for name in ("tensorflow", "keras")},
+        frameworks=package_versions(("tensorflow", "keras")),
     )
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
-
-
-def _version(metadata: Any, name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _describe(value: Any) -> Any:
